@@ -1,0 +1,39 @@
+# The two commands: `make run` starts the service, `make test` runs the test suite.
+# Both set everything up first (virtual environment, pinned dependencies, llama.cpp's
+# converters, the default base model) and skip whatever is already done.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: setup run test model llamacpp clean-venv
+
+setup: $(STAMP) llamacpp model
+
+$(STAMP): pyproject.toml
+	@echo "==> creating the virtual environment in $(VENV)"
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@echo "==> installing torch 2.13.0 (CPU build)"
+	@$(PY) -m pip install --disable-pip-version-check --progress-bar on torch==2.13.0
+	@echo "==> installing pinned dependencies (the first time, llama-cpp-python compiles llama.cpp: about 5 minutes on 2 cores)"
+	@$(PY) -m pip install --disable-pip-version-check --progress-bar on -e '.[test]'
+	@touch $(STAMP)
+
+llamacpp: $(STAMP)
+	@PYTHON=$(PY) scripts/setup_llamacpp.sh
+
+model: $(STAMP)
+	@echo "==> provisioning the default base model"
+	@$(PY) load_base_model.py
+
+run: setup
+	@echo "==> starting the API on http://$(HOST):$(PORT) (Swagger UI at /docs)"
+	@$(PY) -m uvicorn --factory api.main:app --host $(HOST) --port $(PORT)
+
+test: setup
+	@echo "==> running the test suite"
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

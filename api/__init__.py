@@ -1,0 +1,1 @@
+"""Self-hosted platform for customising local LLMs: variants, retrieval, fine-tuning, serving."""

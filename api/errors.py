@@ -1,0 +1,43 @@
+"""Domain errors. Services raise these; `api.main` translates them to HTTP once."""
+
+
+class AppError(Exception):
+    """Base class: `status` is the HTTP status the edge answers with."""
+
+    status = 500
+    title = "Internal Server Error"
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidInput(AppError):
+    status = 422
+    title = "Unprocessable Content"
+
+    def __init__(self, detail: str, errors: list[str] | None = None):
+        super().__init__(detail)
+        self.errors = errors or []
+
+
+class NotFound(AppError):
+    status = 404
+    title = "Not Found"
+
+
+class Conflict(AppError):
+    status = 409
+    title = "Conflict"
+
+
+class Unauthorized(AppError):
+    status = 401
+    title = "Unauthorized"
+
+
+class Unavailable(AppError):
+    """A dependency (model file, backend) is missing or down; retrying later may help."""
+
+    status = 503
+    title = "Service Unavailable"

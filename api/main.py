@@ -1,0 +1,57 @@
+"""App factory: settings, backends, routers and error handlers."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from api import problems
+from api.auth import require_api_key
+from api.config import Settings, get_settings
+from api.models.catalog import BaseCatalog
+from api.models.registry import VariantRegistry
+from api.routes import generate, health, models, openai
+from api.serving.base import ModelServer
+
+
+def build_server(settings: Settings) -> ModelServer:
+    from api.serving.llamacpp import LlamaCppServer
+
+    return LlamaCppServer(settings)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        app.state.catalog = BaseCatalog(settings.models_dir)
+        app.state.registry = VariantRegistry(settings.registry_path)
+        app.state.server = build_server(settings)
+        if not app.state.catalog.list():
+            logging.getLogger(__name__).warning(
+                "no base model in %s: run `python load_base_model.py`", settings.models_dir)
+        yield
+        app.state.server.close()
+
+    app = FastAPI(
+        title="Local LLM platform",
+        description="Create model variants, ground answers in your PDFs, fine-tune and serve "
+                    "local LLMs. Send `Authorization: Bearer <LLM_API_KEY>` when a key is set.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    problems.install(app)
+    guarded = [Depends(require_api_key)]
+    app.include_router(health.router)
+    for router in (models.router, generate.router, openai.router):
+        app.include_router(router, dependencies=guarded)
+    return app
+
+
+def app() -> FastAPI:
+    """Entry point for `uvicorn --factory api.main:app`."""
+    return create_app()

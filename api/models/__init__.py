@@ -1,0 +1,1 @@
+"""Models the platform serves: provisioned base models and the variants users create."""

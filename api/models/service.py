@@ -1,0 +1,107 @@
+"""Create, list, delete and resolve models (bases and variants)."""
+
+from pathlib import Path
+
+from api.errors import Conflict, InvalidInput, NotFound
+from api.models.catalog import BaseCatalog, BaseModelInfo
+from api.models.names import check_name
+from api.models.registry import Variant, VariantRegistry
+from api.models.schemas import ModelCreate, ModelPublic
+from api.serving.base import ModelServer, ServedModel
+
+
+def _base_public(base: BaseModelInfo) -> ModelPublic:
+    return ModelPublic(
+        name=base.name, kind="base", source=base.source, created_at=base.created_at
+    )
+
+
+def _variant_public(v: Variant) -> ModelPublic:
+    return ModelPublic(
+        name=v.name,
+        kind="variant",
+        base_model=v.base_model,
+        system_prompt=v.system_prompt,
+        template=v.template,
+        parameters=v.parameters,
+        created_at=v.created_at,
+    )
+
+
+def list_models(*, catalog: BaseCatalog, registry: VariantRegistry) -> list[ModelPublic]:
+    bases = [_base_public(b) for b in catalog.list()]
+    return bases + [_variant_public(v) for v in registry.list()]
+
+
+def _require_base(catalog: BaseCatalog, name: str) -> BaseModelInfo:
+    base = catalog.get(name)
+    if base is None:
+        known = ", ".join(b.name for b in catalog.list()) or "none (run load_base_model.py)"
+        raise NotFound(f"Base model {name!r} not found. Available base models: {known}.")
+    return base
+
+
+def create_variant(
+    *,
+    catalog: BaseCatalog,
+    registry: VariantRegistry,
+    server: ModelServer,
+    spec: ModelCreate,
+    default_base: str,
+) -> ModelPublic:
+    name = check_name(spec.name)
+    if catalog.get(name) is not None:
+        raise Conflict(f"{name!r} is the name of a base model; choose another name.")
+    base = _require_base(catalog, spec.base_model or default_base)
+    variant = Variant(
+        name=name,
+        base_model=base.name,
+        system_prompt=spec.system_prompt,
+        template=spec.template,
+        parameters=spec.parameters.set_values(),
+    )
+    if registry.get(name) is not None:
+        raise Conflict(f"A model named {name!r} already exists; delete it first or pick another name.")
+    server.register(_served(base, variant))
+    try:
+        return _variant_public(registry.add(variant))
+    except Exception:
+        server.unregister(name)
+        raise
+
+
+def delete_variant(*, catalog: BaseCatalog, registry: VariantRegistry, server: ModelServer, name: str) -> None:
+    if catalog.get(name) is not None:
+        raise Conflict(f"{name!r} is a base model; base models are removed from DATA_DIR/models, not through the API.")
+    if registry.get(name) is None:
+        deletable = ", ".join(v.name for v in registry.list()) or "none"
+        raise NotFound(f"Model {name!r} not found. Models you can delete: {deletable}.")
+    server.unregister(name)
+    registry.remove(name)
+
+
+def _served(base: BaseModelInfo, variant: Variant | None) -> ServedModel:
+    if variant is None:
+        return ServedModel(name=base.name, gguf_path=base.gguf_path)
+    return ServedModel(
+        name=variant.name,
+        gguf_path=Path(variant.gguf_path) if variant.gguf_path else base.gguf_path,
+        adapter_path=Path(variant.adapter_path) if variant.adapter_path else None,
+        system_prompt=variant.system_prompt,
+        template=variant.template,
+        options=variant.parameters,
+    )
+
+
+def resolve_model(*, catalog: BaseCatalog, registry: VariantRegistry, name: str) -> ServedModel:
+    """The served form of a base or variant called `name`; NotFound lists what exists."""
+    if not name.strip():
+        raise InvalidInput("No model given: set `model` to one of GET /listModels.")
+    base = catalog.get(name)
+    if base is not None:
+        return _served(base, None)
+    variant = registry.get(name)
+    if variant is None:
+        known = ", ".join(m.name for m in list_models(catalog=catalog, registry=registry)) or "none"
+        raise NotFound(f"Model {name!r} not found. Available models: {known}.")
+    return _served(_require_base(catalog, variant.base_model), variant)

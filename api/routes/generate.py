@@ -1,0 +1,73 @@
+"""POST /generate: one prompt in, one answer out (whole, or streamed as NDJSON)."""
+
+import json
+from collections.abc import Iterator
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import CatalogDep, RegistryDep, ServerDep, SettingsDep
+from api.errors import AppError
+from api.generation import collect, stream_chat
+from api.models.service import resolve_model
+from api.serving.base import Chunk
+from api.serving.options import GenerationOptions
+
+router = APIRouter(tags=["generate"])
+
+
+class GenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(..., min_length=1, max_length=200, description="A base or variant name.")
+    prompt: str = Field(..., description="The user's message.")
+    system: str | None = Field(
+        None, max_length=8000, description="System prompt for this request only."
+    )
+    options: GenerationOptions = Field(default_factory=GenerationOptions)
+    stream: bool = Field(False, description="Stream NDJSON lines as tokens are produced.")
+
+
+class GenerateResponse(BaseModel):
+    model: str
+    response: str
+    done: bool = True
+    done_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+def _ndjson(model: str, chunks: Iterator[Chunk]) -> Iterator[str]:
+    try:
+        for chunk in chunks:
+            line: dict[str, object] = {"model": model, "response": chunk.text, "done": False}
+            if chunk.finish_reason is not None:
+                line.update(done=True, done_reason=chunk.finish_reason,
+                            prompt_tokens=chunk.prompt_tokens,
+                            completion_tokens=chunk.completion_tokens)
+            yield json.dumps(line) + "\n"
+    except AppError as exc:  # the status line is gone: report in-band, as Ollama does
+        yield json.dumps({"model": model, "error": exc.detail, "done": True}) + "\n"
+
+
+@router.post("/generate", response_model=GenerateResponse,
+             responses={200: {"content": {"application/x-ndjson": {}},
+                              "description": "JSON, or NDJSON lines when `stream` is true."}})
+def generate(
+    body: GenerateRequest, settings: SettingsDep, catalog: CatalogDep, registry: RegistryDep,
+    server: ServerDep,
+) -> GenerateResponse | StreamingResponse:
+    """Answer a prompt with a model, applying its system prompt and default options."""
+    model = resolve_model(catalog=catalog, registry=registry, name=body.model)
+    messages = [{"role": "user", "content": body.prompt}]
+    if body.system is not None:
+        messages.insert(0, {"role": "system", "content": body.system})
+    chunks = stream_chat(server=server, model=model, messages=messages, options=body.options,
+                         settings=settings)
+    if body.stream:
+        return StreamingResponse(_ndjson(model.name, chunks), media_type="application/x-ndjson")
+    text, last = collect(chunks)
+    return GenerateResponse(model=model.name, response=text, done_reason=last.finish_reason,
+                            prompt_tokens=last.prompt_tokens,
+                            completion_tokens=last.completion_tokens)

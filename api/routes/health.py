@@ -1,0 +1,18 @@
+"""Liveness and a short status report; open even when an API key is set."""
+
+from fastapi import APIRouter
+
+from api.deps import CatalogDep, ServerDep, SettingsDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+def read_health(settings: SettingsDep, catalog: CatalogDep, server: ServerDep) -> dict[str, object]:
+    """Report the backend and which base models are provisioned."""
+    return {
+        "status": "ok",
+        "backend": settings.backend,
+        "base_models": [b.name for b in catalog.list()],
+        "server": server.health(),
+    }

@@ -1,0 +1,38 @@
+"""Model variants: create, list, delete (seed-compatible paths)."""
+
+from fastapi import APIRouter, Query
+
+from api.deps import CatalogDep, RegistryDep, ServerDep, SettingsDep
+from api.models import service
+from api.models.schemas import Message, ModelCreate, ModelPublic, ModelsPublic
+
+router = APIRouter(tags=["models"])
+
+
+@router.post("/createModel", status_code=201, response_model=ModelPublic)
+def create_model(
+    spec: ModelCreate, settings: SettingsDep, catalog: CatalogDep, registry: RegistryDep,
+    server: ServerDep,
+) -> ModelPublic:
+    """Create a variant: a base model plus a system prompt and default options."""
+    return service.create_variant(
+        catalog=catalog, registry=registry, server=server, spec=spec,
+        default_base=settings.default_base_model,
+    )
+
+
+@router.get("/listModels", response_model=ModelsPublic)
+def list_models(catalog: CatalogDep, registry: RegistryDep) -> ModelsPublic:
+    """List base models and variants."""
+    models = service.list_models(catalog=catalog, registry=registry)
+    return ModelsPublic(data=models, count=len(models))
+
+
+@router.delete("/deleteModel", response_model=Message)
+def delete_model(
+    catalog: CatalogDep, registry: RegistryDep, server: ServerDep,
+    name: str = Query(..., min_length=1, max_length=200, description="The variant to delete."),
+) -> Message:
+    """Delete a variant."""
+    service.delete_variant(catalog=catalog, registry=registry, server=server, name=name)
+    return Message(message=f"Model {name!r} deleted.")

@@ -1,0 +1,134 @@
+"""OpenAI-compatible surface: GET /v1/models and POST /v1/chat/completions."""
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import CatalogDep, RegistryDep, ServerDep, SettingsDep
+from api.errors import AppError, InvalidInput
+from api.generation import collect, stream_chat
+from api.models.service import list_models, resolve_model
+from api.serving.base import Chunk
+from api.serving.options import GenerationOptions
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]
+
+    def as_plain(self) -> dict[str, str]:
+        text = self.content if isinstance(self.content, str) else "".join(
+            p.text for p in self.content)
+        return {"role": "system" if self.role == "developer" else self.role, "content": text}
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    # Unknown OpenAI fields (user, logit_bias, ...) are accepted and ignored, as Ollama does.
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(..., min_length=1, max_length=200)
+    messages: list[ChatMessage] = Field(..., min_length=1, max_length=512)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    stop: str | list[str] | None = None
+    seed: int | None = Field(None, ge=-1, le=2**31 - 1)
+    n: int = Field(1, ge=1, le=1, description="Only one choice is supported.")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    def options(self) -> GenerationOptions:
+        stop = [self.stop] if isinstance(self.stop, str) else self.stop
+        try:
+            return GenerationOptions(
+                temperature=self.temperature, top_p=self.top_p, seed=self.seed, stop=stop,
+                max_tokens=self.max_completion_tokens or self.max_tokens)
+        except ValueError as exc:
+            raise InvalidInput(f"Invalid sampling options: {exc}") from exc
+
+
+def _timestamp(iso: str) -> int:
+    try:
+        return int(datetime.fromisoformat(iso).timestamp())
+    except ValueError:
+        return 0
+
+
+@router.get("/models")
+def read_models(catalog: CatalogDep, registry: RegistryDep) -> dict[str, object]:
+    """List models in OpenAI's format."""
+    data = [{"id": m.name, "object": "model", "created": _timestamp(m.created_at),
+             "owned_by": "system" if m.kind == "base" else "user"}
+            for m in list_models(catalog=catalog, registry=registry)]
+    return {"object": "list", "data": data}
+
+
+def _usage(last: Chunk) -> dict[str, int]:
+    prompt, completion = last.prompt_tokens or 0, last.completion_tokens or 0
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}
+
+
+def _sse(model: str, chunks: Iterator[Chunk], include_usage: bool) -> Iterator[str]:
+    base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": model}
+
+    def frame(delta: dict[str, str], finish: str | None, **extra: object) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return f"data: {json.dumps({**base, 'choices': [choice], **extra})}\n\n"
+
+    yield frame({"role": "assistant", "content": ""}, None)
+    try:
+        for chunk in chunks:
+            if chunk.text:
+                yield frame({"content": chunk.text}, None)
+            if chunk.finish_reason is not None:
+                yield frame({}, chunk.finish_reason)
+                if include_usage:
+                    usage = {**base, "choices": [], "usage": _usage(chunk)}
+                    yield f"data: {json.dumps(usage)}\n\n"
+    except AppError as exc:
+        yield f"data: {json.dumps({'error': {'message': exc.detail, 'type': 'api_error'}})}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+@router.post("/chat/completions")
+def create_chat_completion(
+    body: ChatCompletionRequest, settings: SettingsDep, catalog: CatalogDep,
+    registry: RegistryDep, server: ServerDep,
+) -> object:
+    """Chat completion in OpenAI's format, streamed as server-sent events when asked."""
+    model = resolve_model(catalog=catalog, registry=registry, name=body.model)
+    chunks = stream_chat(server=server, model=model, messages=[m.as_plain() for m in body.messages],
+                         options=body.options(), settings=settings)
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(_sse(model.name, chunks, include_usage),
+                                 media_type="text/event-stream")
+    text, last = collect(chunks)
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
+        "created": int(time.time()), "model": model.name,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                     "finish_reason": last.finish_reason}],
+        "usage": _usage(last),
+    }

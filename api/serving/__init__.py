@@ -1,0 +1,1 @@
+"""Model servers: the ModelServer protocol and its backends."""

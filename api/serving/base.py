@@ -1,0 +1,52 @@
+"""The ModelServer protocol: what every serving backend (llama.cpp, Ollama) provides."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """Everything a backend needs to answer as one model (a base or a variant)."""
+
+    name: str
+    gguf_path: Path
+    adapter_path: Path | None = None
+    system_prompt: str | None = None
+    template: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a reply. The last chunk has `finish_reason` and the token counts."""
+
+    text: str
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class ModelServer(Protocol):
+    def chat(
+        self, model: ServedModel, messages: list[dict[str, str]], options: dict[str, Any]
+    ) -> Iterator[Chunk]:
+        """Stream a reply to `messages`; raises InvalidInput for a prompt that cannot fit."""
+        ...
+
+    def register(self, model: ServedModel) -> None:
+        """Make `model` servable (check its files, create it in the backend)."""
+        ...
+
+    def unregister(self, name: str) -> None:
+        """Forget a model; unknown names are ignored."""
+        ...
+
+    def health(self) -> dict[str, Any]:
+        """A small status report for GET /health."""
+        ...
+
+    def close(self) -> None:
+        """Release loaded models and connections."""
+        ...

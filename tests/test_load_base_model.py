@@ -89,7 +89,7 @@ def test_from_dir_converts_a_checkpoint_that_then_serves(tmp_path, base_models_d
     assert info.gguf_path.read_bytes()[:4] == b"GGUF"
     client = make_client(base_models_dir=models)
     assert [m["name"] for m in client.get("/listModels").json()["data"]] == ["smol-copy"]
-    r = client.post("/generate", json={"model": "smol-copy",
+    r = client.post("/generate", json={"model": "smol-copy", "system": "You are a helpful assistant.",
                                        "prompt": "What is the capital of France?",
                                        "options": {"temperature": 0, "max_tokens": 40}})
     assert r.status_code == 200, r.text

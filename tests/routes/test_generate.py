@@ -152,3 +152,17 @@ def test_corrupt_model_file_is_503_and_the_server_stays_up(make_client, settings
     ok = client.post("/generate", json={"model": "smollm2-135m", "prompt": "hi",
                                         "options": {"max_tokens": 3}})
     assert ok.status_code == 200
+
+
+def test_loaded_models_are_bounded(make_client, settings, tmp_path):
+    import shutil
+
+    models = tmp_path / "models"
+    for name in ("one", "two"):
+        shutil.copytree(settings.models_dir / "smollm2-135m", models / name,
+                        ignore=shutil.ignore_patterns("hf"))
+    client = make_client(base_models_dir=models, max_loaded_models=1)
+    for name in ("one", "two"):
+        r = client.post("/generate", json={"model": name, "prompt": "hi", "options": {"max_tokens": 2}})
+        assert r.status_code == 200
+    assert client.get("/health").json()["server"]["loaded"] == ["two"]

@@ -1,0 +1,47 @@
+"""The variant registry (SQLite) and the name rule."""
+
+import pytest
+
+from api.errors import Conflict, InvalidInput
+from api.models.names import check_name, is_valid_name
+from api.models.registry import Variant, VariantRegistry
+
+
+def test_add_get_list_remove(tmp_path):
+    reg = VariantRegistry(tmp_path / "r.sqlite")
+    added = reg.add(Variant(name="a", base_model="b", system_prompt="s",
+                            parameters={"temperature": 0.5}))
+    assert added.created_at
+    assert reg.get("a") == added
+    assert reg.get("a").parameters == {"temperature": 0.5}
+    assert [v.name for v in reg.list()] == ["a"]
+    assert reg.remove("a") is True
+    assert reg.remove("a") is False
+    assert reg.get("a") is None
+
+
+def test_duplicate_name_is_a_conflict(tmp_path):
+    reg = VariantRegistry(tmp_path / "r.sqlite")
+    reg.add(Variant(name="a", base_model="b"))
+    with pytest.raises(Conflict, match="already exists"):
+        reg.add(Variant(name="a", base_model="c"))
+    assert reg.get("a").base_model == "b"
+
+
+def test_registry_persists_across_instances(tmp_path):
+    VariantRegistry(tmp_path / "r.sqlite").add(Variant(name="a", base_model="b"))
+    assert VariantRegistry(tmp_path / "r.sqlite").get("a") is not None
+
+
+@pytest.mark.parametrize("name", ["a", "hr-bot", "v1.2_x", "0" * 63])
+def test_valid_names(name):
+    assert is_valid_name(name)
+    assert check_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "A", "a/b", "a\\b", "..", "a..b", ".hidden", "-x",
+                                  "x" * 64, "a b", "a\x00", "\u0430pple", "x\n"])
+def test_invalid_names(name):
+    assert not is_valid_name(name)
+    with pytest.raises(InvalidInput, match="Invalid model name"):
+        check_name(name)

@@ -26,8 +26,25 @@ class Settings(BaseSettings):
         None,
         description="When set, every route except /health needs `Authorization: Bearer <key>`.",
     )
-    backend: Literal["llamacpp"] = Field(
-        "llamacpp", description="Serving backend: `llamacpp` (embedded, in-process)."
+    backend: Literal["llamacpp", "ollama"] = Field(
+        "llamacpp",
+        description="Serving backend: `llamacpp` (embedded, in-process) or `ollama` (a server).",
+    )
+    ollama_url: str = Field(
+        "http://127.0.0.1:11434",
+        pattern=r"^https?://[^\s/]+(:\d+)?/?$",
+        description="Base URL of the Ollama server (backend `ollama`), e.g. http://ollama:11434.",
+    )
+    ollama_timeout: float = Field(
+        300.0, gt=0, le=3600,
+        description="Seconds to wait for Ollama's next bytes (loading a big model takes minutes).",
+    )
+    ollama_connect_timeout: float = Field(
+        5.0, gt=0, le=120, description="Seconds to wait for a connection to Ollama."
+    )
+    ollama_retries: int = Field(
+        2, ge=0, le=10,
+        description="Retries, with backoff, when Ollama cannot be reached (idempotent calls only).",
     )
     default_base_model: str = Field(
         "smollm2-135m", description="Base model used when a request names none."

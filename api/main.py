@@ -16,6 +16,10 @@ from api.serving.base import ModelServer
 
 
 def build_server(settings: Settings) -> ModelServer:
+    if settings.backend == "ollama":
+        from api.serving.ollama import OllamaServer
+
+        return OllamaServer(settings)
     from api.serving.llamacpp import LlamaCppServer
 
     return LlamaCppServer(settings)

@@ -1,0 +1,305 @@
+"""Production backend: an Ollama server, through the official `ollama` client.
+
+Names. The platform's model `hr-bot` is the Ollama model `llmp/hr-bot:latest`
+(`ollama_name`); `platform_name` maps back and ignores models outside the `llmp/`
+namespace, so models pulled into the same Ollama by hand never collide with ours.
+
+Import. /api/create takes files by sha256 digest, not by path, so each GGUF or adapter is
+uploaded once as a blob (HEAD first: a base of gigabytes is not sent again for every
+variant). Then, as `register` decides from the model's files:
+- a provisioned base (its GGUF is DATA_DIR/models/<base>/model.gguf) is created from `files`;
+- a variant of a base is created `from` the base (imported first when Ollama lacks it),
+  with `system`, `template`, `parameters` and, for a LoRA, `adapters`;
+- a model with its own GGUF (a merged fine-tune) is created from that GGUF's `files`.
+A chat for a model Ollama does not have (after an Ollama volume was wiped) imports it once
+and retries.
+
+Errors. Every stream is read line by line: Ollama reports some failures as an
+`{"error": ...}` line after a 200 status. Connection failures are retried with backoff
+where that is safe; everything else becomes a domain error naming the URL and what to do.
+"""
+
+import hashlib
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from itertools import chain
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from ollama import Client, ResponseError
+
+from api.config import Settings
+from api.errors import AppError, InvalidInput, Unavailable
+from api.models.catalog import read_base
+from api.serving.base import Chunk, ServedModel
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+NAMESPACE = "llmp"
+TAG = "latest"
+# Our option names -> Ollama's (Modelfile PARAMETER names and /api/chat `options`).
+OPTION_NAMES = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k",
+                "repeat_penalty": "repeat_penalty", "max_tokens": "num_predict",
+                "stop": "stop", "seed": "seed"}
+_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_GO_TEMPLATE_RE = re.compile(r"\{\{-?\s*(\.|range\s+\.|if\s+\.)")
+_PATH_RE = re.compile(r"(?<![\w.])/(?:[\w.@-]+/)+([\w.@-]+)")
+
+
+def ollama_name(name: str) -> str:
+    return f"{NAMESPACE}/{name}:{TAG}"
+
+
+def platform_name(ollama: str) -> str | None:
+    prefix, suffix = f"{NAMESPACE}/", f":{TAG}"
+    if ollama.startswith(prefix) and ollama.endswith(suffix):
+        return ollama[len(prefix):-len(suffix)]
+    return None
+
+
+def ollama_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Our sampling options with Ollama's names; seed -1 (random) is Ollama's default."""
+    out = {OPTION_NAMES[k]: v for k, v in options.items() if k in OPTION_NAMES and v is not None}
+    if out.get("seed") == -1:
+        del out["seed"]
+    return out
+
+
+def _scrub(message: str) -> str:
+    """Ollama's errors can name absolute paths on its host (ollama#13223): keep file names."""
+    return _PATH_RE.sub(r"\1", message).strip()
+
+
+class OllamaServer:
+    def __init__(self, settings: Settings, *, backoff: float = 0.5):
+        self.url = settings.ollama_url.rstrip("/")
+        self.context_length = settings.context_length
+        self.retries = settings.ollama_retries
+        self.backoff = backoff
+        self.timeout = settings.ollama_timeout
+        self._client = Client(host=self.url, timeout=httpx.Timeout(
+            settings.ollama_timeout, connect=settings.ollama_connect_timeout))
+        self._digests: dict[tuple[Path, int, int], str] = {}
+        self._lock = threading.Lock()  # one import at a time: bases are shared by variants
+
+    # -- errors and retries -------------------------------------------------------------
+
+    def _error(self, exc: Exception, what: str) -> AppError:
+        if isinstance(exc, ConnectionError | httpx.ConnectError):
+            return Unavailable(
+                f"Ollama is not reachable at {self.url} ({what}). Start it (`docker compose up "
+                "-d ollama`) or point LLM_OLLAMA_URL at a running Ollama server.")
+        if isinstance(exc, httpx.TimeoutException):
+            return Unavailable(
+                f"Ollama at {self.url} did not answer within {self.timeout:g} s ({what}); it may "
+                "be loading a model or overloaded. Retry later or raise LLM_OLLAMA_TIMEOUT.")
+        if isinstance(exc, httpx.TransportError):
+            return Unavailable(f"Lost the connection to Ollama at {self.url} ({what}): "
+                               f"{type(exc).__name__}. Retry; check Ollama's log if it persists.")
+        if isinstance(exc, ResponseError):
+            detail = _scrub(str(exc.error))
+            if exc.status_code == 503:
+                return Unavailable(f"Ollama at {self.url} is busy (its queue is full) "
+                                   f"({what}); retry later.")
+            if exc.status_code == 400:
+                return InvalidInput(f"Ollama refused {what}: {detail}")
+            if exc.status_code == -1:
+                return Unavailable(f"Ollama reported an error during {what}: {detail}")
+            return Unavailable(f"Ollama answered HTTP {exc.status_code} to {what}: {detail}")
+        if isinstance(exc, ValueError):  # undecodable JSON, or a line without the fields
+            return Unavailable(f"Ollama at {self.url} sent a malformed response line during "
+                               f"{what}; check that LLM_OLLAMA_URL points at Ollama.")
+        return Unavailable(f"Ollama failed {what}: {exc}")
+
+    def _call(self, what: str, fn: Callable[[], T], *, idempotent: bool = True,
+              retries: int | None = None) -> T:
+        """Run `fn`; retry when Ollama could not be reached (the request was never sent) and,
+        for idempotent calls, after other transport failures. Translate what remains."""
+        retries = self.retries if retries is None else retries
+        for attempt in range(retries + 1):
+            try:
+                return fn()
+            except (ConnectionError, httpx.ConnectError) as exc:
+                failure: Exception = exc
+            except httpx.TransportError as exc:
+                if not idempotent:
+                    raise self._error(exc, what) from exc
+                failure = exc
+            except (ResponseError, ValueError) as exc:
+                raise self._error(exc, what) from exc
+            if attempt < retries:
+                log.warning("Ollama at %s: %s failed (%s); retrying", self.url, what, failure)
+                time.sleep(self.backoff * 2**attempt)
+        raise self._error(failure, what) from failure
+
+    # -- import -------------------------------------------------------------------------
+
+    def _digest(self, path: Path) -> str:
+        stat = path.stat()
+        key = (path, stat.st_size, stat.st_mtime_ns)
+        if key not in self._digests:
+            sha = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    sha.update(block)
+            self._digests[key] = f"sha256:{sha.hexdigest()}"
+        return self._digests[key]
+
+    def _upload(self, path: Path, owner: str) -> str:
+        """Make sure Ollama has `path` as a blob; return its digest."""
+        if not path.is_file():
+            raise Unavailable(f"Model file {path.name} for {owner!r} is missing; "
+                              "re-provision the model.")
+        digest = self._digest(path)
+        assert _DIGEST_RE.fullmatch(digest)
+
+        def exists() -> bool:
+            try:
+                self._client._request_raw("HEAD", f"/api/blobs/{digest}")  # no public HEAD call
+                return True
+            except ResponseError as exc:
+                if exc.status_code == 404:
+                    return False
+                raise
+
+        def send() -> None:
+            # The client's create_blob would hash the file a second time; Ollama checks ours.
+            with open(path, "rb") as f:
+                try:
+                    self._client._request_raw("POST", f"/api/blobs/{digest}", content=f)
+                except ResponseError as exc:
+                    if exc.status_code != 400:
+                        raise
+                    self._digests.clear()
+                    raise Unavailable(
+                        f"Ollama rejected {path.name} for {owner!r}: "
+                        f"{_scrub(str(exc.error))}. The file changed after it was hashed; "
+                        "retry when nothing is writing it.") from exc
+
+        if not self._call(f"checking blob {path.name}", exists):
+            log.info("uploading %s to Ollama as %s", path, digest)
+            self._call(f"uploading {path.name}", send)
+        return digest
+
+    def _create(self, name: str, **spec: Any) -> None:
+        what = f"creating model {name!r}"
+
+        def create() -> str | None:
+            status = None
+            for progress in self._client.create(ollama_name(name), stream=True, **spec):
+                status = progress.status
+                log.debug("ollama create %s: %s", name, status)
+            return status
+
+        try:
+            status = self._call(what, create)
+        except Unavailable as exc:  # an error line: Ollama rejected what we sent
+            if "reported an error" in exc.detail:
+                raise InvalidInput(exc.detail.replace("reported an error during",
+                                                      "could not finish")) from exc
+            raise
+        if status != "success":
+            raise Unavailable(f"Ollama's answer to {what} ended without success "
+                              f"(last status {status!r}); retry, or check Ollama's log.")
+
+    def _has(self, name: str) -> bool:
+        models = self._call("listing models", self._client.list).models
+        return ollama_name(name) in {m.model for m in models}
+
+    def register(self, model: ServedModel) -> None:
+        if model.template is not None and not _GO_TEMPLATE_RE.search(model.template):
+            raise InvalidInput(
+                "Ollama chat templates are Go templates (`{{ .System }}`, `{{ range .Messages "
+                "}}`); this template looks like Jinja, which only the llamacpp backend uses.")
+        base = read_base(model.gguf_path.parent)
+        base_name = base.name if base and base.gguf_path == model.gguf_path else None
+        with self._lock:
+            spec: dict[str, Any] = {}
+            if base_name is not None and base_name != model.name:
+                if not self._has(base_name):
+                    self._create(base_name, files={
+                        model.gguf_path.name: self._upload(model.gguf_path, base_name)})
+                spec["from_"] = ollama_name(base_name)
+            else:
+                spec["files"] = {model.gguf_path.name: self._upload(model.gguf_path, model.name)}
+            if model.adapter_path is not None:
+                spec["adapters"] = {model.adapter_path.name:
+                                    self._upload(model.adapter_path, model.name)}
+            self._create(model.name, system=model.system_prompt, template=model.template,
+                         parameters=ollama_options(model.options) or None, **spec)
+
+    def unregister(self, name: str) -> None:
+        def delete() -> None:
+            try:
+                self._client.delete(ollama_name(name))
+            except ResponseError as exc:
+                if exc.status_code != 404:  # unknown names are ignored
+                    raise
+
+        self._call(f"deleting model {name!r}", delete)
+
+    # -- chat ---------------------------------------------------------------------------
+
+    def chat(
+        self, model: ServedModel, messages: list[dict[str, str]], options: dict[str, Any]
+    ) -> Iterator[Chunk]:
+        sent = {"num_ctx": self.context_length, **ollama_options(options)}
+        return self._chunks(model, messages, sent)
+
+    def _open(self, model: ServedModel, messages: list[dict[str, str]],
+              options: dict[str, Any]) -> Iterator[Any]:
+        """Start the stream and read its first line (so a missing model shows up here)."""
+        def start() -> Iterator[Any]:
+            parts = self._client.chat(model=ollama_name(model.name), messages=messages,
+                                      options=options, stream=True)
+            first = next(parts, None)
+            return iter(()) if first is None else chain([first], parts)
+
+        what = f"chat with {model.name!r}"
+        try:
+            return self._call(what, start, idempotent=False)
+        except AppError as exc:
+            if not isinstance(exc.__cause__, ResponseError) or exc.__cause__.status_code != 404:
+                raise
+        log.info("Ollama has no %s yet: importing it", ollama_name(model.name))
+        self.register(model)
+        return self._call(what, start, idempotent=False)
+
+    def _chunks(self, model: ServedModel, messages: list[dict[str, str]],
+                options: dict[str, Any]) -> Iterator[Chunk]:
+        what = f"chat with {model.name!r}"
+        parts = self._open(model, messages, options)
+        while True:
+            try:
+                part = next(parts, None)
+            except (ResponseError, ValueError, httpx.TransportError) as exc:
+                raise self._error(exc, what) from exc
+            if part is None:
+                raise Unavailable(f"Ollama's reply for {model.name!r} ended before its final "
+                                  "line; the Ollama server may have stopped. Retry.")
+            text = part.message.content or ""
+            if part.done:
+                yield Chunk(text=text, finish_reason=part.done_reason or "stop",
+                            prompt_tokens=part.prompt_eval_count,
+                            completion_tokens=part.eval_count)
+                return
+            if text:
+                yield Chunk(text=text)
+
+    # -- status -------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        try:
+            models = self._call("listing models", self._client.list, retries=0).models
+        except AppError as exc:
+            return {"ollama_url": self.url, "reachable": False, "detail": exc.detail}
+        names = sorted(n for n in (platform_name(m.model or "") for m in models) if n)
+        return {"ollama_url": self.url, "reachable": True, "models": names}
+
+    def close(self) -> None:
+        self._client.close()

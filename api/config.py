@@ -64,6 +64,41 @@ class Settings(BaseSettings):
     threads: int | None = Field(
         None, ge=1, description="CPU threads for llama.cpp; defaults to the core count."
     )
+    # retrieval (api/rag)
+    chroma_url: str | None = Field(
+        None, description="Chroma server URL (e.g. http://chromadb:8000); unset = embedded "
+                          "Chroma on disk at CHROMA_PATH.")
+    chroma_path: Path | None = Field(
+        None, description="Directory of the embedded Chroma store; defaults to DATA_DIR/chroma.")
+    embedder: Literal["minilm"] = Field(
+        "minilm", description="Embedding model: `minilm` (all-MiniLM-L6-v2, offline).")
+    embed_batch_size: int = Field(64, ge=1, le=1024, description="Chunks embedded per batch.")
+    rag_chunk_size: int = Field(
+        1000, ge=100, le=20_000, description="Characters per chunk (RecursiveCharacterTextSplitter).")
+    rag_chunk_overlap: int = Field(
+        150, ge=0, le=5_000, description="Characters shared by neighbouring chunks.")
+    rag_top_k: int = Field(
+        4, ge=1, le=50, description="Passages retrieved per query (the question and each "
+                                    "alternative query); the deduplicated union is used.")
+    rag_alternative_queries: int = Field(
+        3, ge=0, le=8, description="Alternative queries the model writes (MultiQueryRetriever); "
+                                   "0 searches with the question only.")
+    rag_max_upload_bytes: int = Field(
+        25 * 1024 * 1024, ge=1024, description="Largest PDF upload accepted (bytes); over it: 413.")
+    rag_max_pages: int = Field(1000, ge=1, description="Most pages read from one PDF.")
+    rag_max_chars: int = Field(
+        2_000_000, ge=1000, description="Most characters of text taken from one PDF.")
+    rag_parse_timeout_s: float = Field(
+        60.0, gt=0, le=3600, description="Wall-clock limit for parsing one PDF (child process).")
+    rag_parse_memory_mb: int = Field(
+        1024, ge=128, description="Address-space limit of the PDF parsing child process (MiB).")
+
+    # fine-tuning jobs (api/finetune, api/jobs)
+    max_dataset_bytes: int = Field(
+        50 * 1024 * 1024, ge=1024, description="Largest training or eval file accepted (bytes).")
+    max_dataset_rows: int = Field(100_000, ge=1, description="Most rows in one training file.")
+    job_poll_seconds: float = Field(
+        0.5, gt=0, le=60, description="How often the job runner and event streams poll.")
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> "Settings":
@@ -75,6 +110,13 @@ class Settings(BaseSettings):
             raise ValueError("LLM_API_KEY must be at least 16 characters long")
         return self
 
+    @model_validator(mode="after")
+    def _check_rag(self) -> "Settings":
+        if self.rag_chunk_overlap >= self.rag_chunk_size:
+            raise ValueError("LLM_RAG_CHUNK_OVERLAP must be smaller than LLM_RAG_CHUNK_SIZE")
+        self.chroma_path = (self.chroma_path or self.data_dir / "chroma").resolve()
+        return self
+
     @property
     def models_dir(self) -> Path:
         assert self.base_models_dir is not None
@@ -83,6 +125,14 @@ class Settings(BaseSettings):
     @property
     def registry_path(self) -> Path:
         return self.data_dir / "registry.sqlite"
+
+    @property
+    def jobs_db(self) -> Path:
+        return self.data_dir / "jobs.sqlite"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_dir / "jobs"
 
 
 @lru_cache

@@ -5,8 +5,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.config import Settings
+from api.jobs.runner import JobRunner
+from api.jobs.store import JobStore
 from api.models.catalog import BaseCatalog
 from api.models.registry import VariantRegistry
+from api.rag.documents import DocumentService
 from api.serving.base import ModelServer
 
 
@@ -30,3 +33,22 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 CatalogDep = Annotated[BaseCatalog, Depends(_catalog)]
 RegistryDep = Annotated[VariantRegistry, Depends(_registry)]
 ServerDep = Annotated[ModelServer, Depends(_server)]
+
+
+def _job_store(request: Request) -> JobStore:
+    return request.app.state.job_store
+
+
+def _runner(request: Request) -> JobRunner:
+    return request.app.state.runner
+
+
+JobStoreDep = Annotated[JobStore, Depends(_job_store)]
+RunnerDep = Annotated[JobRunner, Depends(_runner)]
+
+
+def _documents(request: Request) -> DocumentService:
+    return request.app.state.documents
+
+
+DocumentsDep = Annotated[DocumentService, Depends(_documents)]

@@ -41,3 +41,8 @@ class Unavailable(AppError):
 
     status = 503
     title = "Service Unavailable"
+
+
+class PayloadTooLarge(AppError):
+    status = 413
+    title = "Content Too Large"

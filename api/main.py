@@ -11,7 +11,10 @@ from api.auth import require_api_key
 from api.config import Settings, get_settings
 from api.models.catalog import BaseCatalog
 from api.models.registry import VariantRegistry
-from api.routes import generate, health, models, openai
+from api.jobs.runner import JobRunner
+from api.jobs.store import JobStore
+from api.rag.documents import DocumentService
+from api.routes import documents, generate, health, jobs, models, openai
 from api.serving.base import ModelServer
 
 
@@ -34,10 +37,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.catalog = BaseCatalog(settings.models_dir)
         app.state.registry = VariantRegistry(settings.registry_path)
         app.state.server = build_server(settings)
+        app.state.documents = DocumentService(settings)
+        app.state.job_store = JobStore(settings.jobs_db)
+        app.state.runner = JobRunner(app.state.job_store, settings)
+        app.state.runner.start()
         if not app.state.catalog.list():
             logging.getLogger(__name__).warning(
                 "no base model in %s: run `python load_base_model.py`", settings.models_dir)
         yield
+        app.state.runner.stop()
         app.state.server.close()
 
     app = FastAPI(
@@ -51,7 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     guarded = [Depends(require_api_key)]
     app.include_router(health.router)
-    for router in (models.router, generate.router, openai.router):
+    for router in (models.router, documents.router, generate.router, openai.router,
+                   jobs.router):
         app.include_router(router, dependencies=guarded)
     return app
 

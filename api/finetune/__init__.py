@@ -1,0 +1,1 @@
+"""Fine-tuning: datasets, the training recipe, evaluation."""

@@ -1,0 +1,221 @@
+"""Training data: detect the format, validate every row, normalise to chat messages, split.
+
+Accepted shapes (one per file):
+- CSV with `input`, `output` and optional `system` columns (names configurable);
+- JSON (a list) or JSONL (one object per line) of
+  - question/answer objects (`input`/`output` by default, keys configurable),
+  - Alpaca (`instruction`, optional `input`, `output`, optional `system`),
+  - chat `messages` (OpenAI/ChatML roles system/user/assistant),
+  - ShareGPT `conversations` (`from`: system/human/gpt, `value`).
+Every example becomes a list of messages ending with the assistant's answer. Problems are
+collected for all rows and reported together, with 1-based row numbers.
+"""
+
+import csv
+import io
+import json
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from api.errors import InvalidInput
+
+Messages = list[dict[str, str]]
+MAX_COLUMNS = 64
+MAX_FIELD_CHARS = 1_000_000
+MAX_REPORTED = 50
+_SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
+                   "assistant": "assistant"}
+
+
+@dataclass(frozen=True)
+class Keys:
+    question: str = "input"
+    answer: str = "output"
+    system: str = "system"
+
+
+def _decode(raw: bytes, label: str) -> str:
+    if not raw.strip():
+        raise InvalidInput(f"{label} is empty: upload a file with at least one example.")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{label} is not UTF-8 text (invalid byte at position {exc.start}): "
+                           "save it as UTF-8 and upload it again.") from exc
+
+
+def _records(text: str, filename: str, label: str) -> tuple[str, list[Any]]:
+    """Parse the file into raw records; returns (container format, records)."""
+    stripped = text.lstrip()
+    if filename.lower().endswith(".csv") or not stripped.startswith(("[", "{")):
+        csv.field_size_limit(MAX_FIELD_CHARS)
+        reader = csv.reader(io.StringIO(text))
+        try:
+            header = next(reader)
+            if len(header) > MAX_COLUMNS:
+                raise InvalidInput(f"{label} has {len(header)} columns; at most {MAX_COLUMNS} "
+                                   "are accepted.")
+            rows = [dict(zip(header, row, strict=False)) | {"__width__": len(row)} for row in reader]
+        except csv.Error as exc:
+            raise InvalidInput(f"{label} is not valid CSV ({exc}); fields may be at most "
+                               f"{MAX_FIELD_CHARS} characters.") from exc
+        return "csv", [{"__header__": header}, *rows]
+    if stripped.startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"{label} is not valid JSON: {exc}.") from exc
+        return "json", data
+    records, problems = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            problems.append(f"line {number}: not valid JSON ({exc.msg})")
+    if problems:
+        raise InvalidInput(f"{label} has lines that are not JSON objects.", problems[:MAX_REPORTED])
+    return "jsonl", records
+
+
+def detect_format(record: Any, keys: Keys) -> str:
+    if not isinstance(record, dict):
+        return "unknown"
+    if "messages" in record:
+        return "chat"
+    if "conversations" in record:
+        return "sharegpt"
+    if "instruction" in record and "output" in record:
+        return "alpaca"
+    if keys.question in record or keys.answer in record:
+        return "qa"
+    return "unknown"
+
+
+def _text(record: dict[str, Any], key: str, row: int, problems: list[str],
+          required: bool = True) -> str:
+    value = record.get(key)
+    if value is None:
+        if required:
+            problems.append(f"row {row}: missing {key!r}")
+        return ""
+    if not isinstance(value, str):
+        problems.append(f"row {row}: {key!r} must be text, not {type(value).__name__}")
+        return ""
+    if required and not value.strip():
+        problems.append(f"row {row}: {key!r} is empty")
+    return value
+
+
+def _turns(turns: Any, row: int, problems: list[str], role_key: str, text_key: str,
+           roles: dict[str, str]) -> Messages:
+    if not isinstance(turns, list) or not turns:
+        problems.append(f"row {row}: expected a non-empty list of turns")
+        return []
+    messages: Messages = []
+    for i, turn in enumerate(turns, start=1):
+        if not isinstance(turn, dict) or turn.get(role_key) not in roles:
+            problems.append(f"row {row}, turn {i}: {role_key!r} must be one of "
+                            f"{', '.join(sorted(roles))}")
+            continue
+        content = turn.get(text_key)
+        if not isinstance(content, str) or not content.strip():
+            problems.append(f"row {row}, turn {i}: {text_key!r} is missing or empty")
+            continue
+        messages.append({"role": roles[turn[role_key]], "content": content})
+    if messages and messages[-1]["role"] != "assistant":
+        problems.append(f"row {row}: the last turn must be the assistant's answer")
+    if messages and not any(m["role"] == "user" for m in messages):
+        problems.append(f"row {row}: no user turn")
+    return messages
+
+
+def _example(fmt: str, record: Any, row: int, keys: Keys, problems: list[str]) -> Messages:
+    if not isinstance(record, dict):
+        problems.append(f"row {row}: expected an object, got {type(record).__name__}")
+        return []
+    if fmt == "chat":
+        roles = {"system": "system", "user": "user", "assistant": "assistant"}
+        return _turns(record.get("messages"), row, problems, "role", "content", roles)
+    if fmt == "sharegpt":
+        return _turns(record.get("conversations"), row, problems, "from", "value",
+                      _SHAREGPT_ROLES)
+    if fmt == "alpaca":
+        instruction = _text(record, "instruction", row, problems)
+        extra = _text(record, "input", row, problems, required=False)
+        user = f"{instruction}\n\n{extra}" if extra.strip() else instruction
+        system = _text(record, "system", row, problems, required=False)
+        answer = _text(record, "output", row, problems)
+    else:
+        user = _text(record, keys.question, row, problems)
+        answer = _text(record, keys.answer, row, problems)
+        system = _text(record, keys.system, row, problems, required=False)
+    head = [{"role": "system", "content": system}] if system.strip() else []
+    return [*head, {"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+
+
+def load_examples(raw: bytes, *, filename: str, keys: Keys = Keys(), label: str = "train_file",
+                  max_rows: int = 100_000) -> tuple[str, list[Messages]]:
+    """Parse and validate a whole file; returns (format name, examples) or raises InvalidInput."""
+    text = _decode(raw, label)
+    container, records = _records(text, filename, label)
+    problems: list[str] = []
+    if container == "csv":
+        header = records.pop(0)["__header__"]
+        missing = [k for k in (keys.question, keys.answer) if k not in header]
+        if missing:
+            raise InvalidInput(
+                f"{label} is missing the column(s) {', '.join(map(repr, missing))}; found "
+                f"{', '.join(map(repr, header))}. Name the columns {keys.question!r} and "
+                f"{keys.answer!r} (optional {keys.system!r}), or set question_key/answer_key.")
+        for row, record in enumerate(records, start=1):
+            if record.pop("__width__") != len(header):
+                problems.append(f"row {row}: has a different number of fields than the header")
+    if not isinstance(records, list) or not records:
+        raise InvalidInput(f"{label} has no examples.")
+    if len(records) > max_rows:
+        raise InvalidInput(f"{label} has {len(records)} rows; at most {max_rows} are accepted.")
+    fmt = "qa" if container == "csv" else detect_format(records[0], keys)
+    if fmt == "unknown":
+        raise InvalidInput(
+            f"{label}: unknown format. Use CSV with {keys.question!r}/{keys.answer!r} columns, "
+            "or JSON/JSONL objects with question/answer keys, Alpaca instruction/input/output, "
+            "chat `messages`, or ShareGPT `conversations`.")
+    examples = [_example(fmt, rec, row, keys, problems) for row, rec in enumerate(records, 1)]
+    if problems:
+        more = f" (first {MAX_REPORTED} of {len(problems)} shown)" if len(problems) > MAX_REPORTED else ""
+        raise InvalidInput(f"{label} has {len(problems)} problem(s){more}; fix them and upload "
+                           "again.", problems[:MAX_REPORTED])
+    return f"{container}/{fmt}", examples
+
+
+@dataclass(frozen=True)
+class Split:
+    train: list[Messages]
+    validation: list[Messages]
+    test: list[Messages]
+    seed: int
+
+
+def resolve_seed(seed: int) -> int:
+    """-1 means "pick one": a random seed that is then recorded in the resolved spec."""
+    return random.SystemRandom().randrange(2**31) if seed == -1 else seed
+
+
+def split_examples(examples: list[Messages], *, train_size: float, seed: int) -> Split:
+    """Shuffle with `seed` (-1: a random seed, recorded) and cut train / validation / test.
+
+    What is not train is halved between validation (eval loss) and test (hold-out ROUGE).
+    """
+    seed = resolve_seed(seed)
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    n_train = max(1, min(len(examples) - 2, round(len(examples) * train_size)))
+    n_val = max(1, (len(examples) - n_train) // 2)
+    if len(examples) < 3:
+        raise InvalidInput("At least 3 examples are needed to split train/validation/test; "
+                           "add rows or upload an eval_file.")
+    pick = [examples[i] for i in order]
+    return Split(pick[:n_train], pick[n_train:n_train + n_val], pick[n_train + n_val:], seed)

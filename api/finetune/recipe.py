@@ -1,0 +1,269 @@
+"""The fine-tuning recipe: load -> format -> train -> evaluate -> save. Read top to bottom.
+
+Run by the job runner as `python -m api.finetune.recipe JOB_DIR --db JOBS_DB [--resume]`, in
+its own process, so an out-of-memory kill or a crash fails this job only. This is the only
+module that imports torch, TRL and PEFT.
+
+Inputs in JOB_DIR: spec.json (the resolved FineTuneSpec), run.json (base checkpoint path),
+data/{train,validation,test}.jsonl (chat messages). Outputs: adapter/ (LoRA weights as
+safetensors), checkpoints/ (resumable), metrics.json, or error.txt with the reason it failed.
+"""
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+from peft import LoraConfig, PeftModel
+from rouge_score import rouge_scorer
+from transformers import (AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase,
+                          TrainerCallback)
+from trl import SFTConfig, SFTTrainer
+
+from api.finetune.lengths import CHATML_TEMPLATE
+from api.finetune.spec import FineTuneSpec
+from api.jobs.store import JobStore
+
+
+# ---------------------------------------------------------------- load
+def load_tokenizer(hf_dir: Path) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(hf_dir, trust_remote_code=False)
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = CHATML_TEMPLATE
+    # Padding with EOS would teach nothing wrong under loss masks, but collators that mask
+    # pad ids would then also mask the real EOS; use a distinct token where one exists.
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        if tokenizer.unk_token is not None and tokenizer.unk_token_id != tokenizer.eos_token_id:
+            tokenizer.pad_token = tokenizer.unk_token
+        else:
+            tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(hf_dir: Path, bits: int, cuda: bool) -> torch.nn.Module:
+    kwargs: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": False}
+    if bits == 4:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16)
+    elif bits == 8:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+    kwargs["dtype"] = torch.bfloat16 if cuda else torch.float32
+    if cuda:
+        kwargs["device_map"] = {"": 0}
+    model = AutoModelForCausalLM.from_pretrained(hf_dir, **kwargs)
+    if bits < 16:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    return model
+
+
+# ---------------------------------------------------------------- format
+def read_rows(path: Path) -> list[list[dict[str, str]]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def to_prompt_completion(rows: list[list[dict[str, str]]], system: str | None) -> Dataset:
+    """Everything before the last answer is the prompt: the loss covers the answer only."""
+    records = []
+    for messages in rows:
+        if system and messages[0]["role"] != "system":
+            messages = [{"role": "system", "content": system}, *messages]
+        records.append({"prompt": messages[:-1], "completion": messages[-1:]})
+    return Dataset.from_list(records)
+
+
+# ---------------------------------------------------------------- train
+class ProgressEvents(TrainerCallback):
+    """Step, loss, learning rate, tokens/s and ETA into the job store as they happen."""
+
+    def __init__(self, store: JobStore, job_id: str):
+        self.store, self.job_id = store, job_id
+        self.progress: dict[str, Any] = {}
+        self.started = self.last_time = time.monotonic()
+        self.first_step = 0
+        self.last_tokens: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        self.started = self.last_time = time.monotonic()
+        self.first_step = state.global_step
+        self.last_tokens = 0.0 if state.global_step == 0 else None
+        job = self.store.get(self.job_id)
+        self.progress = dict(job.progress) if job else {}
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+        logs, now = logs or {}, time.monotonic()
+        done = state.global_step - self.first_step
+        rate = done / (now - self.started) if done > 0 else None
+        update = {"step": state.global_step, "total_steps": state.max_steps,
+                  "epoch": round(state.epoch or 0.0, 4),
+                  "eta_seconds": round((state.max_steps - state.global_step) / rate, 1)
+                  if rate else None}
+        for key in ("loss", "eval_loss", "learning_rate", "grad_norm"):
+            if key in logs:
+                update[key] = logs[key]
+        tokens = logs.get("num_tokens")  # TRL counts non-padding tokens
+        if tokens is not None:
+            if self.last_tokens is not None and now > self.last_time:
+                update["tokens_per_second"] = round((tokens - self.last_tokens) /
+                                                    (now - self.last_time), 1)
+            self.last_tokens, self.last_time = tokens, now
+        update = {k: v for k, v in update.items() if v is not None}
+        self.progress.update(update)
+        self.store.set_progress(self.job_id, self.progress)
+        if "loss" in logs or "eval_loss" in logs:  # not the end-of-training summary
+            kind = "eval" if "eval_loss" in logs else "progress"
+            self.store.add_event(self.job_id, kind, _describe(update), **update)
+
+    def on_save(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        self.store.add_event(self.job_id, "checkpoint", f"Checkpoint saved at step "
+                             f"{state.global_step}.", step=state.global_step)
+
+
+def _describe(p: dict[str, Any]) -> str:
+    parts = [f"step {p.get('step')}/{p.get('total_steps')}"]
+    for key in ("loss", "eval_loss", "learning_rate"):
+        if key in p:
+            parts.append(f"{key} {p[key]:.4g}")
+    return ", ".join(parts)
+
+
+def train(spec: FineTuneSpec, job_dir: Path, hf_dir: Path, store: JobStore, resume: bool,
+          ) -> tuple[SFTTrainer, PreTrainedTokenizerBase, dict[str, Any]]:
+    cuda = torch.cuda.is_available()
+    bits = spec.bits or (4 if cuda else 16)
+    if bits < 16 and not cuda:
+        raise RuntimeError(f"bits={bits} (QLoRA/int8) needs a CUDA GPU; this host has none. "
+                           "Use bits=16 for plain LoRA on CPU.")
+    torch.manual_seed(spec.seed)
+    tokenizer = load_tokenizer(hf_dir)
+    model = load_model(hf_dir, bits, cuda)
+    train_rows = read_rows(job_dir / "data" / "train.jsonl")
+    validation = to_prompt_completion(read_rows(job_dir / "data" / "validation.jsonl"),
+                                      spec.system_prompt)
+    config = SFTConfig(
+        output_dir=str(job_dir / "checkpoints"),
+        num_train_epochs=spec.epochs, max_steps=spec.max_steps,
+        per_device_train_batch_size=spec.batch_size, per_device_eval_batch_size=spec.batch_size,
+        gradient_accumulation_steps=spec.gradient_accumulation_steps,
+        gradient_checkpointing=spec.gradient_checkpointing,
+        learning_rate=spec.learning_rate, lr_scheduler_type=spec.lr_scheduler_type,
+        warmup_steps=spec.warmup_ratio,  # below 1: a share of the total steps
+        max_grad_norm=spec.max_grad_norm,
+        weight_decay=spec.weight_decay,
+        optim="paged_adamw_8bit" if bits < 16 else "adamw_torch",
+        bf16=cuda and torch.cuda.is_bf16_supported(), use_cpu=not cuda,
+        logging_steps=spec.logging_steps,
+        eval_strategy="steps" if spec.eval_steps else "epoch",
+        eval_steps=spec.eval_steps or None,
+        save_strategy="steps", save_steps=spec.checkpoint_steps, save_total_limit=2,
+        max_length=spec.max_len, packing=spec.packing, completion_only_loss=True,
+        seed=spec.seed, data_seed=spec.seed, report_to="none", dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+    lora = LoraConfig(r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout,
+                      target_modules=spec.target_modules, task_type="CAUSAL_LM")
+    trainer = SFTTrainer(
+        model=model, args=config, processing_class=tokenizer, peft_config=lora,
+        train_dataset=to_prompt_completion(train_rows, spec.system_prompt),
+        eval_dataset=validation, callbacks=[ProgressEvents(store, job_dir.name)])
+    has_checkpoint = any((job_dir / "checkpoints").glob("checkpoint-*"))
+    trainer.train(resume_from_checkpoint=True if resume and has_checkpoint else None)
+    info = {"bits": bits, "device": "cuda" if cuda else "cpu",
+            "trainable_parameters": sum(p.numel() for p in trainer.model.parameters()
+                                        if p.requires_grad)}
+    return trainer, tokenizer, info
+
+
+# ---------------------------------------------------------------- evaluate
+def rouge_on_test(model: PeftModel, tokenizer: PreTrainedTokenizerBase,
+                  rows: list[list[dict[str, str]]], spec: FineTuneSpec) -> dict[str, Any]:
+    """ROUGE-1/2/L F1 of the tuned model's answers and the base's (adapter disabled)."""
+    rows = rows[:spec.eval_rows]
+    if not rows:
+        return {}
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    model.eval()
+
+    def answer(messages: list[dict[str, str]]) -> str:
+        if spec.system_prompt and messages[0]["role"] != "system":
+            messages = [{"role": "system", "content": spec.system_prompt}, *messages]
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                            return_tensors="pt", return_dict=True)
+        ids = {k: v.to(model.device) for k, v in ids.items()}
+        with torch.no_grad():
+            out = model.generate(**ids, max_new_tokens=spec.eval_max_new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+        return tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    def score(generate_base: bool) -> dict[str, float]:
+        totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
+        for messages in rows:
+            if generate_base:
+                with model.disable_adapter():
+                    text = answer(messages[:-1])
+            else:
+                text = answer(messages[:-1])
+            result = scorer.score(messages[-1]["content"], text)
+            for key in totals:
+                totals[key] += result[key].fmeasure
+        return {k: round(v / len(rows), 4) for k, v in totals.items()}
+
+    return {"test_rows": len(rows), "tuned": score(False), "base": score(True)}
+
+
+# ---------------------------------------------------------------- main
+def run(job_dir: Path, db: Path, resume: bool) -> None:
+    store = JobStore(db)
+    job_id = job_dir.name
+    spec = FineTuneSpec(**json.loads((job_dir / "spec.json").read_text()))
+    hf_dir = Path(json.loads((job_dir / "run.json").read_text())["hf_dir"])
+    trainer, tokenizer, info = train(spec, job_dir, hf_dir, store, resume)
+
+    store.add_event(job_id, "evaluating", "Evaluating on the validation and test rows.")
+    metrics: dict[str, Any] = dict(info)
+    if trainer.eval_dataset is not None and len(trainer.eval_dataset):
+        eval_loss = trainer.evaluate()["eval_loss"]
+        metrics.update(eval_loss=round(eval_loss, 4), perplexity=round(math.exp(eval_loss), 3))
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    metrics["train_loss_first"] = history[0]["loss"] if history else None
+    metrics["train_loss_last"] = history[-1]["loss"] if history else None
+    metrics["steps"] = trainer.state.global_step
+    metrics["rouge"] = rouge_on_test(trainer.model, tokenizer,
+                                     read_rows(job_dir / "data" / "test.jsonl"), spec)
+
+    adapter = job_dir / "adapter"
+    trainer.model.save_pretrained(adapter, safe_serialization=True)
+    tokenizer.save_pretrained(adapter)
+    (job_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    store.set_metrics(job_id, metrics)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run one fine-tuning job.")
+    parser.add_argument("job_dir", type=Path)
+    parser.add_argument("--db", type=Path, required=True)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        run(args.job_dir, args.db, args.resume)
+    except Exception as exc:  # the runner reports this as the job's error
+        (args.job_dir / "error.txt").write_text(f"{type(exc).__name__}: {exc}")
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

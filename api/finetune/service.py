@@ -1,0 +1,116 @@
+"""Submit a fine-tuning job: validate everything first, then write the job directory.
+
+Nothing is created unless the spec, the base model and every row of the data are valid;
+all problems are reported at once. The resolved spec (with the seed actually used) is
+saved as spec.json next to the job's outputs.
+"""
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from api.config import Settings
+from api.errors import Conflict, InvalidInput, NotFound
+from api.finetune.data import (Keys, Messages, Split, load_examples, resolve_seed,
+                               split_examples)
+from api.finetune.lengths import too_long
+from api.finetune.spec import FineTuneSpec
+from api.jobs.runner import JobRunner
+from api.jobs.store import ACTIVE, Job, JobStore
+from api.models.catalog import BaseCatalog
+from api.models.registry import VariantRegistry
+
+
+@dataclass(frozen=True)
+class Upload:
+    filename: str
+    content: bytes
+
+
+def _check_name_free(spec: FineTuneSpec, catalog: BaseCatalog, registry: VariantRegistry,
+                     store: JobStore) -> None:
+    name = spec.model_name
+    if catalog.get(name) is not None or registry.get(name) is not None:
+        raise Conflict(f"A model named {name!r} already exists; choose another model_name or "
+                       "delete the model first.")
+    if any(j.model_name == name for j in store.list(states=ACTIVE, limit=10_000)):
+        raise Conflict(f"Another active job is already producing {name!r}; wait for it or "
+                       "choose another model_name.")
+
+
+def _base_checkpoint(spec: FineTuneSpec, catalog: BaseCatalog) -> Path:
+    base = catalog.get(spec.base_model)
+    if base is None:
+        known = ", ".join(b.name for b in catalog.list()) or "none"
+        raise NotFound(f"Base model {spec.base_model!r} not found. Available base models: "
+                       f"{known}.")
+    if base.hf_path is None or not (base.hf_path / "config.json").is_file():
+        raise InvalidInput(f"Base model {base.name!r} has no Hugging Face checkpoint to train "
+                           "on; provision it with load_base_model.py.")
+    return base.hf_path
+
+
+def _load(upload: Upload, label: str, spec: FineTuneSpec, settings: Settings,
+          hf_dir: Path) -> tuple[str, list[Messages]]:
+    if len(upload.content) > settings.max_dataset_bytes:
+        raise InvalidInput(f"{label} is larger than {settings.max_dataset_bytes} bytes.")
+    fmt, examples = load_examples(upload.content, filename=upload.filename, label=label,
+                                  keys=Keys(spec.question_key, spec.answer_key),
+                                  max_rows=settings.max_dataset_rows)
+    if spec.system_prompt:
+        examples = [m if m[0]["role"] == "system"
+                    else [{"role": "system", "content": spec.system_prompt}, *m]
+                    for m in examples]
+    problems = too_long(examples, hf_dir=hf_dir, max_len=spec.max_len)
+    if problems:
+        raise InvalidInput(f"{label} has {len(problems)} row(s) longer than max_len="
+                           f"{spec.max_len} tokens.", problems[:50])
+    return fmt, examples
+
+
+def _write_jsonl(path: Path, rows: list[Messages]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def submit_fine_tune(*, settings: Settings, catalog: BaseCatalog, registry: VariantRegistry,
+                     store: JobStore, runner: JobRunner, spec: FineTuneSpec, train: Upload,
+                     eval_: Upload | None, idempotency_key: str | None) -> tuple[Job, bool]:
+    """Validate and enqueue; returns (job, created). A repeated Idempotency-Key returns the
+    job it created the first time."""
+    if idempotency_key:
+        existing = store.by_idempotency_key(idempotency_key)
+        if existing is not None:
+            return existing, False
+    _check_name_free(spec, catalog, registry, store)
+    hf_dir = _base_checkpoint(spec, catalog)
+    train_format, train_rows = _load(train, "train_file", spec, settings, hf_dir)
+    if eval_ is None:
+        split = split_examples(train_rows, train_size=spec.train_size, seed=spec.seed)
+    else:
+        _, eval_rows = _load(eval_, "eval_file", spec, settings, hf_dir)
+        # the eval file serves as validation (eval loss) and test (hold-out ROUGE) rows
+        split = Split(train_rows, eval_rows, eval_rows, resolve_seed(spec.seed))
+    resolved = spec.model_copy(update={"seed": split.seed}).model_dump(mode="json")
+    job = store.create(model_name=spec.model_name, base_model=spec.base_model, spec=resolved,
+                       jobs_dir=settings.jobs_dir, idempotency_key=idempotency_key)
+    try:
+        data = job.job_dir / "data"
+        data.mkdir(parents=True)
+        (job.job_dir / "spec.json").write_text(json.dumps(resolved, indent=2))
+        (job.job_dir / "run.json").write_text(json.dumps({"hf_dir": str(hf_dir)}))
+        for name, rows in (("train", split.train), ("validation", split.validation),
+                           ("test", split.test)):
+            _write_jsonl(data / f"{name}.jsonl", rows)
+        summary = {"format": train_format, "train_rows": len(split.train),
+                   "validation_rows": len(split.validation), "test_rows": len(split.test)}
+        store.set_progress(job.id, {"dataset": summary})
+    except OSError as exc:
+        shutil.rmtree(job.job_dir, ignore_errors=True)
+        store.transition(job.id, "failed", allowed_from=("validating_files",),
+                         message=f"Could not write the job's files: {exc}", error=str(exc))
+        raise
+    store.transition(job.id, "queued", allowed_from=("validating_files",),
+                     message="Files validated; the job is queued.", **summary)
+    runner.wake()
+    return store.get(job.id) or job, True

@@ -1,0 +1,75 @@
+"""The fine-tuning job spec: every field typed, bounded and documented, validated before work.
+
+The resolved spec (defaults filled in, the seed actually used) is saved as spec.json next
+to the job's outputs.
+"""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from api.models.names import NAME_PATTERN
+
+
+class FineTuneSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str = Field(..., pattern=NAME_PATTERN,
+                            description="Name of the fine-tuned model this job produces.")
+    base_model: str = Field("smollm2-135m", pattern=NAME_PATTERN,
+                            description="Base model to train on (see GET /listModels).")
+    system_prompt: str | None = Field(
+        None, max_length=8000,
+        description="System prompt added to examples that have none, and used by the result.")
+    question_key: str = Field("input", min_length=1, max_length=64,
+                              description="Column or key holding the question (CSV, JSON).")
+    answer_key: str = Field("output", min_length=1, max_length=64,
+                            description="Column or key holding the answer (CSV, JSON).")
+    train_size: float = Field(0.8, gt=0.0, lt=1.0,
+                              description="Share of rows used for training when no eval_file is "
+                                          "given; the rest is halved into validation and test.")
+    seed: int = Field(42, ge=-1, le=2**31 - 1,
+                      description="Seed for the split and training; -1 picks one at random.")
+    epochs: float = Field(3.0, gt=0.0, le=100.0, description="Passes over the training data.")
+    max_steps: int = Field(-1, ge=-1, le=1_000_000,
+                           description="Optimizer steps to run; overrides epochs when > 0.")
+    learning_rate: float = Field(2e-4, gt=0.0, le=1.0, description="Peak learning rate.")
+    batch_size: int = Field(4, ge=1, le=512, description="Examples per device per step.")
+    gradient_accumulation_steps: int = Field(1, ge=1, le=1024,
+                                             description="Steps to accumulate before an update.")
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass to save memory.")
+    lora_r: int = Field(16, ge=1, le=1024, description="LoRA rank.")
+    lora_alpha: int = Field(32, ge=1, le=4096, description="LoRA scaling (alpha / r).")
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on LoRA inputs.")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Modules that get LoRA adapters, or `all-linear`.")
+    bits: Literal[4, 8, 16] | None = Field(
+        None, description="Base weight precision: 4 = QLoRA NF4, 8 = int8 (both need CUDA), "
+                          "16 = plain LoRA. Default: 4 on CUDA, 16 on CPU.")
+    packing: bool = Field(False, description="Pack several examples into one sequence.")
+    max_len: int = Field(512, ge=16, le=32768,
+                         description="Longest formatted example in tokens; longer rows are "
+                                     "reported, not truncated.")
+    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0, description="Share of steps for warm-up.")
+    lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "linear", description="Learning-rate schedule.")
+    max_grad_norm: float = Field(1.0, gt=0.0, le=100.0, description="Gradient clipping norm.")
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="AdamW weight decay.")
+    eval_steps: int = Field(0, ge=0, le=1_000_000,
+                            description="Evaluate every N steps; 0 evaluates once per epoch.")
+    checkpoint_steps: int = Field(50, ge=1, le=1_000_000,
+                                  description="Save a resumable checkpoint every N steps.")
+    logging_steps: int = Field(1, ge=1, le=10_000, description="Report progress every N steps.")
+    eval_max_new_tokens: int = Field(
+        64, ge=1, le=2048, description="Tokens generated per test row for the ROUGE evaluation.")
+    eval_rows: int = Field(32, ge=0, le=10_000,
+                           description="Most test rows scored with ROUGE (0 skips it).")
+
+    @model_validator(mode="after")
+    def _target_modules_are_names(self) -> "FineTuneSpec":
+        if isinstance(self.target_modules, list) and (
+                not self.target_modules or not all(m.isidentifier() for m in self.target_modules)):
+            raise ValueError("target_modules must be `all-linear` or a non-empty list of module "
+                             "names such as q_proj")
+        return self

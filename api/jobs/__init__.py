@@ -1,0 +1,1 @@
+"""Long work as jobs: SQLite store, one-at-a-time runner, subprocess per job."""

@@ -1,0 +1,54 @@
+"""Job bodies as the API shows them (OpenAI's fine-tuning job shape where it fits)."""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from api.jobs.store import Event, Job
+
+JobState = Literal["validating_files", "queued", "running", "exporting", "succeeded", "failed",
+                   "cancelled"]
+
+
+class JobPublic(BaseModel):
+    id: str
+    object: Literal["fine_tuning.job"] = "fine_tuning.job"
+    status: JobState = Field(..., description="validating_files, queued, running, (exporting,) "
+                                              "then succeeded, failed or cancelled.")
+    model_name: str = Field(..., description="The model this job produces.")
+    base_model: str
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    error: str | None = Field(None, description="Why the job failed, when it did.")
+    progress: dict[str, Any] = Field(
+        default_factory=dict, description="dataset sizes, step, total_steps, epoch, loss, "
+                                          "eval_loss, learning_rate, tokens_per_second, eta_seconds")
+    metrics: dict[str, Any] | None = Field(
+        None, description="At the end: eval_loss, perplexity, ROUGE of tuned vs base.")
+    hyperparameters: dict[str, Any] = Field(..., description="The resolved job spec.")
+
+    @classmethod
+    def of(cls, job: Job) -> "JobPublic":
+        return cls(id=job.id, status=job.state, model_name=job.model_name,  # type: ignore[arg-type]
+                   base_model=job.base_model, created_at=job.created_at,
+                   started_at=job.started_at, finished_at=job.finished_at, error=job.error,
+                   progress=job.progress, metrics=job.metrics, hyperparameters=job.spec)
+
+
+class JobsPublic(BaseModel):
+    data: list[JobPublic]
+    count: int
+
+
+class EventPublic(BaseModel):
+    seq: int
+    created_at: str
+    type: str
+    message: str
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: Event) -> "EventPublic":
+        return cls(seq=event.seq, created_at=event.created_at, type=event.type,
+                   message=event.message, data=event.data)

@@ -1,0 +1,108 @@
+"""Fine-tuning jobs: submit (seed path /fine_tune_model), read, list, follow events, cancel."""
+
+import time
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import CatalogDep, JobStoreDep, RegistryDep, RunnerDep, SettingsDep
+from api.errors import Conflict, NotFound, PayloadTooLarge
+from api.finetune.service import Upload, submit_fine_tune
+from api.finetune.spec import FineTuneSpec
+from api.jobs.schemas import EventPublic, JobPublic, JobsPublic
+from api.jobs.store import Job, JobStore
+
+router = APIRouter(tags=["fine-tuning"])
+
+
+async def _read(upload: UploadFile, label: str, limit: int) -> Upload:
+    """Read at most limit+1 bytes, so an oversized upload is refused without holding it all."""
+    content = await upload.read(limit + 1)
+    if len(content) > limit:
+        raise PayloadTooLarge(f"{label} is larger than the {limit}-byte limit "
+                           "(LLM_MAX_DATASET_BYTES); upload a smaller file.")
+    return Upload(filename=upload.filename or label, content=content)
+
+
+@router.post("/fine_tune_model", status_code=202, response_model=JobPublic)
+async def create_fine_tune_job(
+    spec: Annotated[FineTuneSpec, Form()],
+    train_file: Annotated[UploadFile, File(description="CSV, JSON or JSONL training data.")],
+    settings: SettingsDep, catalog: CatalogDep, registry: RegistryDep, store: JobStoreDep,
+    runner: RunnerDep, response: Response,
+    eval_file: Annotated[UploadFile | None, File(description="Optional validation data.")] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JobPublic:
+    """Validate the data and start a fine-tuning job; answers 202 at once with the job."""
+    train = await _read(train_file, "train_file", settings.max_dataset_bytes)
+    evaluation = await _read(eval_file, "eval_file", settings.max_dataset_bytes) \
+        if eval_file is not None and eval_file.filename else None
+    job, created = await run_in_threadpool(
+        submit_fine_tune, settings=settings, catalog=catalog, registry=registry, store=store,
+        runner=runner, spec=spec, train=train, eval_=evaluation,
+        idempotency_key=idempotency_key)
+    if not created:
+        response.status_code = 200
+    return JobPublic.of(job)
+
+
+def _job(store: JobStore, job_id: str) -> Job:
+    job = store.get(job_id)
+    if job is None:
+        raise NotFound(f"Job {job_id!r} not found; GET /jobs lists jobs.")
+    return job
+
+
+@router.get("/jobs", response_model=JobsPublic)
+def list_jobs(store: JobStoreDep,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JobsPublic:
+    """List jobs, newest first."""
+    jobs = [JobPublic.of(j) for j in store.list(limit=limit)]
+    return JobsPublic(data=jobs, count=len(jobs))
+
+
+@router.get("/jobs/{job_id}", response_model=JobPublic)
+def read_job(job_id: str, store: JobStoreDep) -> JobPublic:
+    """A job's state, progress and, at the end, metrics."""
+    return JobPublic.of(_job(store, job_id))
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobPublic)
+def cancel_job(job_id: str, store: JobStoreDep, runner: RunnerDep) -> JobPublic:
+    """Cancel a queued or running job. Cancelling a cancelled job changes nothing."""
+    job = _job(store, job_id)
+    if job.state in ("succeeded", "failed"):
+        raise Conflict(f"Job {job_id} already {job.state}; only queued or running jobs can be "
+                       "cancelled.")
+    runner.cancel(job_id)
+    return JobPublic.of(_job(store, job_id))
+
+
+@router.get("/jobs/{job_id}/events",
+            responses={200: {"content": {"text/event-stream": {}},
+                             "description": "Server-sent events, ending with the job's end."}})
+def stream_job_events(
+    job_id: str, store: JobStoreDep, settings: SettingsDep,
+    after: Annotated[int, Query(ge=0, description="Only events after this seq.")] = 0,
+    follow: Annotated[bool, Query(description="Keep streaming until the job ends.")] = True,
+) -> StreamingResponse:
+    """Replay the job's events, then follow new ones until a terminal event."""
+    _job(store, job_id)
+
+    def frames() -> Iterator[str]:
+        last = after
+        while True:
+            for event in store.events(job_id, after=last):
+                last = event.seq
+                yield (f"id: {event.seq}\nevent: {event.type}\n"
+                       f"data: {EventPublic.of(event).model_dump_json()}\n\n")
+            job = store.get(job_id)
+            if not follow or job is None or (job.terminal and not store.events(job_id, after=last)):
+                return
+            time.sleep(settings.job_poll_seconds)
+
+    return StreamingResponse(frames(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})

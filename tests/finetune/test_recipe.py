@@ -1,0 +1,68 @@
+"""The recipe on the tiny model, in-process: LoRA weights move, base weights do not."""
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from api.config import Settings
+from api.finetune.service import Upload, submit_fine_tune
+from api.finetune.spec import FineTuneSpec
+from api.jobs.runner import JobRunner
+from api.jobs.store import JobStore
+from api.models.catalog import BaseCatalog
+from api.models.registry import VariantRegistry
+from tests.finetune.conftest import TINY, qa_csv
+
+
+@pytest.fixture
+def prepared_job(tmp_path, tiny_models_dir):
+    settings = Settings(data_dir=tmp_path, base_models_dir=tiny_models_dir)
+    store = JobStore(settings.jobs_db)
+    spec = FineTuneSpec(model_name="tuned", base_model=TINY, max_steps=4, batch_size=4,
+                        learning_rate=1e-2, checkpoint_steps=2, eval_rows=2,
+                        eval_max_new_tokens=4)
+    job, _ = submit_fine_tune(settings=settings, catalog=BaseCatalog(tiny_models_dir),
+                              registry=VariantRegistry(settings.registry_path), store=store,
+                              runner=JobRunner(store, settings), spec=spec,
+                              train=Upload("t.csv", qa_csv(24)), eval_=None, idempotency_key=None)
+    return job, store, tiny_models_dir / TINY / "hf"
+
+
+def test_training_changes_lora_weights_only(prepared_job):
+    from api.finetune import recipe
+
+    job, store, hf_dir = prepared_job
+    spec = FineTuneSpec(**json.loads((job.job_dir / "spec.json").read_text()))
+    trainer, _, info = recipe.train(spec, job.job_dir, hf_dir, store, resume=False)
+    base = load_file(hf_dir / "model.safetensors")
+    lora_b, frozen = [], 0
+    for name, param in trainer.model.named_parameters():
+        if "lora_B" in name:
+            lora_b.append(param.detach().abs().sum().item())
+            assert param.requires_grad
+        elif "lora_" not in name:
+            key = name.replace("base_model.model.", "").replace(".base_layer", "")
+            assert not param.requires_grad, name
+            assert (param.detach().cpu() == base[key]).all(), f"{name} changed"
+            frozen += 1
+    assert lora_b and all(total > 0 for total in lora_b)  # B starts at zero
+    assert frozen > 10
+    assert info["device"] == "cpu" and info["bits"] == 16
+    assert trainer.state.global_step == 4
+    assert sorted(p.name for p in (job.job_dir / "checkpoints").glob("checkpoint-*")) == [
+        "checkpoint-2", "checkpoint-4"]
+    events = [e.type for e in store.events(job.id)]
+    assert events.count("progress") == 4 and "checkpoint" in events
+    progress = store.get(job.id).progress
+    assert progress["step"] == 4 and progress["total_steps"] == 4
+    assert progress["dataset"]["train_rows"] == 19
+
+
+def test_quantised_bits_need_cuda(prepared_job):
+    from api.finetune import recipe
+
+    job, store, hf_dir = prepared_job
+    spec = FineTuneSpec(model_name="tuned", base_model=TINY, bits=4)
+    with pytest.raises(RuntimeError, match="bits=4 \\(QLoRA/int8\\) needs a CUDA GPU"):
+        recipe.train(spec, job.job_dir, hf_dir, store, resume=False)

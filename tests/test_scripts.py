@@ -1,0 +1,157 @@
+"""The operator's scripts: curl examples against the real service, and the cache cleaners.
+
+The curl examples run with bash against the embedded service started as `make run` starts
+it (uvicorn in its own process on a loopback port, SmolLM2 through llama.cpp).
+"""
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from api.config import REPO_ROOT, Settings
+from api.main import create_app
+from tests.test_service_process import service  # noqa: F401 - the running service fixture
+
+CURL_DIR = REPO_ROOT / "scripts" / "curl"
+EXAMPLES = sorted(p for p in CURL_DIR.glob("*.sh") if not p.name.startswith("_"))
+KEY = "process-test-key-123456"  # the key the `service` fixture starts with
+CALL_RE = re.compile(r"^\s*api\s+(GET|POST|PUT|PATCH|DELETE)\s+(/[^\s\"'?]*)", re.M)
+
+
+def run(script: Path, *args: str, env: dict[str, str] | None = None, stdin: str = "",
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(script), *args], capture_output=True, text=True,
+                          input=stdin, env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+# -- every example targets an endpoint that exists -------------------------------------------
+
+def test_there_is_an_example_for_each_model_and_generation_endpoint():
+    assert [p.name for p in EXAMPLES] == ["chat_completions.sh", "create_model.sh",
+                                          "delete_model.sh", "generate.sh", "list_models.sh"]
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
+def test_each_example_calls_an_operation_in_the_openapi_schema(script, tmp_path):
+    paths = create_app(Settings(data_dir=tmp_path)).openapi()["paths"]
+    text = script.read_text()
+    calls = CALL_RE.findall(text)
+    assert calls, f"{script.name} makes no `api METHOD /path` call"
+    for method, path in calls:
+        assert path in paths, f"{script.name}: {path} is not an endpoint"
+        assert method.lower() in paths[path], f"{script.name}: {method} {path} does not exist"
+    assert "set -euo pipefail" in text
+    assert 'source "$(dirname "$0")/_common.sh"' in text
+    assert os.access(script, os.X_OK)
+
+
+def test_the_shared_helper_fails_on_http_errors_and_sends_the_key():
+    common = (CURL_DIR / "_common.sh").read_text()
+    assert "--fail-with-body" in common
+    assert 'BASE_URL="${BASE_URL:-http://127.0.0.1:8000}"' in common
+    assert '"Authorization: Bearer ${LLM_API_KEY}"' in common
+
+
+# -- the examples against the running service ------------------------------------------------
+
+def test_examples_against_the_running_service(service):  # noqa: F811
+    env = {"BASE_URL": service, "LLM_API_KEY": KEY, "MAX_TOKENS": "8"}
+
+    listed = run(CURL_DIR / "list_models.sh", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert [m["name"] for m in json.loads(listed.stdout)["data"]] == ["smollm2-135m"]
+
+    created = run(CURL_DIR / "create_model.sh", "pirate", 'Say "arr" \\ like a pirate.\n',
+                  "smollm2-135m", env=env)
+    assert created.returncode == 0, created.stdout + created.stderr
+    body = json.loads(created.stdout)
+    assert (body["name"], body["system_prompt"]) == ("pirate", 'Say "arr" \\ like a pirate.\n')
+    assert body["parameters"] == {"temperature": 0.7}
+
+    answer = run(CURL_DIR / "generate.sh", "pirate", "Hello!", env=env)
+    assert answer.returncode == 0, answer.stdout + answer.stderr
+    answer_body = json.loads(answer.stdout)
+    assert answer_body["model"] == "pirate" and 0 < answer_body["completion_tokens"] <= 8
+
+    streamed = run(CURL_DIR / "generate.sh", "pirate", "Hello!", "--stream", env=env)
+    lines = [json.loads(line) for line in streamed.stdout.split("\n") if line.strip()]
+    assert streamed.returncode == 0 and lines[-1]["done"] is True and len(lines) > 1
+
+    chat = run(CURL_DIR / "chat_completions.sh", "smollm2-135m", "Hi", env=env)
+    assert chat.returncode == 0, chat.stderr
+    assert json.loads(chat.stdout)["choices"][0]["message"]["role"] == "assistant"
+    events = run(CURL_DIR / "chat_completions.sh", "pirate", "Hi", "--stream", env=env)
+    assert events.stdout.rstrip().endswith("data: [DONE]")
+
+    deleted = run(CURL_DIR / "delete_model.sh", "pirate", env=env)
+    assert deleted.returncode == 0
+    assert json.loads(deleted.stdout) == {"message": "Model 'pirate' deleted."}
+
+
+def test_examples_fail_with_the_problem_body_on_http_errors(service):  # noqa: F811
+    missing = run(CURL_DIR / "delete_model.sh", "ghost", env={"BASE_URL": service,
+                                                              "LLM_API_KEY": KEY})
+    assert missing.returncode == 22
+    assert json.loads(missing.stdout)["detail"].startswith("Model 'ghost' not found.")
+    no_key = run(CURL_DIR / "list_models.sh", env={"BASE_URL": service, "LLM_API_KEY": ""})
+    assert no_key.returncode == 22
+    assert json.loads(no_key.stdout)["status"] == 401
+    usage = run(CURL_DIR / "generate.sh", "only-a-model", env={"BASE_URL": service})
+    assert usage.returncode == 2 and usage.stderr.startswith("usage:")
+
+
+def test_clean_vector_db_asks_then_deletes_every_models_documents(service):  # noqa: F811
+    script = REPO_ROOT / "scripts" / "clean_vector_db.sh"
+    env = {"BASE_URL": service, "LLM_API_KEY": KEY}
+    declined = run(script, env=env, stdin="n\n")
+    assert declined.returncode == 1
+    assert "  smollm2-135m" in declined.stdout and "Nothing deleted." in declined.stdout
+    done = run(script, "--yes", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "document(s) deleted from model 'smollm2-135m'" in done.stdout
+
+
+# -- clean_ollama_cache.sh with a stand-in for the ollama CLI ----------------------------------
+
+FAKE_OLLAMA = """#!/usr/bin/env bash
+echo "$*" >> "$(dirname "$0")/calls"
+if [ "$1" = list ]; then
+  printf 'NAME ID SIZE MODIFIED\\n'
+  printf 'llmp/pirate:latest 1a 1 MB now\\nllmp/smollm2-135m:latest 2b 1 MB now\\n'
+  printf 'llama3.2:latest 3c 2 GB now\\n'
+fi
+"""
+
+
+@pytest.fixture
+def fake_ollama(tmp_path):
+    cli = tmp_path / "ollama"
+    cli.write_text(FAKE_OLLAMA)
+    cli.chmod(0o755)
+    return cli
+
+
+def test_clean_ollama_cache_removes_only_platform_models_after_confirmation(fake_ollama):
+    script = REPO_ROOT / "scripts" / "clean_ollama_cache.sh"
+    env = {"OLLAMA_CMD": str(fake_ollama)}
+    calls = fake_ollama.parent / "calls"
+    declined = run(script, env=env, stdin="\n")
+    assert declined.returncode == 1 and "Nothing removed." in declined.stdout
+    assert calls.read_text() == "list\n"
+    confirmed = run(script, env=env, stdin="y\n")
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert calls.read_text().splitlines()[1:] == [
+        "list", "rm llmp/pirate:latest", "rm llmp/smollm2-135m:latest"]
+    assert "Removed 2 model(s)." in confirmed.stdout
+
+
+def test_clean_ollama_cache_all_with_yes_does_not_ask(fake_ollama):
+    script = REPO_ROOT / "scripts" / "clean_ollama_cache.sh"
+    result = run(script, "--yes", "--all", env={"OLLAMA_CMD": str(fake_ollama)})
+    assert result.returncode == 0
+    assert "rm llama3.2:latest" in (fake_ollama.parent / "calls").read_text()
+    assert run(script, "--bogus").returncode == 2

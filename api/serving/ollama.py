@@ -191,18 +191,19 @@ class OllamaServer:
 
         def create() -> str | None:
             status = None
-            for progress in self._client.create(ollama_name(name), stream=True, **spec):
-                status = progress.status
-                log.debug("ollama create %s: %s", name, status)
+            try:
+                for progress in self._client.create(ollama_name(name), stream=True, **spec):
+                    status = progress.status
+                    log.debug("ollama create %s: %s", name, status)
+            except ResponseError as exc:
+                if exc.status_code != -1:
+                    raise
+                # An error line after the 200: Ollama could not use what we sent.
+                raise InvalidInput(
+                    f"Ollama could not finish {what}: {_scrub(str(exc.error))}") from exc
             return status
 
-        try:
-            status = self._call(what, create)
-        except Unavailable as exc:  # an error line: Ollama rejected what we sent
-            if "reported an error" in exc.detail:
-                raise InvalidInput(exc.detail.replace("reported an error during",
-                                                      "could not finish")) from exc
-            raise
+        status = self._call(what, create)
         if status != "success":
             raise Unavailable(f"Ollama's answer to {what} ended without success "
                               f"(last status {status!r}); retry, or check Ollama's log.")

@@ -1,15 +1,13 @@
 """The whole app with LLM_BACKEND=ollama, over HTTP, against the Ollama protocol double."""
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 
 from api.config import Settings
 from api.main import create_app
-from tests.serving.ollama_double import OllamaDouble, free_port, make_base
+from tests.serving.ollama_double import free_port, make_base
 
 
 def app_client(tmp_path: Path, url: str) -> TestClient:

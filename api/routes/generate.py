@@ -7,10 +7,12 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import CatalogDep, RegistryDep, ServerDep, SettingsDep
+from api.deps import CatalogDep, DocumentsDep, RegistryDep, ServerDep, SettingsDep
 from api.errors import AppError
 from api.generation import collect, stream_chat
 from api.models.service import resolve_model
+from api.rag.answer import Source
+from api.rag.grounding import ground_request
 from api.serving.base import Chunk
 from api.serving.options import GenerationOptions
 
@@ -27,6 +29,11 @@ class GenerateRequest(BaseModel):
     )
     options: GenerationOptions = Field(default_factory=GenerationOptions)
     stream: bool = Field(False, description="Stream NDJSON lines as tokens are produced.")
+    documents: list[str] | None = Field(
+        None, max_length=100, description="Answer from these documents of the model (names from "
+        "GET /listDocuments); the answer's `sources` name the passages used.")
+    all_documents: bool = Field(
+        False, description="Answer from all of the model's documents (instead of `documents`).")
 
 
 class GenerateResponse(BaseModel):
@@ -36,16 +43,20 @@ class GenerateResponse(BaseModel):
     done_reason: str | None
     prompt_tokens: int | None
     completion_tokens: int | None
+    sources: list[Source] = Field(default_factory=list,
+                                  description="Passages the answer was given, with documents.")
+    warnings: list[str] = Field(default_factory=list,
+                                description="E.g. retrieved context trimmed to fit the window.")
 
 
-def _ndjson(model: str, chunks: Iterator[Chunk]) -> Iterator[str]:
+def _ndjson(model: str, chunks: Iterator[Chunk], extra: dict[str, object]) -> Iterator[str]:
     try:
         for chunk in chunks:
             line: dict[str, object] = {"model": model, "response": chunk.text, "done": False}
             if chunk.finish_reason is not None:
                 line.update(done=True, done_reason=chunk.finish_reason,
                             prompt_tokens=chunk.prompt_tokens,
-                            completion_tokens=chunk.completion_tokens)
+                            completion_tokens=chunk.completion_tokens, **extra)
             yield json.dumps(line) + "\n"
     except AppError as exc:  # the status line is gone: report in-band, as Ollama does
         yield json.dumps({"model": model, "error": exc.detail, "done": True}) + "\n"
@@ -56,18 +67,27 @@ def _ndjson(model: str, chunks: Iterator[Chunk]) -> Iterator[str]:
                               "description": "JSON, or NDJSON lines when `stream` is true."}})
 def generate(
     body: GenerateRequest, settings: SettingsDep, catalog: CatalogDep, registry: RegistryDep,
-    server: ServerDep,
+    server: ServerDep, documents: DocumentsDep,
 ) -> GenerateResponse | StreamingResponse:
     """Answer a prompt with a model, applying its system prompt and default options."""
     model = resolve_model(catalog=catalog, registry=registry, name=body.model)
     messages = [{"role": "user", "content": body.prompt}]
     if body.system is not None:
         messages.insert(0, {"role": "system", "content": body.system})
+    grounded = ground_request(documents=documents, server=server, model=model, messages=messages,
+                              names=body.documents, all_documents=body.all_documents,
+                              options=body.options, settings=settings)
+    extra: dict[str, object] = {}
+    if grounded is not None:
+        messages = grounded.messages
+        extra = {"sources": [s.model_dump() for s in grounded.sources],
+                 "warnings": grounded.warnings}
     chunks = stream_chat(server=server, model=model, messages=messages, options=body.options,
                          settings=settings)
     if body.stream:
-        return StreamingResponse(_ndjson(model.name, chunks), media_type="application/x-ndjson")
+        return StreamingResponse(_ndjson(model.name, chunks, extra),
+                                 media_type="application/x-ndjson")
     text, last = collect(chunks)
     return GenerateResponse(model=model.name, response=text, done_reason=last.finish_reason,
                             prompt_tokens=last.prompt_tokens,
-                            completion_tokens=last.completion_tokens)
+                            completion_tokens=last.completion_tokens, **extra)

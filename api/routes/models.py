@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Query
 
-from api.deps import CatalogDep, RegistryDep, ServerDep, SettingsDep
+from api.deps import CatalogDep, DocumentsDep, RegistryDep, ServerDep, SettingsDep
 from api.models import service
 from api.models.schemas import Message, ModelCreate, ModelPublic, ModelsPublic
 
@@ -30,9 +30,10 @@ def list_models(catalog: CatalogDep, registry: RegistryDep) -> ModelsPublic:
 
 @router.delete("/deleteModel", response_model=Message)
 def delete_model(
-    catalog: CatalogDep, registry: RegistryDep, server: ServerDep,
+    catalog: CatalogDep, registry: RegistryDep, server: ServerDep, documents: DocumentsDep,
     name: str = Query(..., min_length=1, max_length=200, description="The variant to delete."),
 ) -> Message:
-    """Delete a variant."""
+    """Delete a variant, with its documents."""
     service.delete_variant(catalog=catalog, registry=registry, server=server, name=name)
+    documents.delete_all(model=name)
     return Message(message=f"Model {name!r} deleted.")

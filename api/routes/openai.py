@@ -11,10 +11,11 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import CatalogDep, RegistryDep, ServerDep, SettingsDep
+from api.deps import CatalogDep, DocumentsDep, RegistryDep, ServerDep, SettingsDep
 from api.errors import AppError, InvalidInput
 from api.generation import collect, stream_chat
 from api.models.service import list_models, resolve_model
+from api.rag.grounding import ground_request
 from api.serving.base import Chunk
 from api.serving.options import GenerationOptions
 
@@ -55,6 +56,10 @@ class ChatCompletionRequest(BaseModel):
     n: int = Field(1, ge=1, le=1, description="Only one choice is supported.")
     stream: bool = False
     stream_options: StreamOptions | None = None
+    # Extensions: answer from the model's documents; the reply then carries `sources` and
+    # `warnings` next to `choices` (in the last chunk when streaming).
+    documents: list[str] | None = Field(None, max_length=100)
+    all_documents: bool = False
 
     def options(self) -> GenerationOptions:
         stop = [self.stop] if isinstance(self.stop, str) else self.stop
@@ -88,7 +93,8 @@ def _usage(last: Chunk) -> dict[str, int]:
             "total_tokens": prompt + completion}
 
 
-def _sse(model: str, chunks: Iterator[Chunk], include_usage: bool) -> Iterator[str]:
+def _sse(model: str, chunks: Iterator[Chunk], include_usage: bool,
+         extra: dict[str, object]) -> Iterator[str]:
     base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
             "created": int(time.time()), "model": model}
 
@@ -102,7 +108,7 @@ def _sse(model: str, chunks: Iterator[Chunk], include_usage: bool) -> Iterator[s
             if chunk.text:
                 yield frame({"content": chunk.text}, None)
             if chunk.finish_reason is not None:
-                yield frame({}, chunk.finish_reason)
+                yield frame({}, chunk.finish_reason, **extra)
                 if include_usage:
                     usage = {**base, "choices": [], "usage": _usage(chunk)}
                     yield f"data: {json.dumps(usage)}\n\n"
@@ -114,15 +120,25 @@ def _sse(model: str, chunks: Iterator[Chunk], include_usage: bool) -> Iterator[s
 @router.post("/chat/completions")
 def create_chat_completion(
     body: ChatCompletionRequest, settings: SettingsDep, catalog: CatalogDep,
-    registry: RegistryDep, server: ServerDep,
+    registry: RegistryDep, server: ServerDep, documents: DocumentsDep,
 ) -> object:
     """Chat completion in OpenAI's format, streamed as server-sent events when asked."""
     model = resolve_model(catalog=catalog, registry=registry, name=body.model)
-    chunks = stream_chat(server=server, model=model, messages=[m.as_plain() for m in body.messages],
-                         options=body.options(), settings=settings)
+    messages = [m.as_plain() for m in body.messages]
+    options = body.options()
+    grounded = ground_request(documents=documents, server=server, model=model, messages=messages,
+                              names=body.documents, all_documents=body.all_documents,
+                              options=options, settings=settings)
+    extra: dict[str, object] = {}
+    if grounded is not None:
+        messages = grounded.messages
+        extra = {"sources": [s.model_dump() for s in grounded.sources],
+                 "warnings": grounded.warnings}
+    chunks = stream_chat(server=server, model=model, messages=messages, options=options,
+                         settings=settings)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(_sse(model.name, chunks, include_usage),
+        return StreamingResponse(_sse(model.name, chunks, include_usage, extra),
                                  media_type="text/event-stream")
     text, last = collect(chunks)
     return {
@@ -131,4 +147,5 @@ def create_chat_completion(
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                      "finish_reason": last.finish_reason}],
         "usage": _usage(last),
+        **extra,
     }

@@ -1,0 +1,1 @@
+"""Retrieval: PDFs -> pages (child process) -> chunks -> vectors (Chroma) -> grounded answers."""

@@ -48,3 +48,6 @@ def make_client(base_models_dir: Path, tmp_path: Path) -> Iterator:
     yield make
     for c in clients:
         c.__exit__(None, None, None)
+
+
+from tests.tiny_model import tiny_models_dir  # noqa: E402,F401  (fixture for training tests)

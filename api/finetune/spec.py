@@ -6,7 +6,7 @@ to the job's outputs.
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from api.models.names import NAME_PATTERN
 
@@ -44,7 +44,7 @@ class FineTuneSpec(BaseModel):
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on LoRA inputs.")
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear", description="Modules that get LoRA adapters, or `all-linear`.")
-    bits: Literal[4, 8, 16] | None = Field(
+    bits: int | None = Field(
         None, description="Base weight precision: 4 = QLoRA NF4, 8 = int8 (both need CUDA), "
                           "16 = plain LoRA. Default: 4 on CUDA, 16 on CPU.")
     packing: bool = Field(False, description="Pack several examples into one sequence.")
@@ -65,6 +65,13 @@ class FineTuneSpec(BaseModel):
         64, ge=1, le=2048, description="Tokens generated per test row for the ROUGE evaluation.")
     eval_rows: int = Field(32, ge=0, le=10_000,
                            description="Most test rows scored with ROUGE (0 skips it).")
+
+    @field_validator("bits")
+    @classmethod
+    def _bits_supported(cls, bits: int | None) -> int | None:
+        if bits not in (None, 4, 8, 16):
+            raise ValueError("bits must be 4 (QLoRA), 8 or 16")
+        return bits
 
     @model_validator(mode="after")
     def _target_modules_are_names(self) -> "FineTuneSpec":

@@ -6,16 +6,31 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
 from fastapi.responses import StreamingResponse
+from pydantic import ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CatalogDep, JobStoreDep, RegistryDep, RunnerDep, SettingsDep
-from api.errors import Conflict, NotFound, PayloadTooLarge
+from api.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from api.finetune.service import Upload, submit_fine_tune
 from api.finetune.spec import FineTuneSpec
 from api.jobs.schemas import EventPublic, JobPublic, JobsPublic
 from api.jobs.store import Job, JobStore
 
 router = APIRouter(tags=["fine-tuning"])
+_FILE_FIELDS = {"train_file", "eval_file"}
+
+
+class FineTuneForm(FineTuneSpec):
+    """The spec as multipart form fields; the file fields arrive in the same form."""
+
+    model_config = ConfigDict(extra="allow")
+
+    def spec(self) -> FineTuneSpec:
+        unknown = sorted(set(self.model_extra or {}) - _FILE_FIELDS)
+        if unknown:
+            raise InvalidInput(f"Unknown form field(s): {', '.join(unknown)}. See the "
+                               "FineTuneSpec schema for the accepted fields.")
+        return FineTuneSpec(**self.model_dump(exclude=set(self.model_extra or {})))
 
 
 async def _read(upload: UploadFile, label: str, limit: int) -> Upload:
@@ -29,7 +44,7 @@ async def _read(upload: UploadFile, label: str, limit: int) -> Upload:
 
 @router.post("/fine_tune_model", status_code=202, response_model=JobPublic)
 async def create_fine_tune_job(
-    spec: Annotated[FineTuneSpec, Form()],
+    form: Annotated[FineTuneForm, Form()],
     train_file: Annotated[UploadFile, File(description="CSV, JSON or JSONL training data.")],
     settings: SettingsDep, catalog: CatalogDep, registry: RegistryDep, store: JobStoreDep,
     runner: RunnerDep, response: Response,
@@ -42,7 +57,7 @@ async def create_fine_tune_job(
         if eval_file is not None and eval_file.filename else None
     job, created = await run_in_threadpool(
         submit_fine_tune, settings=settings, catalog=catalog, registry=registry, store=store,
-        runner=runner, spec=spec, train=train, eval_=evaluation,
+        runner=runner, spec=form.spec(), train=train, eval_=evaluation,
         idempotency_key=idempotency_key)
     if not created:
         response.status_code = 200

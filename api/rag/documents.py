@@ -73,10 +73,12 @@ class DocumentService:
 
         with self._store_lock:
             if self._store is None:  # the embedder loads torch: only when first needed
-                self._store = VectorStore(self.settings, self._embedder or build_embedder(self.settings))
+                embedder = self._embedder or build_embedder(self.settings)
+                self._store = VectorStore(self.settings, embedder)
             return self._store
 
-    def import_document(self, *, model: str, name: str, upload: Path, size: int) -> tuple[DocumentRecord, bool]:
+    def import_document(self, *, model: str, name: str, upload: Path,
+                        size: int) -> tuple[DocumentRecord, bool]:
         """Parse, chunk, embed and store `upload` as `name`; returns (record, replaced)."""
         check_document_name(name)
         with self._parsing:
@@ -117,7 +119,8 @@ class DocumentService:
         """The named documents (all of them when `names` is None); NotFound lists the rest."""
         records = self.catalog.of_model(model)
         if not records:
-            raise NotFound(f"Model {model!r} has no documents; import one with POST /importDocument.")
+            raise NotFound(f"Model {model!r} has no documents; "
+                           "import one with POST /importDocument.")
         if names is None:
             return records
         by_name = {r.name: r for r in records}

@@ -21,7 +21,8 @@ def ground_request(
     if names is None and not all_documents:
         return None
     if names is not None and all_documents:
-        raise InvalidInput(f"Send either `documents` or `all_documents: true`, not both ({DOCUMENTS_HELP}).")
+        raise InvalidInput("Send either `documents` or `all_documents: true`, not both "
+                           f"({DOCUMENTS_HELP}).")
     if names == []:
         raise InvalidInput(f"`documents` is empty ({DOCUMENTS_HELP}).")
     check_messages(messages, settings)

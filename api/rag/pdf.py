@@ -42,7 +42,8 @@ def extract_pages(path: Path, *, name: str, settings: Settings) -> list[str]:
         # killed by RLIMIT_CPU, or crashed (e.g. MemoryError outside Python's reach)
         raise InvalidInput(f"{name!r} could not be parsed: the parser stopped "
                            f"(exit status {done.returncode}) within its limits of {limit:g} s "
-                           f"and {settings.rag_parse_memory_mb} MiB. Nothing was imported.") from None
+                           f"and {settings.rag_parse_memory_mb} MiB. Nothing was imported."
+                           ) from None
     if "pages" in result:
         pages: list[str] = result["pages"]
         if not any(p.strip() for p in pages):

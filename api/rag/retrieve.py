@@ -48,8 +48,10 @@ def retrieve(*, store: VectorStore, server: ModelServer, model: ServedModel, que
     llm = ServedChatModel(server=server, served=model,
                           options={"temperature": 0, "seed": 0, "max_tokens": 32 * n})
     alternatives = QUERY_PROMPT.partial(n=str(n)) | llm | QueryLines(limit=n)
+    # the question itself first, so its own best passages lead the deduplicated union
     queries = RunnableParallel(question=itemgetter("question"), alternatives=alternatives) | \
-        RunnableLambda(lambda d: [d["question"], *(q for q in d["alternatives"] if q != d["question"])])
+        RunnableLambda(lambda d: [d["question"],
+                                  *(q for q in d["alternatives"] if q != d["question"])])
     retriever = MultiQueryRetriever(retriever=search, llm_chain=queries, include_original=False,
                                     verbose=False)
     return retriever.invoke(question)

@@ -179,9 +179,14 @@ def train(spec: FineTuneSpec, job_dir: Path, hf_dir: Path, store: JobStore, resu
         model=model, args=config, processing_class=tokenizer, peft_config=lora,
         train_dataset=to_prompt_completion(train_rows, spec.system_prompt),
         eval_dataset=validation, callbacks=[ProgressEvents(store, job_dir.name)])
-    has_checkpoint = any((job_dir / "checkpoints").glob("checkpoint-*"))
-    trainer.train(resume_from_checkpoint=True if resume and has_checkpoint else None)
-    info = {"bits": bits, "device": "cuda" if cuda else "cpu",
+    has_checkpoint = resume and any((job_dir / "checkpoints").glob("checkpoint-*"))
+    info: dict[str, Any] = {}
+    if len(validation) and not has_checkpoint:  # the starting point the result is judged against
+        info["eval_loss_before"] = round(trainer.evaluate()["eval_loss"], 4)
+        store.add_event(job_dir.name, "eval", f"eval_loss {info['eval_loss_before']:.4g} "
+                        "before training", step=0, eval_loss=info["eval_loss_before"])
+    trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
+    info |= {"bits": bits, "device": "cuda" if cuda else "cpu",
             "trainable_parameters": sum(p.numel() for p in trainer.model.parameters()
                                         if p.requires_grad)}
     return trainer, tokenizer, info

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     max_dataset_bytes: int = Field(
         50 * 1024 * 1024, ge=1024, description="Largest training or eval file accepted (bytes).")
     max_dataset_rows: int = Field(100_000, ge=1, description="Most rows in one training file.")
+    export_smoke_max_tokens: int = Field(
+        256, ge=8, le=4096, description="An exported model must stop on its own within this "
+                                        "many tokens when asked one validation question.")
     job_poll_seconds: float = Field(
         0.5, gt=0, le=60, description="How often the job runner and event streams poll.")
 

@@ -3,6 +3,7 @@
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import Depends, FastAPI
 
@@ -11,6 +12,7 @@ from api.auth import require_api_key
 from api.config import Settings, get_settings
 from api.models.catalog import BaseCatalog
 from api.models.registry import VariantRegistry
+from api.finetune.publish import publish
 from api.jobs.runner import JobRunner
 from api.jobs.store import JobStore
 from api.rag.documents import DocumentService
@@ -39,7 +41,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.server = build_server(settings)
         app.state.documents = DocumentService(settings)
         app.state.job_store = JobStore(settings.jobs_db)
-        app.state.runner = JobRunner(app.state.job_store, settings)
+        app.state.runner = JobRunner(
+            app.state.job_store, settings,
+            after_training=partial(publish, settings=settings, catalog=app.state.catalog,
+                                   registry=app.state.registry, server=app.state.server))
         app.state.runner.start()
         if not app.state.catalog.list():
             logging.getLogger(__name__).warning(

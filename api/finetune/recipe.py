@@ -141,7 +141,9 @@ def _describe(p: dict[str, Any]) -> str:
 
 
 def train(spec: FineTuneSpec, job_dir: Path, hf_dir: Path, store: JobStore, resume: bool,
+          callbacks: list[TrainerCallback] | None = None,
           ) -> tuple[SFTTrainer, PreTrainedTokenizerBase, dict[str, Any]]:
+    """Train the LoRA adapter; `callbacks` are extra observers (the benchmark's meter)."""
     cuda = torch.cuda.is_available()
     bits = spec.bits or (4 if cuda else 16)
     if bits < 16 and not cuda:
@@ -169,7 +171,12 @@ def train(spec: FineTuneSpec, job_dir: Path, hf_dir: Path, store: JobStore, resu
         eval_strategy="steps" if spec.eval_steps else "epoch",
         eval_steps=spec.eval_steps or None,
         save_strategy="steps", save_steps=spec.checkpoint_steps, save_total_limit=2,
-        max_length=spec.max_len, packing=spec.packing, completion_only_loss=True,
+        # Padding-free: each batch is one flat sequence whose position ids restart at every
+        # example (the attention mask is built block-diagonal from them), so no pad token is
+        # ever computed. Rows were checked against max_len when the job was submitted; TRL only
+        # truncates when packing, where max_len is the packed length.
+        padding_free=True, max_length=spec.max_len if spec.packing else None,
+        packing=spec.packing, completion_only_loss=True,
         seed=spec.seed, data_seed=spec.seed, report_to="none", dataloader_num_workers=0,
         disable_tqdm=True,
     )
@@ -178,7 +185,8 @@ def train(spec: FineTuneSpec, job_dir: Path, hf_dir: Path, store: JobStore, resu
     trainer = SFTTrainer(
         model=model, args=config, processing_class=tokenizer, peft_config=lora,
         train_dataset=to_prompt_completion(train_rows, spec.system_prompt),
-        eval_dataset=validation, callbacks=[ProgressEvents(store, job_dir.name)])
+        eval_dataset=validation,
+        callbacks=[ProgressEvents(store, job_dir.name), *(callbacks or [])])
     has_checkpoint = resume and any((job_dir / "checkpoints").glob("checkpoint-*"))
     info: dict[str, Any] = {}
     if len(validation) and not has_checkpoint:  # the starting point the result is judged against

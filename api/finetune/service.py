@@ -15,7 +15,7 @@ from api.errors import Conflict, InvalidInput, NotFound
 from api.finetune.data import (Keys, Messages, Split, load_examples, resolve_seed,
                                split_examples)
 from api.finetune.lengths import too_long
-from api.finetune.spec import FineTuneSpec
+from api.finetune.spec import ExportRequest, FineTuneSpec
 from api.jobs.runner import JobRunner
 from api.jobs.store import ACTIVE, Job, JobStore
 from api.models.catalog import BaseCatalog
@@ -114,3 +114,45 @@ def submit_fine_tune(*, settings: Settings, catalog: BaseCatalog, registry: Vari
                      message="Files validated; the job is queued.", **summary)
     runner.wake()
     return store.get(job.id) or job, True
+
+
+def submit_export(*, settings: Settings, catalog: BaseCatalog, registry: VariantRegistry,
+                  store: JobStore, runner: JobRunner, source_id: str, request: ExportRequest,
+                  ) -> Job:
+    """A new export job from an earlier job's adapter: a retry after a failed export, or
+    another export (adapter instead of merged, other quantisations) under a new name."""
+    source = store.get(source_id)
+    if source is None:
+        raise NotFound(f"Job {source_id!r} not found; GET /jobs lists jobs.")
+    adapter = source.job_dir / "adapter"
+    if source_id in {j.id for j in store.list(states=ACTIVE, limit=10_000)}:
+        raise Conflict(f"Job {source_id} is still {source.state}; export it when it has ended.")
+    if not (adapter / "adapter_config.json").is_file():
+        raise Conflict(f"Job {source_id} has no trained adapter ({source.state}); only jobs "
+                       "whose training finished can be exported.")
+    fields = request.model_dump(exclude_none=True)
+    if source.spec.get("export") == "none":
+        fields.setdefault("export", "merged")  # the job trained without exporting
+    spec = FineTuneSpec(**{**source.spec, **fields})
+    _check_name_free(spec, catalog, registry, store)
+    resolved = spec.model_dump(mode="json")
+    job = store.create(model_name=spec.model_name, base_model=spec.base_model, spec=resolved,
+                       jobs_dir=settings.jobs_dir, kind="export")
+    try:
+        (job.job_dir / "data").mkdir(parents=True)
+        (job.job_dir / "spec.json").write_text(json.dumps(resolved, indent=2))
+        shutil.copy(source.job_dir / "run.json", job.job_dir / "run.json")
+        (job.job_dir / "export.json").write_text(json.dumps({"adapter_dir": str(adapter)}))
+        for name in ("validation.jsonl", "test.jsonl"):
+            if (source.job_dir / "data" / name).is_file():
+                shutil.copy(source.job_dir / "data" / name, job.job_dir / "data" / name)
+        store.set_progress(job.id, {"source_job": source_id})
+    except OSError as exc:
+        shutil.rmtree(job.job_dir, ignore_errors=True)
+        store.transition(job.id, "failed", allowed_from=("validating_files",),
+                         message=f"Could not write the job's files: {exc}", error=str(exc))
+        raise
+    store.transition(job.id, "queued", allowed_from=("validating_files",),
+                     message=f"Export of job {source_id}'s adapter queued.")
+    runner.wake()
+    return store.get(job.id) or job

@@ -11,9 +11,37 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from api.models.names import NAME_PATTERN
 
 
-class FineTuneSpec(BaseModel):
+Quantization = Literal["Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "F16"]
+ExportMode = Literal["merged", "adapter", "none"]
+
+
+class ExportSpec(BaseModel):
+    """How a trained adapter becomes a served model."""
+
     model_config = ConfigDict(extra="forbid")
 
+    export: ExportMode = Field(
+        "merged", description="`merged`: merge the LoRA into the 16-bit base and convert to GGUF; "
+                              "`adapter`: convert the LoRA alone to a GGUF adapter served on the "
+                              "base GGUF; `none`: keep the trained adapter only.")
+    quantization: list[Quantization] = Field(
+        default_factory=lambda: ["Q4_K_M"], min_length=1, max_length=5,
+        description="GGUF types written for `merged`; the first one is served.")
+
+
+class ExportRequest(BaseModel):
+    """POST /jobs/{id}/export: unset fields keep the original job's values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str | None = Field(None, pattern=NAME_PATTERN,
+                                   description="Name to register the exported model under.")
+    export: Literal["merged", "adapter"] | None = Field(None, description="Export mode.")
+    quantization: list[Quantization] | None = Field(
+        None, min_length=1, max_length=5, description="GGUF types for `merged`.")
+
+
+class FineTuneSpec(ExportSpec):
     model_name: str = Field(..., pattern=NAME_PATTERN,
                             description="Name of the fine-tuned model this job produces.")
     base_model: str = Field("smollm2-135m", pattern=NAME_PATTERN,

@@ -9,19 +9,21 @@ resumed from their last checkpoint, or failed with the reason when they have non
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from api.config import REPO_ROOT, Settings
 from api.jobs.store import Job, JobStore
 
 log = logging.getLogger(__name__)
 
-AfterTraining = Callable[[Job], None]
+AfterTraining = Callable[[Job], dict[str, Any]]
 _PR_SET_PDEATHSIG = 1
 
 
@@ -70,15 +72,17 @@ class JobRunner:
         self._wake.set()
 
     def recover(self) -> None:
-        for job in self.store.list(states=("running", "validating_files"), limit=10_000):
+        for job in self.store.list(states=("running", "exporting", "validating_files"),
+                                   limit=10_000):
             _kill_stale(job)
-            if job.state == "running" and has_checkpoint(job):
-                self.store.transition(job.id, "queued", allowed_from=("running",),
+            resumable = has_checkpoint(job) or job.kind == "export"
+            if job.state in ("running", "exporting") and resumable:
+                self.store.transition(job.id, "queued", allowed_from=("running", "exporting"),
                                       message="The API restarted during training; the job will "
                                               "resume from its last checkpoint.")
             else:
                 reason = ("The API restarted before the job saved a checkpoint; submit it again."
-                          if job.state == "running" else
+                          if job.state in ("running", "exporting") else
                           "The API restarted while the job's files were being validated.")
                 self.store.transition(job.id, "failed", allowed_from=(job.state,),
                                       message=reason, error=reason)
@@ -87,7 +91,8 @@ class JobRunner:
     def cancel(self, job_id: str) -> None:
         """Cancel a queued or running job; a terminal job is left as it is."""
         moved = self.store.transition(job_id, "cancelled",
-                                      allowed_from=("validating_files", "queued", "running"),
+                                      allowed_from=("validating_files", "queued", "running",
+                                                    "exporting"),
                                       message="Cancelled at the user's request.")
         with self._lock:
             current = self._current
@@ -111,13 +116,32 @@ class JobRunner:
 
     def _run(self, job: Job) -> None:
         resume = has_checkpoint(job)
-        message = ("Resuming training from the last checkpoint." if resume
-                   else "Training started.")
+        message = ("Resuming training from the last checkpoint." if resume and
+                   job.kind == "fine_tune" else "Started.")
         if not self.store.transition(job.id, "running", allowed_from=("queued",),
                                      message=message):
             return  # cancelled meanwhile
-        command = [sys.executable, "-m", "api.finetune.recipe", str(job.job_dir),
-                   "--db", str(self.store.path)] + (["--resume"] if resume else [])
+        if job.kind == "fine_tune":
+            code = self._child(job, "api.finetune.recipe", ["--resume"] if resume else [])
+            if code is None or not self._check(job, code, "Training failed"):
+                return
+        if job.spec.get("export", "none") != "none":
+            if not self.store.transition(job.id, "exporting", allowed_from=("running",),
+                                         message="Exporting the model for serving."):
+                return
+            code = self._child(job, "api.finetune.export", [])
+            if code is None or not self._check(job, code, "Export failed"):
+                return
+            if self.after_training is not None and not self._publish(job):
+                return
+        metrics = (self.store.get(job.id) or job).metrics or {}
+        self.store.transition(job.id, "succeeded", allowed_from=("running", "exporting"),
+                              message="Finished.", metrics=metrics)
+
+    def _child(self, job: Job, module: str, extra: list[str]) -> int | None:
+        """Run one step in its own process; None when the runner is shutting down."""
+        command = [sys.executable, "-m", module, str(job.job_dir), "--db",
+                   str(self.store.path), *extra]
         (job.job_dir / "error.txt").unlink(missing_ok=True)
         with open(job.job_dir / "train.log", "ab") as out:
             proc = subprocess.Popen(command, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
@@ -130,30 +154,37 @@ class JobRunner:
         finally:
             with self._lock:
                 self._current = None
-        if self._stop.is_set():
-            return  # shutting down: recover() resumes it at the next start
-        self._finish(job, code)
+        return None if self._stop.is_set() else code  # at shutdown recover() takes over
 
-    def _finish(self, job: Job, code: int) -> None:
+    def _check(self, job: Job, code: int, what: str) -> bool:
+        """True when the step succeeded and the job is still live; else records the failure."""
         current = self.store.get(job.id)
         if current is None or current.terminal:
-            return  # cancelled while running
-        if code != 0:
-            reason = _failure_reason(job.job_dir, code)
-            self.store.transition(job.id, "failed", allowed_from=("running",),
-                                  message=f"Training failed: {reason}", error=reason)
-            return
-        if self.after_training is not None:
-            try:
-                self.after_training(current)
-            except Exception as exc:
-                log.exception("after-training step of %s failed", job.id)
-                self.store.transition(job.id, "failed", allowed_from=("running", "exporting"),
-                                      message=f"Export failed: {exc}", error=str(exc))
-                return
-        metrics = (self.store.get(job.id) or current).metrics or {}
-        self.store.transition(job.id, "succeeded", allowed_from=("running", "exporting"),
-                              message="Fine-tuning finished.", metrics=metrics)
+            return False  # cancelled while the step ran
+        if code == 0:
+            return True
+        reason = _failure_reason(job.job_dir, code)
+        self.store.transition(job.id, "failed", allowed_from=("running", "exporting"),
+                              message=f"{what}: {reason}", error=f"{what}: {reason}")
+        return False
+
+    def _publish(self, job: Job) -> bool:
+        assert self.after_training is not None
+        try:
+            shown = self.after_training(job)
+        except Exception as exc:
+            log.info("publishing %s failed: %s", job.id, exc)
+            shutil.rmtree(job.job_dir / "export", ignore_errors=True)  # no orphan GGUF files
+            reason = getattr(exc, "detail", None) or str(exc)
+            self.store.transition(job.id, "failed", allowed_from=("exporting",),
+                                  message=f"Export failed: {reason} The adapter is kept; retry "
+                                          "with POST /jobs/{id}/export.",
+                                  error=f"Export failed: {reason}")
+            return False
+        current = self.store.get(job.id)
+        self.store.set_metrics(job.id, {**((current.metrics if current else None) or {}),
+                                        **shown})
+        return True
 
 
 def _failure_reason(job_dir: Path, code: int) -> str:

@@ -18,11 +18,12 @@ from typing import Any
 from api.errors import Conflict
 
 TERMINAL = ("succeeded", "failed", "cancelled")
-ACTIVE = ("validating_files", "queued", "running")
+ACTIVE = ("validating_files", "queued", "running", "exporting")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id              TEXT PRIMARY KEY,
+    kind            TEXT NOT NULL DEFAULT 'fine_tune',
     state           TEXT NOT NULL,
     model_name      TEXT NOT NULL,
     base_model      TEXT NOT NULL,
@@ -55,6 +56,7 @@ def now() -> str:
 @dataclass(frozen=True)
 class Job:
     id: str
+    kind: str
     state: str
     model_name: str
     base_model: str
@@ -97,15 +99,15 @@ class JobStore:
         return db
 
     def create(self, *, model_name: str, base_model: str, spec: dict[str, Any], jobs_dir: Path,
-               idempotency_key: str | None = None) -> Job:
+               idempotency_key: str | None = None, kind: str = "fine_tune") -> Job:
         job_id = f"ftjob-{uuid.uuid4().hex[:24]}"
         job_dir = jobs_dir / job_id
         try:
             with self._connect() as db:
                 db.execute(
-                    "INSERT INTO jobs (id, state, model_name, base_model, spec, job_dir, created_at,"
-                    " idempotency_key) VALUES (?, 'validating_files', ?, ?, ?, ?, ?, ?)",
-                    (job_id, model_name, base_model, json.dumps(spec), str(job_dir), now(),
+                    "INSERT INTO jobs (id, kind, state, model_name, base_model, spec, job_dir, "
+                    "created_at, idempotency_key) VALUES (?, ?, 'validating_files', ?, ?, ?, ?, ?, ?)",
+                    (job_id, kind, model_name, base_model, json.dumps(spec), str(job_dir), now(),
                      idempotency_key))
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"Idempotency-Key {idempotency_key!r} is already used.") from exc

@@ -1,5 +1,6 @@
 """Create, list, delete and resolve models (bases and variants)."""
 
+import shutil
 from pathlib import Path
 
 from api.errors import Conflict, InvalidInput, NotFound
@@ -62,7 +63,7 @@ def create_variant(
     )
     if registry.get(name) is not None:
         raise Conflict(f"A model named {name!r} already exists; delete it first or pick another name.")
-    server.register(_served(base, variant))
+    server.register(served_model(base, variant))
     try:
         return _variant_public(registry.add(variant))
     except Exception:
@@ -70,17 +71,25 @@ def create_variant(
         raise
 
 
-def delete_variant(*, catalog: BaseCatalog, registry: VariantRegistry, server: ModelServer, name: str) -> None:
+def delete_variant(*, catalog: BaseCatalog, registry: VariantRegistry, server: ModelServer,
+                   name: str, artifacts_root: Path | None = None) -> None:
+    """Delete a variant; files it owns under `artifacts_root` (an export's GGUFs) go too."""
     if catalog.get(name) is not None:
         raise Conflict(f"{name!r} is a base model; base models are removed from DATA_DIR/models, not through the API.")
-    if registry.get(name) is None:
+    variant = registry.get(name)
+    if variant is None:
         deletable = ", ".join(v.name for v in registry.list()) or "none"
         raise NotFound(f"Model {name!r} not found. Models you can delete: {deletable}.")
     server.unregister(name)
     registry.remove(name)
+    if artifacts_root is not None:
+        for owned in filter(None, (variant.gguf_path, variant.adapter_path)):
+            directory = Path(owned).resolve().parent
+            if directory.is_relative_to(artifacts_root.resolve()):
+                shutil.rmtree(directory, ignore_errors=True)
 
 
-def _served(base: BaseModelInfo, variant: Variant | None) -> ServedModel:
+def served_model(base: BaseModelInfo, variant: Variant | None) -> ServedModel:
     if variant is None:
         return ServedModel(name=base.name, gguf_path=base.gguf_path)
     return ServedModel(
@@ -99,9 +108,9 @@ def resolve_model(*, catalog: BaseCatalog, registry: VariantRegistry, name: str)
         raise InvalidInput("No model given: set `model` to one of GET /listModels.")
     base = catalog.get(name)
     if base is not None:
-        return _served(base, None)
+        return served_model(base, None)
     variant = registry.get(name)
     if variant is None:
         known = ", ".join(m.name for m in list_models(catalog=catalog, registry=registry)) or "none"
         raise NotFound(f"Model {name!r} not found. Available models: {known}.")
-    return _served(_require_base(catalog, variant.base_model), variant)
+    return served_model(_require_base(catalog, variant.base_model), variant)

@@ -11,8 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import CatalogDep, JobStoreDep, RegistryDep, RunnerDep, SettingsDep
 from api.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
-from api.finetune.service import Upload, submit_fine_tune
-from api.finetune.spec import FineTuneSpec
+from api.finetune.service import Upload, submit_export, submit_fine_tune
+from api.finetune.spec import ExportRequest, FineTuneSpec
 from api.jobs.schemas import EventPublic, JobPublic, JobsPublic
 from api.jobs.store import Job, JobStore
 
@@ -89,11 +89,20 @@ def read_job(job_id: str, store: JobStoreDep) -> JobPublic:
 def cancel_job(job_id: str, store: JobStoreDep, runner: RunnerDep) -> JobPublic:
     """Cancel a queued or running job. Cancelling a cancelled job changes nothing."""
     job = _job(store, job_id)
-    if job.state in ("succeeded", "failed"):
+    if job.state in ("succeeded", "failed"):  # cancelled stays cancelled: idempotent
         raise Conflict(f"Job {job_id} already {job.state}; only queued or running jobs can be "
                        "cancelled.")
     runner.cancel(job_id)
     return JobPublic.of(_job(store, job_id))
+
+
+@router.post("/jobs/{job_id}/export", status_code=202, response_model=JobPublic)
+def export_job(job_id: str, body: ExportRequest, settings: SettingsDep, catalog: CatalogDep,
+               registry: RegistryDep, store: JobStoreDep, runner: RunnerDep) -> JobPublic:
+    """Export a finished job's adapter again (after a failed export, or in another mode)."""
+    job = submit_export(settings=settings, catalog=catalog, registry=registry, store=store,
+                        runner=runner, source_id=job_id, request=body)
+    return JobPublic.of(job)
 
 
 @router.get("/jobs/{job_id}/events",

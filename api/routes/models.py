@@ -2,7 +2,10 @@
 
 from fastapi import APIRouter, Query
 
-from api.deps import CatalogDep, DocumentsDep, RegistryDep, ServerDep, SettingsDep
+from api.deps import (CatalogDep, DocumentsDep, JobStoreDep, RegistryDep, ServerDep,
+                      SettingsDep)
+from api.errors import Conflict
+from api.jobs.store import ACTIVE
 from api.models import service
 from api.models.schemas import Message, ModelCreate, ModelPublic, ModelsPublic
 
@@ -12,9 +15,12 @@ router = APIRouter(tags=["models"])
 @router.post("/createModel", status_code=201, response_model=ModelPublic)
 def create_model(
     spec: ModelCreate, settings: SettingsDep, catalog: CatalogDep, registry: RegistryDep,
-    server: ServerDep,
+    server: ServerDep, store: JobStoreDep,
 ) -> ModelPublic:
     """Create a variant: a base model plus a system prompt and default options."""
+    if any(j.model_name == spec.name for j in store.list(states=ACTIVE, limit=10_000)):
+        raise Conflict(f"A fine-tuning job is producing a model named {spec.name!r}; choose "
+                       "another name.")
     return service.create_variant(
         catalog=catalog, registry=registry, server=server, spec=spec,
         default_base=settings.default_base_model,
@@ -30,10 +36,11 @@ def list_models(catalog: CatalogDep, registry: RegistryDep) -> ModelsPublic:
 
 @router.delete("/deleteModel", response_model=Message)
 def delete_model(
-    catalog: CatalogDep, registry: RegistryDep, server: ServerDep, documents: DocumentsDep,
+    settings: SettingsDep, catalog: CatalogDep, registry: RegistryDep, server: ServerDep, documents: DocumentsDep,
     name: str = Query(..., min_length=1, max_length=200, description="The variant to delete."),
 ) -> Message:
-    """Delete a variant, with its documents."""
-    service.delete_variant(catalog=catalog, registry=registry, server=server, name=name)
+    """Delete a variant, with its documents and exported model files."""
+    service.delete_variant(catalog=catalog, registry=registry, server=server, name=name,
+                           artifacts_root=settings.jobs_dir)
     documents.delete_all(model=name)
     return Message(message=f"Model {name!r} deleted.")

@@ -8,7 +8,7 @@ import pytest
 from api.jobs.store import JobStore
 from tests.tiny_model import TINY, qa_csv
 
-FAST = {"base_model": TINY, "max_steps": "4", "batch_size": "4", "learning_rate": "0.01",
+FAST = {"base_model": TINY, "export": "none", "max_steps": "4", "batch_size": "4", "learning_rate": "0.01",
         "checkpoint_steps": "2", "eval_rows": "2", "eval_max_new_tokens": "4"}
 
 

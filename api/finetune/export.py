@@ -1,0 +1,140 @@
+"""Export a trained adapter for serving: merge -> GGUF -> quantise, or adapter -> GGUF.
+
+Run by the job runner as `python -m api.finetune.export JOB_DIR --db JOBS_DB` in its own
+process (merging loads the whole model). Reads spec.json (`export`, `quantization`),
+run.json (the base's HF checkpoint) and adapter/ (from this job or `adapter_dir` in
+export.json for a re-export). Writes export/ and export/result.json naming the file to
+serve; on failure error.txt, and nothing in export/.
+
+The merge always loads the base in 16/32-bit, never 4-bit: merging into a quantised base
+rounds the LoRA update away. llama.cpp's own converters write the GGUF, so the chat
+template and the end-of-turn/EOS tokens travel in the GGUF metadata.
+"""
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from api.config import REPO_ROOT
+from api.finetune.spec import FineTuneSpec
+from api.jobs.store import JobStore
+
+CONVERT_HF = REPO_ROOT / "llama.cpp" / "convert_hf_to_gguf.py"
+CONVERT_LORA = REPO_ROOT / "llama.cpp" / "convert_lora_to_gguf.py"
+FTYPES = {"Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "Q5_K_M": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
+          "Q6_K": "LLAMA_FTYPE_MOSTLY_Q6_K", "Q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
+          "F16": "LLAMA_FTYPE_MOSTLY_F16"}
+
+
+class ExportError(Exception):
+    """A step of the export failed; the message says which and why."""
+
+
+def _converter(script: Path, *args: str) -> None:
+    if not script.is_file():
+        raise ExportError(f"{script.name} is missing: run scripts/setup_llamacpp.sh.")
+    result = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ExportError(f"{script.name} failed:\n{result.stderr[-3000:]}")
+
+
+def merge(adapter_dir: Path, base_hf: Path, out_dir: Path) -> None:
+    """Merge the LoRA into the base at full precision and save safetensors + tokenizer."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoModelForCausalLM.from_pretrained(base_hf, dtype=torch.float32,
+                                                use_safetensors=True, trust_remote_code=False)
+    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    merged.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer = AutoTokenizer.from_pretrained(adapter_dir, trust_remote_code=False)
+    tokenizer.save_pretrained(out_dir)
+    # generation_config carries the EOS ids that the converter writes into the GGUF
+    for name in ("generation_config.json",):
+        if (base_hf / name).is_file() and not (out_dir / name).is_file():
+            shutil.copy(base_hf / name, out_dir / name)
+
+
+def quantize(source: Path, target: Path, kind: str) -> None:
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, FTYPES[kind])
+    code = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), params)
+    if code != 0 or not target.is_file():
+        raise ExportError(f"llama.cpp could not quantise to {kind} (code {code}).")
+
+
+def export(job_dir: Path, store: JobStore) -> dict[str, Any]:
+    spec = FineTuneSpec(**json.loads((job_dir / "spec.json").read_text()))
+    overrides = job_dir / "export.json"
+    settings = json.loads(overrides.read_text()) if overrides.is_file() else {}
+    mode = settings.get("export", spec.export)
+    kinds: list[str] = settings.get("quantization", spec.quantization)
+    base_hf = Path(json.loads((job_dir / "run.json").read_text())["hf_dir"])
+    adapter = Path(settings.get("adapter_dir", job_dir / "adapter"))
+    out = job_dir / "export"
+    work = job_dir / "export.partial"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    timings: dict[str, float] = {}
+
+    def step(name: str, message: str) -> float:
+        store.add_event(job_dir.name, "exporting", message, step=name)
+        return time.monotonic()
+
+    if mode == "adapter":
+        started = step("adapter_convert", "Converting the LoRA adapter to GGUF.")
+        _converter(CONVERT_LORA, str(adapter), "--base", str(base_hf), "--outfile",
+                   str(work / "adapter.gguf"), "--outtype", "f16")
+        timings["adapter_convert_s"] = round(time.monotonic() - started, 2)
+        files, serve = {"adapter": "adapter.gguf"}, {"adapter": "adapter.gguf"}
+    else:
+        started = step("merge", "Merging the adapter into the 16-bit base.")
+        merge(adapter, base_hf, work / "merged")
+        timings["merge_s"] = round(time.monotonic() - started, 2)
+        started = step("convert", "Converting the merged model to GGUF (F16).")
+        _converter(CONVERT_HF, str(work / "merged"), "--outfile", str(work / "model-F16.gguf"),
+                   "--outtype", "f16")
+        timings["convert_s"] = round(time.monotonic() - started, 2)
+        shutil.rmtree(work / "merged")
+        files = {}
+        for kind in kinds:
+            started = step("quantize", f"Quantising to {kind}.")
+            if kind != "F16":
+                quantize(work / "model-F16.gguf", work / f"model-{kind}.gguf", kind)
+            files[kind] = f"model-{kind}.gguf"
+            timings[f"quantize_{kind}_s"] = round(time.monotonic() - started, 2)
+        if "F16" not in kinds:
+            (work / "model-F16.gguf").unlink()
+        serve = {"gguf": files[kinds[0]]}
+    sizes = {name: (work / f).stat().st_size for name, f in files.items()}
+    result = {"mode": mode, "files": files, "serve": serve, "sizes": sizes, "timings": timings}
+    (work / "result.json").write_text(json.dumps(result, indent=2))
+    shutil.rmtree(out, ignore_errors=True)
+    work.rename(out)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Export one job's adapter for serving.")
+    parser.add_argument("job_dir", type=Path)
+    parser.add_argument("--db", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        export(args.job_dir, JobStore(args.db))
+    except Exception as exc:
+        shutil.rmtree(args.job_dir / "export.partial", ignore_errors=True)
+        (args.job_dir / "error.txt").write_text(f"{type(exc).__name__}: {exc}")
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

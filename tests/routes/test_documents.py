@@ -116,6 +116,20 @@ def test_openai_chat_completion_with_documents(imported):
     assert body["choices"][0]["message"]["content"]
 
 
+def test_openai_streamed_completion_carries_sources_in_the_last_chunk(imported):
+    body = {"model": "hr", "messages": [{"role": "user", "content": "When does the cafeteria close?"}],
+            "all_documents": True, "temperature": 0, "max_tokens": 24, "stream": True}
+    with imported.stream("POST", "/v1/chat/completions", json=body) as r:
+        assert r.status_code == 200
+        frames = [line.removeprefix("data: ") for line in r.iter_lines() if line]
+    assert frames[-1] == "[DONE]"
+    chunks = [json.loads(f) for f in frames[:-1]]
+    finish = [c for c in chunks if c["choices"][0]["finish_reason"] is not None]
+    assert len(finish) == 1
+    assert (finish[0]["sources"][0]["document"], finish[0]["sources"][0]["page"]) == ("menu.pdf", 2)
+    assert all("sources" not in c for c in chunks if c is not finish[0])
+
+
 def test_openai_unknown_document_uses_the_openai_envelope(imported):
     r = imported.post("/v1/chat/completions", json={
         "model": "hr", "messages": [{"role": "user", "content": "hi"}], "documents": ["x.pdf"]})

@@ -19,10 +19,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def service(tmp_path, base_models_dir):
+def service(request, tmp_path, base_models_dir):
+    """Extra LLM_* settings: @pytest.mark.parametrize("service", [{...}], indirect=True)."""
     port = _free_port()
     env = {**os.environ, "LLM_DATA_DIR": str(tmp_path), "LLM_BASE_MODELS_DIR": str(base_models_dir),
-           "LLM_API_KEY": "process-test-key-123456"}
+           "LLM_API_KEY": "process-test-key-123456", **getattr(request, "param", {})}
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "api.main:app", "--host", "127.0.0.1",
          "--port", str(port)], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,

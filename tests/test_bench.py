@@ -1,0 +1,41 @@
+"""The benchmark command's smoke: `scripts/bench.py --quick` writes every section and the chart.
+
+No timing is asserted: benchmarks report speed, tests check that the command keeps working.
+"""
+
+import re
+import subprocess
+import sys
+
+from api.config import REPO_ROOT
+
+
+def test_quick_bench_writes_every_section_and_the_chart(tmp_path, base_models_dir):
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "bench.py"), "--quick",
+                           "--out", str(tmp_path)], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = (tmp_path / "benchmarks.md").read_text()
+    headings = re.findall(r"(?m)^## (.+)$", report)
+    assert headings == ["Fine-tuning", "Serving", "Retrieval", "Export"]
+    assert report.startswith("# Benchmarks\n")
+    fine_tuning = report.split("## Fine-tuning")[1].split("## Serving")[0]
+    assert "| baseline: TRL defaults |" in fine_tuning and "| ours: the recipe |" in fine_tuning
+    assert re.search(r"Ours vs baseline: [0-9.]+x trained tokens/s, [0-9.]+x peak memory",
+                     fine_tuning)
+    assert re.search(r"(?m)^\| 3 \| [0-9.]+ \| [0-9.]+ \|$", fine_tuning)  # loss at every step
+    serving = report.split("## Serving")[1].split("## Retrieval")[0]
+    assert re.search(r"API vs direct: [0-9.]+x decode tokens/s", serving)
+    assert "| ours: vector search (Chroma, top-k) |" in report
+    assert "measured by the export issue" in report
+    chart = (tmp_path / "benchmarks.png").read_bytes()
+    assert chart.startswith(b"\x89PNG\r\n\x1a\n") and len(chart) > 5000
+
+
+def test_bench_rejects_an_unknown_case(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "bench.py"), "--only",
+                           "finetune,speed", "--out", str(tmp_path)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "unknown case(s) ['speed']" in done.stderr
+    assert not (tmp_path / "benchmarks.md").exists()

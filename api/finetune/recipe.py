@@ -91,7 +91,10 @@ class ProgressEvents(TrainerCallback):
 
     def __init__(self, store: JobStore, job_id: str):
         self.store, self.job_id = store, job_id
-        self.progress: dict[str, Any] = {}
+        # Start from what the submission recorded (the dataset summary): the evaluation before
+        # training logs before on_train_begin runs.
+        job = store.get(job_id)
+        self.progress: dict[str, Any] = dict(job.progress) if job else {}
         self.started = self.last_time = time.monotonic()
         self.first_step = 0
         self.last_tokens: float | None = None
@@ -130,6 +133,36 @@ class ProgressEvents(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
         self.store.add_event(self.job_id, "checkpoint", f"Checkpoint saved at step "
                              f"{state.global_step}.", step=state.global_step)
+
+
+class AnswerLossTrainer(SFTTrainer):
+    """SFTTrainer whose training step puts only the answer positions through the LM head.
+
+    Off CUDA, TRL's fused LM head scores every position (prompt and all: a 49152-wide
+    projection per token) and computes entropy and top-1 accuracy for its logs on every
+    step. Nothing reads those here, and prompt logits do not enter the loss, so this step
+    runs the backbone, projects the answer positions only and takes their mean cross-entropy:
+    the same loss TRL computes. Evaluation and CUDA (where TRL scores only answer positions
+    already) use TRL's own path.
+    """
+
+    def compute_loss(self, model, inputs, return_outputs=False,  # type: ignore[no-untyped-def]
+                     num_items_in_batch=None):
+        if return_outputs or not model.training or self.args.device.type == "cuda":
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        lm = model.get_base_model() if isinstance(model, PeftModel) else model
+        features = {k: v for k, v in inputs.items() if k != "labels"}
+        hidden = getattr(lm, lm.base_model_prefix)(**features, use_cache=False).last_hidden_state
+        labels = inputs["labels"][:, 1:]  # position t predicts token t + 1
+        answer = labels != -100
+        logits = lm.get_output_embeddings()(hidden[:, :-1][answer]).float()
+        count = answer.sum() if num_items_in_batch is None else num_items_in_batch
+        loss = torch.nn.functional.cross_entropy(logits, labels[answer], reduction="sum")
+        # TRL's token count feeds the `num_tokens` log that ProgressEvents turns into tokens/s.
+        fed = inputs["attention_mask"].sum() if "attention_mask" in inputs else labels.size(1) + 1
+        self._total_train_tokens += int(fed)
+        self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+        return loss / torch.as_tensor(count).clamp(min=1)
 
 
 def _describe(p: dict[str, Any]) -> str:
@@ -182,7 +215,7 @@ def train(spec: FineTuneSpec, job_dir: Path, hf_dir: Path, store: JobStore, resu
     )
     lora = LoraConfig(r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout,
                       target_modules=spec.target_modules, task_type="CAUSAL_LM")
-    trainer = SFTTrainer(
+    trainer = AnswerLossTrainer(
         model=model, args=config, processing_class=tokenizer, peft_config=lora,
         train_dataset=to_prompt_completion(train_rows, spec.system_prompt),
         eval_dataset=validation,

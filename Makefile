@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: setup run test model llamacpp clean-venv
+.PHONY: setup run test bench model llamacpp clean-venv
 
 setup: $(STAMP) llamacpp model
 
@@ -34,6 +34,11 @@ run: setup
 test: setup
 	@echo "==> running the test suite"
 	@$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	@echo "==> running the benchmarks (a few minutes; results in docs/benchmarks.md)"
+	@$(PY) scripts/bench.py
+	@$(PY) scripts/bench_export.py
 
 clean-venv:
 	rm -rf $(VENV)

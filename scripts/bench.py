@@ -43,7 +43,7 @@ import bench_finetune  # noqa: E402
 
 MODELS = ROOT / "shared" / "models"
 BASE = "smollm2-135m"
-ORDER = ["Fine-tuning", "Serving", "Retrieval", "Export"]
+ORDER = ["Fine-tuning", "Fine-tuning notes", "Serving", "Retrieval", "Export"]  # notes: by hand
 CASES = ["finetune", "serving", "retrieval", "export"]
 
 

@@ -7,8 +7,10 @@ saved as spec.json next to the job's outputs.
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from api.config import Settings
 from api.errors import Conflict, InvalidInput, NotFound
@@ -73,6 +75,24 @@ def _write_jsonl(path: Path, rows: list[Messages]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+def _enqueue(store: JobStore, runner: JobRunner, job: Job, resolved: dict[str, Any],
+             fill: Callable[[], None], message: str, **event: Any) -> None:
+    """Write the job's directory (spec.json, data/, then `fill`) and queue it. If the files
+    cannot be written, the directory is removed and the job fails with the reason."""
+    try:
+        (job.job_dir / "data").mkdir(parents=True)
+        (job.job_dir / "spec.json").write_text(json.dumps(resolved, indent=2))
+        fill()
+    except OSError as exc:
+        shutil.rmtree(job.job_dir, ignore_errors=True)
+        store.transition(job.id, "failed", allowed_from=("validating_files",),
+                         message=f"Could not write the job's files: {exc}", error=str(exc))
+        raise
+    store.transition(job.id, "queued", allowed_from=("validating_files",), message=message,
+                     **event)
+    runner.wake()
+
+
 def submit_fine_tune(*, settings: Settings, catalog: BaseCatalog, registry: VariantRegistry,
                      store: JobStore, runner: JobRunner, spec: FineTuneSpec, train: Upload,
                      eval_: Upload | None, idempotency_key: str | None) -> tuple[Job, bool]:
@@ -94,25 +114,19 @@ def submit_fine_tune(*, settings: Settings, catalog: BaseCatalog, registry: Vari
     resolved = spec.model_copy(update={"seed": split.seed}).model_dump(mode="json")
     job = store.create(model_name=spec.model_name, base_model=spec.base_model, spec=resolved,
                        jobs_dir=settings.jobs_dir, idempotency_key=idempotency_key)
-    try:
-        data = job.job_dir / "data"
-        data.mkdir(parents=True)
-        (job.job_dir / "spec.json").write_text(json.dumps(resolved, indent=2))
+    data = job.job_dir / "data"
+    summary = {"format": train_format, "train_rows": len(split.train),
+               "validation_rows": len(split.validation), "test_rows": len(split.test)}
+
+    def fill() -> None:
         (job.job_dir / "run.json").write_text(json.dumps({"hf_dir": str(hf_dir)}))
         for name, rows in (("train", split.train), ("validation", split.validation),
                            ("test", split.test)):
             _write_jsonl(data / f"{name}.jsonl", rows)
-        summary = {"format": train_format, "train_rows": len(split.train),
-                   "validation_rows": len(split.validation), "test_rows": len(split.test)}
         store.set_progress(job.id, {"dataset": summary})
-    except OSError as exc:
-        shutil.rmtree(job.job_dir, ignore_errors=True)
-        store.transition(job.id, "failed", allowed_from=("validating_files",),
-                         message=f"Could not write the job's files: {exc}", error=str(exc))
-        raise
-    store.transition(job.id, "queued", allowed_from=("validating_files",),
-                     message="Files validated; the job is queued.", **summary)
-    runner.wake()
+
+    _enqueue(store, runner, job, resolved, fill, "Files validated; the job is queued.",
+             **summary)
     return store.get(job.id) or job, True
 
 
@@ -138,21 +152,14 @@ def submit_export(*, settings: Settings, catalog: BaseCatalog, registry: Variant
     resolved = spec.model_dump(mode="json")
     job = store.create(model_name=spec.model_name, base_model=spec.base_model, spec=resolved,
                        jobs_dir=settings.jobs_dir, kind="export")
-    try:
-        (job.job_dir / "data").mkdir(parents=True)
-        (job.job_dir / "spec.json").write_text(json.dumps(resolved, indent=2))
+
+    def fill() -> None:
         shutil.copy(source.job_dir / "run.json", job.job_dir / "run.json")
         (job.job_dir / "export.json").write_text(json.dumps({"adapter_dir": str(adapter)}))
         for name in ("validation.jsonl", "test.jsonl"):
             if (source.job_dir / "data" / name).is_file():
                 shutil.copy(source.job_dir / "data" / name, job.job_dir / "data" / name)
         store.set_progress(job.id, {"source_job": source_id})
-    except OSError as exc:
-        shutil.rmtree(job.job_dir, ignore_errors=True)
-        store.transition(job.id, "failed", allowed_from=("validating_files",),
-                         message=f"Could not write the job's files: {exc}", error=str(exc))
-        raise
-    store.transition(job.id, "queued", allowed_from=("validating_files",),
-                     message=f"Export of job {source_id}'s adapter queued.")
-    runner.wake()
+
+    _enqueue(store, runner, job, resolved, fill, f"Export of job {source_id}'s adapter queued.")
     return store.get(job.id) or job

@@ -149,6 +149,11 @@ class JobRunner:
         (job.job_dir / "pid").write_text(str(proc.pid))
         with self._lock:
             self._current = (job.id, proc)
+        # A cancel that landed between the state change and the line above saw no process
+        # to stop; it is stopped here (cancel() sees it in _current from now on).
+        latest = self.store.get(job.id)
+        if latest is None or latest.terminal:
+            _kill(proc)
         try:
             code = proc.wait()
         finally:

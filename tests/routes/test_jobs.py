@@ -94,7 +94,38 @@ def test_second_job_queues_behind_the_first_and_cancel_is_idempotent(jobs_client
         assert job["status"] == "cancelled"
         assert events(jobs_client, job_id)[-1]["type"] == "cancelled"
     assert not (jobs_client.app.state.settings.jobs_dir / second["id"] / "adapter").exists()
-    assert jobs_client.app.state.runner._current is None
+    deadline = time.monotonic() + 30
+    while jobs_client.app.state.runner._current is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert jobs_client.app.state.runner._current is None  # the training process is gone
+
+
+def test_cancel_between_start_and_process_spawn_still_stops_the_process(jobs_client,
+                                                                        monkeypatch):
+    """A cancel that lands after the job is marked running but before its process exists."""
+    import subprocess
+
+    from api.jobs import runner as runner_module
+
+    real_popen = subprocess.Popen
+    spawned = []
+
+    def popen_then_cancel(*args, **kwargs):
+        # the cancel arrives while the runner has not yet published the process
+        job_id = jobs_client.get("/jobs").json()["data"][0]["id"]
+        jobs_client.post(f"/jobs/{job_id}/cancel")
+        proc = real_popen(*args, **kwargs)
+        spawned.append(proc)
+        return proc
+
+    monkeypatch.setattr(runner_module.subprocess, "Popen", popen_then_cancel)
+    job = submit(jobs_client, name="racy", max_steps="400").json()
+    wait_for(jobs_client, job["id"], ("cancelled",))
+    deadline = time.monotonic() + 30
+    while not spawned or spawned[0].poll() is None:
+        assert time.monotonic() < deadline, "the cancelled job's process kept running"
+        time.sleep(0.1)
+    assert jobs_client.get(f"/jobs/{job['id']}").json()["status"] == "cancelled"
 
 
 def test_cancelling_a_finished_job_is_409_and_changes_nothing(jobs_client):

@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,9 @@ from api.errors import InvalidInput
 
 Messages = list[dict[str, str]]
 MAX_COLUMNS = 64
-MAX_FIELD_CHARS = 1_000_000
+MAX_FIELD_CHARS = 1_000_000  # one cell or message text; far beyond any max_len in tokens
+MAX_LINE_CHARS = 4 * MAX_FIELD_CHARS  # one physical CSV line
+MAX_HEADER_CHARS = 64 * 1024
 MAX_REPORTED = 50
 _SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
                    "assistant": "assistant"}
@@ -35,14 +38,53 @@ class Keys:
     system: str = "system"
 
 
+_NOT_TEXT = {b"%PDF-": "a PDF", b"PK\x03\x04": "a ZIP archive (.xlsx and .docx files are ZIPs)",
+             b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image",
+             b"\xd0\xcf\x11\xe0": "an old Office document (.xls, .doc)"}
+
+
 def _decode(raw: bytes, label: str) -> str:
+    """UTF-8 (with or without BOM), or UTF-16 when a BOM says so (Excel's "Unicode text")."""
     if not raw.strip():
         raise InvalidInput(f"{label} is empty: upload a file with at least one example.")
+    kind = next((k for magic, k in _NOT_TEXT.items() if raw.startswith(magic)), None)
+    if kind:
+        raise InvalidInput(f"{label} is {kind}, not CSV, JSON or JSONL text; export the data "
+                           "as UTF-8 CSV or JSONL and upload that.")
+    utf16 = raw.startswith((b"\xff\xfe", b"\xfe\xff"))
     try:
-        return raw.decode("utf-8-sig")
+        text = raw.decode("utf-16" if utf16 else "utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{label} is not UTF-8 text (invalid byte at position {exc.start}): "
-                           "save it as UTF-8 and upload it again.") from exc
+        line = raw.count(b"\n", 0, exc.start) + 1
+        encoding = "UTF-16 text (it starts with a UTF-16 byte-order mark)" if utf16 else "UTF-8 text"
+        raise InvalidInput(f"{label} is not {encoding}: invalid byte 0x{raw[exc.start]:02x} at "
+                           f"position {exc.start} (line {line}); it may be Latin-1 or "
+                           "Windows-1252. Save it as UTF-8 and upload it again.") from exc
+    if "\x00" in text:
+        raise InvalidInput(f"{label} contains NUL characters: it is a binary file (or UTF-16 "
+                           "without a byte-order mark), not CSV, JSON or JSONL text. Save it as "
+                           "UTF-8 text and upload it again.")
+    return text
+
+
+def _lines(text: str, label: str) -> Iterator[str]:
+    """Physical lines for the csv reader, none longer than MAX_LINE_CHARS: a row of millions
+    of fields or one huge cell is refused before csv builds it in memory."""
+    for number, line in enumerate(io.StringIO(text), start=1):
+        if len(line) > MAX_LINE_CHARS:
+            raise InvalidInput(f"{label} line {number} is {len(line)} characters long; at most "
+                               f"{MAX_LINE_CHARS} per line and {MAX_FIELD_CHARS} per field are "
+                               "accepted. Shorten that row (or check for an unclosed quote).")
+        yield line
+
+
+def _check_header_line(text: str, label: str) -> None:
+    """A header names at most MAX_COLUMNS columns: refuse a longer first line unparsed."""
+    end = text.find("\n", 0, MAX_HEADER_CHARS + 1)
+    if end == -1 and len(text) > MAX_HEADER_CHARS:
+        raise InvalidInput(f"{label}'s first line (the CSV header) is longer than "
+                           f"{MAX_HEADER_CHARS} characters; a header names at most "
+                           f"{MAX_COLUMNS} columns, such as input,output.")
 
 
 def _records(text: str, filename: str, label: str) -> tuple[str, list[Any]]:
@@ -50,7 +92,8 @@ def _records(text: str, filename: str, label: str) -> tuple[str, list[Any]]:
     stripped = text.lstrip()
     if filename.lower().endswith(".csv") or not stripped.startswith(("[", "{")):
         csv.field_size_limit(MAX_FIELD_CHARS)
-        reader = csv.reader(io.StringIO(text))
+        _check_header_line(text, label)
+        reader = csv.reader(_lines(text, label))
         try:
             header = next(reader)
             if len(header) > MAX_COLUMNS:
@@ -58,14 +101,17 @@ def _records(text: str, filename: str, label: str) -> tuple[str, list[Any]]:
                                    "are accepted.")
             rows = [dict(zip(header, row, strict=False)) | {"__width__": len(row)} for row in reader]
         except csv.Error as exc:
-            raise InvalidInput(f"{label} is not valid CSV ({exc}); fields may be at most "
-                               f"{MAX_FIELD_CHARS} characters.") from exc
+            raise InvalidInput(f"{label} is not valid CSV at line {reader.line_num} ({exc}); "
+                               f"fields may be at most {MAX_FIELD_CHARS} characters.") from exc
         return "csv", [{"__header__": header}, *rows]
     if stripped.startswith("["):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"{label} is not valid JSON: {exc}.") from exc
+        except RecursionError:
+            raise InvalidInput(f"{label} is nested too deeply to be training data; each "
+                               "example is one flat object.") from None
         return "json", data
     records, problems = [], []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -75,6 +121,8 @@ def _records(text: str, filename: str, label: str) -> tuple[str, list[Any]]:
             records.append(json.loads(line))
         except json.JSONDecodeError as exc:
             problems.append(f"line {number}: not valid JSON ({exc.msg})")
+        except RecursionError:
+            problems.append(f"line {number}: nested too deeply")
     if problems:
         raise InvalidInput(f"{label} has lines that are not JSON objects.", problems[:MAX_REPORTED])
     return "jsonl", records
@@ -104,6 +152,10 @@ def _text(record: dict[str, Any], key: str, row: int, problems: list[str],
     if not isinstance(value, str):
         problems.append(f"row {row}: {key!r} must be text, not {type(value).__name__}")
         return ""
+    if len(value) > MAX_FIELD_CHARS:
+        problems.append(f"row {row}: {key!r} is {len(value)} characters long; at most "
+                        f"{MAX_FIELD_CHARS} are accepted per field")
+        return ""
     if required and not value.strip():
         problems.append(f"row {row}: {key!r} is empty")
     return value
@@ -123,6 +175,10 @@ def _turns(turns: Any, row: int, problems: list[str], role_key: str, text_key: s
         content = turn.get(text_key)
         if not isinstance(content, str) or not content.strip():
             problems.append(f"row {row}, turn {i}: {text_key!r} is missing or empty")
+            continue
+        if len(content) > MAX_FIELD_CHARS:
+            problems.append(f"row {row}, turn {i}: {text_key!r} is {len(content)} characters "
+                            f"long; at most {MAX_FIELD_CHARS} are accepted per field")
             continue
         messages.append({"role": roles[turn[role_key]], "content": content})
     if messages and messages[-1]["role"] != "assistant":
@@ -168,7 +224,7 @@ def load_examples(raw: bytes, *, filename: str, keys: Keys = Keys(), label: str 
         if missing:
             raise InvalidInput(
                 f"{label} is missing the column(s) {', '.join(map(repr, missing))}; found "
-                f"{', '.join(map(repr, header))}. Name the columns {keys.question!r} and "
+                f"{', '.join(repr(h[:40]) for h in header)}. Name the columns {keys.question!r} and "
                 f"{keys.answer!r} (optional {keys.system!r}), or set question_key/answer_key.")
         for row, record in enumerate(records, start=1):
             if record.pop("__width__") != len(header):

@@ -65,4 +65,7 @@ def _message(kind: str, detail: str, name: str, settings: Settings) -> str:
     if kind == "memory":
         return (f"{name!r} needs more than {settings.rag_parse_memory_mb} MiB to parse "
                 "(LLM_RAG_PARSE_MEMORY_MB); the PDF may be malformed.")
+    if kind == "limit":
+        return (f"{name!r} trips the PDF parser's safety limit ({detail}): a stream inflates "
+                "to too much data or refers to itself. Nothing was imported; check the file.")
     return f"{name!r} is not a readable PDF ({detail}); check the file and upload it again."

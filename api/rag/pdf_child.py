@@ -18,7 +18,7 @@ def _limit(cpu_seconds: int, memory_mb: int) -> None:
 
 def extract(path: str, max_pages: int, max_chars: int) -> dict[str, object]:
     from pypdf import PdfReader
-    from pypdf.errors import FileNotDecryptedError, PdfReadError
+    from pypdf.errors import FileNotDecryptedError, LimitReachedError, PyPdfError
 
     try:
         reader = PdfReader(path, strict=False)
@@ -38,7 +38,9 @@ def extract(path: str, max_pages: int, max_chars: int) -> dict[str, object]:
         return {"error": "encrypted", "detail": "the PDF is encrypted"}
     except MemoryError:
         return {"error": "memory", "detail": "the parser ran out of memory"}
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError,
+    except LimitReachedError as exc:  # pypdf's own guard: a stream inflating past 75 MB, a loop
+        return {"error": "limit", "detail": str(exc)[:300]}
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError,
             RecursionError, OSError) as exc:
         return {"error": "unreadable", "detail": f"{type(exc).__name__}: {exc}"[:300]}
     return {"pages": pages}

@@ -103,6 +103,18 @@ class Settings(BaseSettings):
     job_poll_seconds: float = Field(
         0.5, gt=0, le=60, description="How often the job runner and event streams poll.")
 
+    # dataset generation (api/datasets)
+    teacher_base_url: str | None = Field(
+        None, description="OpenAI-compatible endpoint (e.g. https://host/v1) a dataset job may "
+                          "use as its teacher with `teacher: openai:<model>`.")
+    teacher_api_key: SecretStr | None = Field(
+        None, description="Bearer key for LLM_TEACHER_BASE_URL; never stored with a job.")
+    teacher_timeout: float = Field(
+        120.0, gt=0, le=3600, description="Seconds one teacher call may take.")
+    max_dataset_target: int = Field(
+        1000, ge=1, le=100_000, description="Most pairs one dataset job may be asked for.")
+    max_seed_rows: int = Field(500, ge=1, description="Most seed tasks in one seed file.")
+
     @model_validator(mode="after")
     def _resolve_paths(self) -> "Settings":
         self.data_dir = self.data_dir.resolve()

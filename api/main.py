@@ -8,15 +8,18 @@ from functools import partial
 from fastapi import Depends, FastAPI
 
 from api import problems
-from api.auth import require_api_key
+from api.auth import ApiKeyGate, require_api_key
+from api.body_limit import BodyLimit
 from api.config import Settings, get_settings
 from api.models.catalog import BaseCatalog
+from api.models.in_use import ModelUse
 from api.models.registry import VariantRegistry
+from api.datasets.service import generation_step
 from api.finetune.publish import publish
 from api.jobs.runner import JobRunner
 from api.jobs.store import JobStore
 from api.rag.documents import DocumentService
-from api.routes import documents, generate, health, jobs, models, openai
+from api.routes import datasets, documents, generate, health, jobs, models, openai
 from api.serving.base import ModelServer
 
 
@@ -40,11 +43,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.registry = VariantRegistry(settings.registry_path)
         app.state.server = build_server(settings)
         app.state.documents = DocumentService(settings)
+        try:  # what an API killed mid-import left: partial uploads, unlisted files and chunks
+            app.state.documents.recover(startup=True)
+        except Exception:
+            logging.getLogger(__name__).exception("could not clean up interrupted imports")
         app.state.job_store = JobStore(settings.jobs_db)
         app.state.runner = JobRunner(
             app.state.job_store, settings,
             after_training=partial(publish, settings=settings, catalog=app.state.catalog,
-                                   registry=app.state.registry, server=app.state.server))
+                                   registry=app.state.registry, server=app.state.server),
+            in_process={"dataset": generation_step(
+                settings=settings, catalog=app.state.catalog, registry=app.state.registry,
+                server=app.state.server, store=app.state.job_store)})
         app.state.runner.start()
         if not app.state.catalog.list():
             logging.getLogger(__name__).warning(
@@ -61,11 +71,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.model_use = ModelUse()  # imports hold their model against deletes
     problems.install(app)
+    app.add_middleware(BodyLimit, settings=settings)  # caps bodies while they arrive
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+    app.add_middleware(ApiKeyGate, api_key=key)  # outermost: 401 before any body is read
     guarded = [Depends(require_api_key)]
     app.include_router(health.router)
     for router in (models.router, documents.router, generate.router, openai.router,
-                   jobs.router):
+                   jobs.router, datasets.router):
         app.include_router(router, dependencies=guarded)
     return app
 

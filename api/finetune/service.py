@@ -36,7 +36,8 @@ def _check_name_free(spec: FineTuneSpec, catalog: BaseCatalog, registry: Variant
     if catalog.get(name) is not None or registry.get(name) is not None:
         raise Conflict(f"A model named {name!r} already exists; choose another model_name or "
                        "delete the model first.")
-    if any(j.model_name == name for j in store.list(states=ACTIVE, limit=10_000)):
+    if any(j.model_name == name and j.kind != "dataset"
+           for j in store.list(states=ACTIVE, limit=10_000)):
         raise Conflict(f"Another active job is already producing {name!r}; wait for it or "
                        "choose another model_name.")
 

@@ -19,11 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from api.config import REPO_ROOT, Settings
+from api.errors import AppError
 from api.jobs.store import Job, JobStore
 
 log = logging.getLogger(__name__)
 
 AfterTraining = Callable[[Job], dict[str, Any]]
+# Work done in the API process (dataset generation: the teacher may be the in-process model).
+# Called with the job and a should_stop() to poll; returns the job's metrics; an exception
+# fails the job with its message.
+InProcess = Callable[[Job, Callable[[], bool]], dict[str, Any]]
 _PR_SET_PDEATHSIG = 1
 
 
@@ -42,9 +47,11 @@ def has_checkpoint(job: Job) -> bool:
 
 class JobRunner:
     def __init__(self, store: JobStore, settings: Settings,
-                 after_training: AfterTraining | None = None):
+                 after_training: AfterTraining | None = None,
+                 in_process: dict[str, InProcess] | None = None):
         self.store, self.settings = store, settings
         self.after_training = after_training
+        self.in_process = in_process or {}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -75,11 +82,11 @@ class JobRunner:
         for job in self.store.list(states=("running", "exporting", "validating_files"),
                                    limit=10_000):
             _kill_stale(job)
-            resumable = has_checkpoint(job) or job.kind == "export"
+            resumable = has_checkpoint(job) or job.kind == "export" or job.kind in self.in_process
             if job.state in ("running", "exporting") and resumable:
                 self.store.transition(job.id, "queued", allowed_from=("running", "exporting"),
-                                      message="The API restarted during training; the job will "
-                                              "resume from its last checkpoint.")
+                                      message="The API restarted during the job; it will resume "
+                                              "from where it was.")
             else:
                 reason = ("The API restarted before the job saved a checkpoint; submit it again."
                           if job.state in ("running", "exporting") else
@@ -121,6 +128,9 @@ class JobRunner:
         if not self.store.transition(job.id, "running", allowed_from=("queued",),
                                      message=message):
             return  # cancelled meanwhile
+        if job.kind in self.in_process:
+            self._run_in_process(job)
+            return
         if job.kind == "fine_tune":
             code = self._child(job, "api.finetune.recipe", ["--resume"] if resume else [])
             if code is None or not self._check(job, code, "Training failed"):
@@ -137,6 +147,27 @@ class JobRunner:
         metrics = (self.store.get(job.id) or job).metrics or {}
         self.store.transition(job.id, "succeeded", allowed_from=("running", "exporting"),
                               message="Finished.", metrics=metrics)
+
+    def _run_in_process(self, job: Job) -> None:
+        def should_stop() -> bool:
+            if self._stop.is_set():
+                return True
+            current = self.store.get(job.id)
+            return current is None or current.terminal
+
+        try:
+            metrics = self.in_process[job.kind](job, should_stop)
+        except Exception as exc:
+            reason = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
+            log.info("job %s failed: %s", job.id, reason, exc_info=not isinstance(exc, AppError))
+            self.store.transition(job.id, "failed", allowed_from=("running",), message=reason,
+                                  error=reason)
+            return
+        if self._stop.is_set():
+            return  # shutting down: recover() queues it again at the next start
+        self.store.set_metrics(job.id, metrics)
+        self.store.transition(job.id, "succeeded", allowed_from=("running",),
+                              message=metrics.get("report") or "Finished.")
 
     def _child(self, job: Job, module: str, extra: list[str]) -> int | None:
         """Run one step in its own process; None when the runner is shutting down."""

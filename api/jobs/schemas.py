@@ -12,9 +12,10 @@ JobState = Literal["validating_files", "queued", "running", "exporting", "succee
 
 class JobPublic(BaseModel):
     id: str
-    object: Literal["fine_tuning.job"] = "fine_tuning.job"
-    kind: Literal["fine_tune", "export"] = Field(
-        "fine_tune", description="`export` jobs re-export an earlier job's adapter.")
+    object: Literal["fine_tuning.job", "dataset.job"] = "fine_tuning.job"
+    kind: Literal["fine_tune", "export", "dataset"] = Field(
+        "fine_tune", description="`export` jobs re-export an earlier job's adapter; `dataset` "
+                                 "jobs generate training data (POST /datasets/generate).")
     status: JobState = Field(..., description="validating_files, queued, running, (exporting,) "
                                               "then succeeded, failed or cancelled.")
     model_name: str = Field(..., description="The model this job produces.")
@@ -32,7 +33,8 @@ class JobPublic(BaseModel):
 
     @classmethod
     def of(cls, job: Job) -> "JobPublic":
-        return cls(id=job.id, kind=job.kind, status=job.state, model_name=job.model_name,  # type: ignore[arg-type]
+        return cls(id=job.id, kind=job.kind, status=job.state,
+                   object="dataset.job" if job.kind == "dataset" else "fine_tuning.job", model_name=job.model_name,  # type: ignore[arg-type]
                    base_model=job.base_model, created_at=job.created_at,
                    started_at=job.started_at, finished_at=job.finished_at, error=job.error,
                    progress=job.progress, metrics=job.metrics, hyperparameters=job.spec)

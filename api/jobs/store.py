@@ -19,6 +19,7 @@ from api.errors import Conflict
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 ACTIVE = ("validating_files", "queued", "running", "exporting")
+_PREFIX = {"dataset": "dsjob"}  # fine_tune and export jobs: ftjob-...
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -100,7 +101,7 @@ class JobStore:
 
     def create(self, *, model_name: str, base_model: str, spec: dict[str, Any], jobs_dir: Path,
                idempotency_key: str | None = None, kind: str = "fine_tune") -> Job:
-        job_id = f"ftjob-{uuid.uuid4().hex[:24]}"
+        job_id = f"{_PREFIX.get(kind, 'ftjob')}-{uuid.uuid4().hex[:24]}"
         job_dir = jobs_dir / job_id
         try:
             with self._connect() as db:
@@ -162,6 +163,13 @@ class JobStore:
         if moved:
             self.add_event(job_id, to if to != "failed" else "error", message, **data)
         return moved
+
+    def delete(self, job_id: str) -> None:
+        """Forget a finished job and its events (its files are the caller's to remove)."""
+        with self._connect() as db:
+            db.execute("DELETE FROM events WHERE job_id = ?", (job_id,))
+            db.execute(f"DELETE FROM jobs WHERE id = ? AND state IN ({','.join('?' * len(TERMINAL))})",
+                       (job_id, *TERMINAL))
 
     def set_progress(self, job_id: str, progress: dict[str, Any]) -> None:
         with self._connect() as db:

@@ -6,9 +6,13 @@ Embedded `PersistentClient` on disk by default; `HttpClient` when LLM_CHROMA_URL
 
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlparse
 
 import chromadb
+import httpx
 from chromadb.config import Settings as ChromaSettings
 from langchain_chroma import Chroma
 from langchain_core.documents import Document
@@ -28,6 +32,17 @@ def collection_name(model: str) -> str:
     if not is_valid_name(model) or not _COLLECTION_RE.fullmatch(name) or ".." in name:
         raise InvalidInput(f"Model name {model!r} cannot name a document collection.")
     return name
+
+
+@contextmanager
+def reachable(settings: Settings) -> Iterator[None]:
+    """A Chroma server that went away mid-request is a 503 that says so, not a 500; the
+    client reconnects by itself once the server is back."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        raise Unavailable(f"Chroma at {settings.chroma_url} is not reachable ({exc}); start "
+                          "it or fix LLM_CHROMA_URL, then try again.") from exc
 
 
 def connect(settings: Settings) -> chromadb.ClientAPI:
@@ -74,7 +89,24 @@ class VectorStore:
             collection.add_documents(chunks[i:i + step], ids=ids[i:i + step])
 
     def delete_import(self, model: str, import_id: str) -> None:
-        self.collection(model)._collection.delete(where={"import_id": import_id})
+        try:
+            collection = self.client.get_collection(collection_name(model))
+        except (ValueError, chromadb.errors.NotFoundError):
+            return  # no collection: no chunks
+        collection.delete(where={"import_id": import_id})
+
+    def passages(self, model: str, import_ids: list[str]) -> list[dict[str, Any]]:
+        """Every chunk of these imports in reading order: text, document, page, chunk."""
+        try:
+            collection = self.client.get_collection(collection_name(model))
+        except (ValueError, chromadb.errors.NotFoundError):
+            return []
+        got = collection.get(where={"import_id": {"$in": import_ids}},
+                             include=["documents", "metadatas"])  # type: ignore[list-item]
+        rows = [{"text": text, "document": meta["document"], "page": meta["page"],
+                 "chunk": meta["chunk"]}
+                for text, meta in zip(got["documents"] or [], got["metadatas"] or [], strict=True)]
+        return sorted(rows, key=lambda r: (r["document"], r["chunk"]))
 
     def drop(self, model: str) -> None:
         name = collection_name(model)

@@ -6,18 +6,22 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
 from fastapi.responses import StreamingResponse
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from api.datasets.service import training_file
 from api.deps import CatalogDep, JobStoreDep, RegistryDep, RunnerDep, SettingsDep
 from api.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from api.finetune.service import Upload, submit_export, submit_fine_tune
 from api.finetune.spec import ExportRequest, FineTuneSpec
 from api.jobs.schemas import EventPublic, JobPublic, JobsPublic
 from api.jobs.store import Job, JobStore
+from api.problems import responses
 
 router = APIRouter(tags=["fine-tuning"])
 _FILE_FIELDS = {"train_file", "eval_file"}
+_DATASET_HELP = ("upload `train_file`, or give `dataset_id` (a finished dataset from "
+                 "GET /datasets)")
 
 
 class FineTuneForm(FineTuneSpec):
@@ -25,12 +29,16 @@ class FineTuneForm(FineTuneSpec):
 
     model_config = ConfigDict(extra="allow")
 
+    dataset_id: str | None = Field(
+        None, max_length=100, description="Train on a finished generated dataset "
+                                          "(GET /datasets) instead of uploading train_file.")
+
     def spec(self) -> FineTuneSpec:
         unknown = sorted(set(self.model_extra or {}) - _FILE_FIELDS)
         if unknown:
             raise InvalidInput(f"Unknown form field(s): {', '.join(unknown)}. See the "
                                "FineTuneSpec schema for the accepted fields.")
-        return FineTuneSpec(**self.model_dump(exclude=set(self.model_extra or {})))
+        return FineTuneSpec(**self.model_dump(exclude={"dataset_id", *(self.model_extra or {})}))
 
 
 async def _read(upload: UploadFile, label: str, limit: int) -> Upload:
@@ -42,17 +50,26 @@ async def _read(upload: UploadFile, label: str, limit: int) -> Upload:
     return Upload(filename=upload.filename or label, content=content)
 
 
-@router.post("/fine_tune_model", status_code=202, response_model=JobPublic)
+@router.post("/fine_tune_model", status_code=202, response_model=JobPublic,
+             responses=responses(404, 409, 413))
 async def create_fine_tune_job(
     form: Annotated[FineTuneForm, Form()],
-    train_file: Annotated[UploadFile, File(description="CSV, JSON or JSONL training data.")],
     settings: SettingsDep, catalog: CatalogDep, registry: RegistryDep, store: JobStoreDep,
     runner: RunnerDep, response: Response,
+    train_file: Annotated[UploadFile | None, File(
+        description="CSV, JSON or JSONL training data (or give `dataset_id`).")] = None,
     eval_file: Annotated[UploadFile | None, File(description="Optional validation data.")] = None,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobPublic:
     """Validate the data and start a fine-tuning job; answers 202 at once with the job."""
-    train = await _read(train_file, "train_file", settings.max_dataset_bytes)
+    uploaded = train_file is not None and bool(train_file.filename)
+    if uploaded == (form.dataset_id is not None):
+        raise InvalidInput(f"Training data: {_DATASET_HELP}, not both." if uploaded
+                           else f"No training data: {_DATASET_HELP}.")
+    if train_file is not None and uploaded:
+        train = await _read(train_file, "train_file", settings.max_dataset_bytes)
+    else:
+        train = Upload(*training_file(store, form.dataset_id or ""))
     evaluation = await _read(eval_file, "eval_file", settings.max_dataset_bytes) \
         if eval_file is not None and eval_file.filename else None
     job, created = await run_in_threadpool(
@@ -79,13 +96,13 @@ def list_jobs(store: JobStoreDep,
     return JobsPublic(data=jobs, count=len(jobs))
 
 
-@router.get("/jobs/{job_id}", response_model=JobPublic)
+@router.get("/jobs/{job_id}", response_model=JobPublic, responses=responses(404))
 def read_job(job_id: str, store: JobStoreDep) -> JobPublic:
     """A job's state, progress and, at the end, metrics."""
     return JobPublic.of(_job(store, job_id))
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=JobPublic)
+@router.post("/jobs/{job_id}/cancel", response_model=JobPublic, responses=responses(404, 409))
 def cancel_job(job_id: str, store: JobStoreDep, runner: RunnerDep) -> JobPublic:
     """Cancel a queued or running job. Cancelling a cancelled job changes nothing."""
     job = _job(store, job_id)
@@ -96,7 +113,8 @@ def cancel_job(job_id: str, store: JobStoreDep, runner: RunnerDep) -> JobPublic:
     return JobPublic.of(_job(store, job_id))
 
 
-@router.post("/jobs/{job_id}/export", status_code=202, response_model=JobPublic)
+@router.post("/jobs/{job_id}/export", status_code=202, response_model=JobPublic,
+             responses=responses(404, 409))
 def export_job(job_id: str, body: ExportRequest, settings: SettingsDep, catalog: CatalogDep,
                registry: RegistryDep, store: JobStoreDep, runner: RunnerDep) -> JobPublic:
     """Export a finished job's adapter again (after a failed export, or in another mode)."""
@@ -107,7 +125,8 @@ def export_job(job_id: str, body: ExportRequest, settings: SettingsDep, catalog:
 
 @router.get("/jobs/{job_id}/events",
             responses={200: {"content": {"text/event-stream": {}},
-                             "description": "Server-sent events, ending with the job's end."}})
+                             "description": "Server-sent events, ending with the job's end."},
+                       **responses(404)})
 def stream_job_events(
     job_id: str, store: JobStoreDep, settings: SettingsDep,
     after: Annotated[int, Query(ge=0, description="Only events after this seq.")] = 0,

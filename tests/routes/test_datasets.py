@@ -1,0 +1,150 @@
+"""Dataset generation through the HTTP API, with the real SmolLM2 as the teacher."""
+
+import csv
+import io
+import json
+
+import pytest
+
+from api.datasets.filters import Novelty
+from tests.rag.pdfs import HANDBOOK, pdf_bytes
+from tests.routes.test_jobs import FAST, events, wait_for
+from tests.tiny_model import TINY, jsonl
+
+SEEDS = [
+    {"instruction": "Give three tips for staying healthy.", "input": "",
+     "output": "Eat well, sleep enough and exercise."},
+    {"instruction": "What is the capital of France?", "input": "", "output": "Paris."},
+    {"instruction": "Explain what photosynthesis is in one sentence.", "input": "",
+     "output": "Plants turn light, water and carbon dioxide into sugar and oxygen."},
+    {"instruction": "Translate 'good morning' into Spanish.", "input": "",
+     "output": "Buenos días."},
+    {"instruction": "Name a primary colour.", "input": "", "output": "Red."},
+]
+QUICK = {"teacher": "smollm2-135m", "max_new_tokens": "96", "seed": "7"}
+
+
+@pytest.fixture
+def ds_client(make_client, tiny_models_dir):
+    # the tiny base trains in seconds; SmolLM2 (linked in the same dir) is the teacher
+    return make_client(base_models_dir=tiny_models_dir, job_poll_seconds=0.1)
+
+
+def generate(client, seeds=SEEDS, **fields):
+    files = {"seed_file": ("seeds.jsonl", jsonl(seeds), "application/jsonl")} if seeds else None
+    return client.post("/datasets/generate", data={**QUICK, **fields}, files=files)
+
+
+def test_five_seeds_become_a_dataset_that_trains_a_model_by_id(ds_client):
+    r = generate(ds_client, count="3")
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["kind"] == "dataset" and job["object"] == "dataset.job"
+    done = wait_for(ds_client, job["id"], ("succeeded", "failed"), timeout=900)
+    assert done["status"] == "succeeded", done["error"]
+
+    dataset = ds_client.get(f"/datasets/{job['id']}").json()
+    assert dataset["rows"] == 3 and dataset["requested"] == 3 and dataset["complete"]
+    assert dataset["source"] == "seeds" and dataset["teacher"] == "smollm2-135m"
+    assert dataset["report"].startswith("All 3 requested pairs")
+    assert len(dataset["samples"]) == 3
+    # new instructions: none too close to a seed or to each other
+    novelty = Novelty(0.7, [s["instruction"] for s in SEEDS])
+    for row in dataset["samples"]:
+        assert row["output"].strip()
+        assert novelty.is_novel(row["instruction"]), row["instruction"]
+        novelty.add(row["instruction"])
+    assert [d["id"] for d in ds_client.get("/datasets").json()["data"]] == [job["id"]]
+    types = [e["type"] for e in events(ds_client, job["id"])]
+    assert types[:3] == ["validating_files", "queued", "running"]
+    assert types.count("progress") == 3 and types[-1] == "succeeded"
+
+    lines = ds_client.get(f"/datasets/{job['id']}/download").text.splitlines()
+    assert [json.loads(line) for line in lines] == dataset["samples"]
+    r = ds_client.get(f"/datasets/{job['id']}/download", params={"format": "csv"})
+    assert r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert [row["instruction"] for row in rows] == [s["instruction"] for s in dataset["samples"]]
+
+    # the dataset feeds a fine-tuning job by id, in place of an uploaded file
+    r = ds_client.post("/fine_tune_model", data={"model_name": "from-dataset", **FAST,
+                                                 "dataset_id": job["id"]})
+    assert r.status_code == 202, r.text
+    tuned = wait_for(ds_client, r.json()["id"], ("succeeded", "failed"))
+    assert tuned["status"] == "succeeded", tuned["error"]
+    assert tuned["progress"]["dataset"]["format"] == "jsonl/alpaca"
+    assert sum(tuned["progress"]["dataset"][k] for k in
+               ("train_rows", "validation_rows", "test_rows")) == 3
+
+    r = ds_client.delete(f"/datasets/{job['id']}")
+    assert r.status_code == 200
+    assert ds_client.get(f"/datasets/{job['id']}").status_code == 404
+    assert not (ds_client.app.state.settings.jobs_dir / job["id"]).exists()
+
+
+def test_too_strict_filters_end_with_a_report_of_why(ds_client):
+    job = generate(ds_client, count="5", max_rounds="1", similarity_threshold="0.05").json()
+    done = wait_for(ds_client, job["id"], ("succeeded", "failed"), timeout=600)
+    assert done["status"] == "failed"
+    assert "Only 0 of 5 requested pairs survived the filters after 1 teacher rounds" in done["error"]
+    assert "too similar" in done["error"]
+    dataset = ds_client.get(f"/datasets/{job['id']}").json()
+    assert dataset["rows"] == 0 and dataset["dropped"]["similar"] >= 1
+    r = ds_client.get(f"/datasets/{job['id']}/download")
+    assert r.status_code == 409 and "failed" in r.json()["detail"]
+
+
+def test_documents_yield_pairs_that_cite_their_page(ds_client):
+    r = ds_client.post("/createModel", json={"name": "hr", "base_model": "smollm2-135m"})
+    assert r.status_code in (200, 201), r.text
+    r = ds_client.post("/importDocument", data={"model": "hr"},
+                       files={"file": ("handbook.pdf", pdf_bytes(HANDBOOK), "application/pdf")})
+    assert r.status_code in (200, 201), r.text
+    job = ds_client.post("/datasets/generate", data={**QUICK, "model": "hr", "count": "2",
+                                                     "min_support": "0.3"}).json()
+    done = wait_for(ds_client, job["id"], ("succeeded", "failed"), timeout=900)
+    assert done["status"] == "succeeded", done["error"]
+    rows = [json.loads(line) for line in
+            ds_client.get(f"/datasets/{job['id']}/download").text.splitlines()]
+    assert len(rows) == 2
+    for row in rows:
+        source = row["source"]
+        assert source["document"] == "handbook.pdf" and 1 <= source["page"] <= len(HANDBOOK)
+        assert row["instruction"].strip() and row["output"].strip()
+    dataset = ds_client.get(f"/datasets/{job['id']}").json()
+    assert dataset["source"] == "documents" and dataset["model"] == "hr"
+
+
+def test_bad_requests_are_refused_before_any_job(ds_client):
+    def refused(response, status, text):
+        assert response.status_code == status, response.text
+        assert text in response.json()["detail"], response.json()["detail"]
+
+    refused(ds_client.post("/datasets/generate", data=QUICK,
+                           files={"seed_file": ("seeds.jsonl", b"", "application/jsonl")}),
+            422, "seed_file is empty")
+    refused(generate(ds_client, teacher="no-such-model"), 404, "Unknown teacher")
+    refused(generate(ds_client, teacher="openai:gpt-4o-mini"), 422, "LLM_TEACHER_BASE_URL")
+    refused(generate(ds_client, count="1001"), 422, "LLM_MAX_DATASET_TARGET")
+    refused(generate(ds_client, seeds=None), 422, "Give either a `seed_file`")
+    refused(generate(ds_client, model="hr"), 422, "not both")
+    refused(generate(ds_client, seeds=None, model="nobody"), 404, "not found")
+    refused(ds_client.post("/fine_tune_model", data={"model_name": "x", **FAST}), 422,
+            "No training data")
+    refused(ds_client.post("/fine_tune_model", data={"model_name": "x", **FAST,
+                                                     "dataset_id": "dsjob-nope"}), 404,
+            "Dataset 'dsjob-nope' not found")
+    assert ds_client.get("/jobs").json()["count"] == 0
+    assert not any(ds_client.app.state.settings.jobs_dir.glob("*"))
+
+
+def test_unreachable_teacher_endpoint_fails_the_job_cleanly(make_client, tiny_models_dir):
+    client = make_client(base_models_dir=tiny_models_dir, job_poll_seconds=0.1,
+                         teacher_base_url="http://127.0.0.1:9/v1", teacher_timeout=2,
+                         teacher_api_key="secret-teacher-key")
+    job = generate(client, count="2", teacher="openai:some-model").json()
+    done = wait_for(client, job["id"], ("succeeded", "failed"), timeout=120)
+    assert done["status"] == "failed"
+    assert "http://127.0.0.1:9/v1 is not reachable" in done["error"]
+    assert "secret-teacher-key" not in json.dumps(done)
+    assert client.get(f"/datasets/{job['id']}").json()["rows"] == 0

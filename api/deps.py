@@ -8,6 +8,7 @@ from api.config import Settings
 from api.jobs.runner import JobRunner
 from api.jobs.store import JobStore
 from api.models.catalog import BaseCatalog
+from api.models.in_use import ModelUse
 from api.models.registry import VariantRegistry
 from api.rag.documents import DocumentService
 from api.serving.base import ModelServer
@@ -52,3 +53,10 @@ def _documents(request: Request) -> DocumentService:
 
 
 DocumentsDep = Annotated[DocumentService, Depends(_documents)]
+
+
+def _model_use(request: Request) -> ModelUse:
+    return request.app.state.model_use
+
+
+ModelUseDep = Annotated[ModelUse, Depends(_model_use)]

@@ -53,6 +53,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 404 and exc.detail == "Not Found":  # no route matched
+            return _respond(request, 404, "Not Found",
+                            f"No route matches {request.method} {request.url.path}; the API's "
+                            "routes are listed at /docs.")
         return _respond(request, exc.status_code, str(exc.detail), str(exc.detail))
 
     @app.exception_handler(Exception)

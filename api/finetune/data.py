@@ -69,13 +69,19 @@ def _decode(raw: bytes, label: str) -> str:
 
 def _lines(text: str, label: str) -> Iterator[str]:
     """Physical lines for the csv reader, none longer than MAX_LINE_CHARS: a row of millions
-    of fields or one huge cell is refused before csv builds it in memory."""
-    for number, line in enumerate(io.StringIO(text), start=1):
-        if len(line) > MAX_LINE_CHARS:
-            raise InvalidInput(f"{label} line {number} is {len(line)} characters long; at most "
-                               f"{MAX_LINE_CHARS} per line and {MAX_FIELD_CHARS} per field are "
-                               "accepted. Shorten that row (or check for an unclosed quote).")
-        yield line
+    of fields or one huge cell is refused before csv (or a copy of the line) holds it."""
+    start, number = 0, 0
+    while start < len(text):
+        number += 1
+        end = text.find("\n", start, start + MAX_LINE_CHARS)
+        if end == -1 and len(text) - start > MAX_LINE_CHARS:
+            raise InvalidInput(f"{label} line {number} is longer than {MAX_LINE_CHARS} "
+                               f"characters; at most {MAX_LINE_CHARS} per line and "
+                               f"{MAX_FIELD_CHARS} per field are accepted. Shorten that row "
+                               "(or check for an unclosed quote).")
+        end = len(text) if end == -1 else end + 1
+        yield text[start:end]
+        start = end
 
 
 def _check_header_line(text: str, label: str) -> None:

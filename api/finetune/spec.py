@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from api.models.names import NAME_PATTERN
+from api.models.names import ModelName
 
 
 Quantization = Literal["Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "F16"]
@@ -34,7 +34,7 @@ class ExportRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model_name: str | None = Field(None, pattern=NAME_PATTERN,
+    model_name: ModelName | None = Field(None,
                                    description="Name to register the exported model under.")
     export: Literal["merged", "adapter"] | None = Field(None, description="Export mode.")
     quantization: list[Quantization] | None = Field(
@@ -42,9 +42,9 @@ class ExportRequest(BaseModel):
 
 
 class FineTuneSpec(ExportSpec):
-    model_name: str = Field(..., pattern=NAME_PATTERN,
+    model_name: ModelName = Field(...,
                             description="Name of the fine-tuned model this job produces.")
-    base_model: str = Field("smollm2-135m", pattern=NAME_PATTERN,
+    base_model: ModelName = Field("smollm2-135m",
                             description="Base model to train on (see GET /listModels).")
     system_prompt: str | None = Field(
         None, max_length=8000,

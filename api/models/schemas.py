@@ -4,16 +4,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.models.names import NAME_PATTERN
+from api.models.names import ModelName
 from api.serving.options import GenerationOptions
 
 
 class ModelCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(
+    name: ModelName = Field(
         ...,
-        pattern=NAME_PATTERN,
         description="Name of the new variant: lowercase letters, digits, '.', '_', '-'.",
         examples=["hr-bot"],
     )

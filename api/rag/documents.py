@@ -28,9 +28,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_DOC_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._()+-]{0,126}$")
-DOC_NAME_RULE = ("1-127 characters: letters, digits, spaces and . _ ( ) + -, starting with a "
-                 "letter or digit, without '..' or any path")
+# ASCII only (no look-alike letters); no trailing space or dot, which a listing hides
+_DOC_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9 ._()+-]{0,125}[A-Za-z0-9_()+-])?$")
+DOC_NAME_RULE = ("1-127 characters: ASCII letters, digits, spaces and . _ ( ) + -, starting "
+                 "with a letter or digit, not ending with a space or '.', without '..' or any "
+                 "path")
 
 
 def check_document_name(name: str) -> str:

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from api.deps import CatalogDep, DocumentsDep, RegistryDep, SettingsDep
+from api.deps import CatalogDep, DocumentsDep, ModelUseDep, RegistryDep, SettingsDep
 from api.errors import InvalidInput
 from api.models.schemas import Message
 from api.models.service import resolve_model
@@ -51,22 +51,34 @@ def _public(r: DocumentRecord) -> DocumentPublic:
 @router.post("/importDocument", status_code=201, response_model=DocumentImported,
              openapi_extra=_UPLOAD_SCHEMA)
 async def import_document(request: Request, settings: SettingsDep, catalog: CatalogDep,
-                          registry: RegistryDep, documents: DocumentsDep) -> DocumentImported:
+                          registry: RegistryDep, documents: DocumentsDep,
+                          use: ModelUseDep) -> DocumentImported:
     """Import a PDF for a model (multipart: `file`, `model`, optional `name`); a document
     with the same name is replaced. The text is split into chunks and embedded."""
     upload = await uploads.receive(request, incoming_dir=documents.incoming_dir,
                                    max_bytes=settings.rag_max_upload_bytes)
     try:
-        model = resolve_model(catalog=catalog, registry=registry,
-                              name=upload.fields.get("model", ""))
         name = upload.fields.get("name") or upload.filename or ""
-        if not name:
-            raise InvalidInput("The upload has no file name; send a `name` field.")
-        with upload.path.open("rb") as f:
-            check_pdf_header(f.read(len(PDF_MAGIC)), name=name)
-        record, replaced = await run_in_threadpool(
-            documents.import_document, model=model.name, name=name, upload=upload.path,
-            size=upload.size)
+        what = f"importing document {name!r}"
+
+        def hold_model() -> str:  # the model cannot be deleted from now until the end
+            with use.lock:
+                model = resolve_model(catalog=catalog, registry=registry,
+                                      name=upload.fields.get("model", "")).name
+                use.acquire(model, what)
+                return model
+
+        model = await run_in_threadpool(hold_model)
+        try:
+            if not name:
+                raise InvalidInput("The upload has no file name; send a `name` field.")
+            with upload.path.open("rb") as f:
+                check_pdf_header(f.read(len(PDF_MAGIC)), name=name)
+            record, replaced = await run_in_threadpool(
+                documents.import_document, model=model, name=name, upload=upload.path,
+                size=upload.size)
+        finally:
+            use.release(model, what)
     finally:
         upload.path.unlink(missing_ok=True)  # moved away on success
     return DocumentImported(**_public(record).model_dump(), replaced=replaced)
@@ -94,8 +106,10 @@ def delete_document(catalog: CatalogDep, registry: RegistryDep, documents: Docum
 
 @router.delete("/deleteAllDocuments", response_model=Message)
 def delete_all_documents(catalog: CatalogDep, registry: RegistryDep, documents: DocumentsDep,
-                         model: str = _MODEL) -> Message:
-    """Delete every document of a model."""
-    served = resolve_model(catalog=catalog, registry=registry, name=model)
-    count = documents.delete_all(model=served.name)
+                         use: ModelUseDep, model: str = _MODEL) -> Message:
+    """Delete every document of a model (409 while a document is being imported for it)."""
+    with use.lock:
+        served = resolve_model(catalog=catalog, registry=registry, name=model)
+        use.check_free(served.name, action="Delete its documents")
+        count = documents.delete_all(model=served.name)
     return Message(message=f"{count} document(s) deleted from model {served.name!r}.")

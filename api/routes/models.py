@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter, Query
 
-from api.deps import (CatalogDep, DocumentsDep, JobStoreDep, RegistryDep, ServerDep,
-                      SettingsDep)
+from api.deps import (CatalogDep, DocumentsDep, JobStoreDep, ModelUseDep, RegistryDep,
+                      ServerDep, SettingsDep)
 from api.errors import Conflict
 from api.jobs.store import ACTIVE
 from api.models import service
@@ -36,11 +36,23 @@ def list_models(catalog: CatalogDep, registry: RegistryDep) -> ModelsPublic:
 
 @router.delete("/deleteModel", response_model=Message)
 def delete_model(
-    settings: SettingsDep, catalog: CatalogDep, registry: RegistryDep, server: ServerDep, documents: DocumentsDep,
+    settings: SettingsDep, catalog: CatalogDep, registry: RegistryDep, server: ServerDep,
+    documents: DocumentsDep, store: JobStoreDep, use: ModelUseDep,
     name: str = Query(..., min_length=1, max_length=200, description="The variant to delete."),
 ) -> Message:
-    """Delete a variant, with its documents and exported model files."""
-    service.delete_variant(catalog=catalog, registry=registry, server=server, name=name,
-                           artifacts_root=settings.jobs_dir)
-    documents.delete_all(model=name)
+    """Delete a variant, with its documents and exported model files (409 while a document
+    is being imported for it, or while a job is still producing it)."""
+    with use.lock:
+        use.check_free(name, action="Delete it")
+        if registry.get(name) is None and catalog.get(name) is None:
+            producing = [j for j in store.list(states=ACTIVE, limit=10_000)
+                         if j.model_name == name and j.kind != "dataset"]
+            if producing:
+                job = producing[0]
+                raise Conflict(f"Model {name!r} does not exist yet: job {job.id} ({job.state}) "
+                               f"is producing it. Cancel the job (POST /jobs/{job.id}/cancel) "
+                               "to stop it.")
+        service.delete_variant(catalog=catalog, registry=registry, server=server, name=name,
+                               artifacts_root=settings.jobs_dir)
+        documents.delete_all(model=name)
     return Message(message=f"Model {name!r} deleted.")

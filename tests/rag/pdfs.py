@@ -70,3 +70,68 @@ def inflating_pdf_bytes(size: int = 70_000_000) -> bytes:
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
+
+
+# ------------------------------------------------- hand-written PDFs with loops and bombs
+
+_TEXT = b"BT /F1 12 Tf 72 700 Td (Loop test text) Tj ET"
+_CATALOG = b"<< /Type /Catalog /Pages 2 0 R >>"
+_PAGES = b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>"
+_PAGE = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+         b"/Resources << /Font << /F1 5 0 R >> >> >>")
+_FONT = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
+
+
+def _stream(data: bytes, extra: bytes = b"") -> bytes:
+    return b"<< /Length %d%s >>\nstream\n" % (len(data), extra) + data + b"\nendstream"
+
+
+def raw_pdf(objects: list[bytes], *, prev_self: bool = False) -> bytes:
+    """A classic-xref PDF of `objects` (numbered from 1; 1 is the catalog). `prev_self`:
+    the trailer's /Prev points at its own xref table, a circular chain."""
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    out.writelines(b"%010d 00000 n \n" % o for o in offsets)
+    prev = b" /Prev %d" % xref if prev_self else b""
+    out.write(b"trailer\n<< /Size %d /Root 1 0 R%s >>\nstartxref\n%d\n%%%%EOF\n"
+              % (len(objects) + 1, prev, xref))
+    return out.getvalue()
+
+
+def looping_pdf_bytes(kind: str) -> bytes:
+    """One page saying "Loop test text", with a loop: `xref` (a /Prev chain pointing at
+    itself), `outline` (a bookmark that is its own child and next sibling), `page_tree`
+    (the page tree lists itself as a kid) or `length` (a stream's /Length is the stream)."""
+    objects = [_CATALOG, _PAGES, _PAGE, _stream(_TEXT), _FONT]
+    if kind == "outline":
+        objects[0] = b"<< /Type /Catalog /Pages 2 0 R /Outlines 6 0 R >>"
+        objects += [b"<< /Type /Outlines /First 7 0 R /Last 7 0 R /Count 1 >>",
+                    b"<< /Title (Loop) /Parent 6 0 R /Next 7 0 R /First 7 0 R "
+                    b"/Dest [3 0 R /Fit] >>"]
+    elif kind == "page_tree":
+        objects[1] = b"<< /Type /Pages /Kids [3 0 R 2 0 R] /Count 2 >>"
+    elif kind == "length":
+        objects[3] = b"<< /Length 4 0 R >>\nstream\n" + _TEXT + b"\nendstream"
+    elif kind != "xref":
+        raise ValueError(kind)
+    return raw_pdf(objects, prev_self=kind == "xref")
+
+
+def bomb_pdf_bytes(size: int = 100_000_000) -> bytes:
+    """A ~100 kB PDF whose page content inflates to `size` bytes, compressed piece by piece
+    (the inflated stream is never held in memory here)."""
+    import zlib
+
+    deflate = zlib.compressobj(1)
+    block = b" " * (1 << 20)
+    parts = [deflate.compress(_TEXT)]
+    parts += [deflate.compress(block) for _ in range(size >> 20)]
+    parts.append(deflate.flush())
+    return raw_pdf([_CATALOG, _PAGES, _PAGE, _stream(b"".join(parts), b" /Filter /FlateDecode"),
+                    _FONT])

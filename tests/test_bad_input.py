@@ -29,7 +29,8 @@ from api.finetune.data import MAX_FIELD_CHARS, load_examples
 from api.main import create_app
 from api.rag import documents as documents_module
 from api.rag.documents import DOC_NAME_RULE
-from tests.rag.pdfs import MENU, bomb_pdf_bytes, looping_pdf_bytes, pdf_bytes
+from tests.rag.pdfs import (MENU, bomb_pdf_bytes, inflating_pdf_bytes, looping_pdf_bytes,
+                            pdf_bytes)
 from tests.tiny_model import jsonl, qa_csv
 
 NAME_RULE = "use 1-63 characters: lowercase ASCII letters, digits"
@@ -193,6 +194,11 @@ def test_declared_bodies_over_the_limit_are_refused_before_reading(make_client):
                              "content-length": str(9 << 20)})
     assert problem(r, 413) == ("The request body is larger than the limit of 8388608 bytes "
                                "(a JSON request body; send less).")
+    r = client.post("/generate", headers={"content-type": "application/json"},
+                    content=iter([b'{"model": "smollm2-135m", "prompt": "', b"x" * (9 << 20),
+                                  b'"}']))  # chunked: cut off while it arrives
+    assert problem(r, 413) == ("The request body is larger than the limit of 8388608 bytes "
+                               "(a JSON request body; send less).")
     r = client.post("/v1/chat/completions", content=b"x",
                     headers={"content-type": "application/json",
                              "content-length": str(9 << 20)})
@@ -263,6 +269,15 @@ def test_pdf_inflating_past_the_parsers_own_limit_is_422(hr):
                              "while decompressing")
     assert detail.endswith("Nothing was imported; check the file.")
     assert leftovers(hr) == variant_only("hr")
+
+
+def test_pdf_inflating_past_the_memory_limit_is_422(make_client):
+    client = make_client(rag_parse_memory_mb=128)
+    client.post("/createModel", json={"name": "hr"})
+    r = upload(client, "bomb.pdf", inflating_pdf_bytes())
+    assert problem(r, 422) == ("'bomb.pdf' needs more than 128 MiB to parse "
+                               "(LLM_RAG_PARSE_MEMORY_MB); the PDF may be malformed.")
+    assert leftovers(client) == variant_only("hr")
 
 
 @pytest.mark.parametrize("kind, detail", [
@@ -427,10 +442,49 @@ def test_tricky_job_ids_in_paths(client):
         for method, suffix in (("GET", ""), ("POST", "/cancel"), ("GET", "/events")):
             r = client.request(method, f"/jobs/{raw}{suffix}")
             assert problem(r, 404).endswith("not found; GET /jobs lists jobs."), (raw, suffix)
+        for method, suffix in (("GET", ""), ("GET", "/download"), ("DELETE", "")):
+            r = client.request(method, f"/datasets/{raw}{suffix}")
+            assert problem(r, 404).startswith("Dataset "), (raw, suffix)
+    for raw in ("..", "../jobs", "/etc/passwd", "x\x00y", "dsjob-\u0430", "x" * 100):
+        r = client.post("/fine_tune_model", data={"model_name": "tuned", "dataset_id": raw})
+        assert problem(r, 404).startswith(f"Dataset {raw!r} not found"), raw
+    r = client.post("/fine_tune_model", data={"model_name": "tuned", "dataset_id": "x" * 101})
+    assert "dataset_id: String should have at most 100 characters" in problem(r, 422)
     r = client.get("/jobs/%2Fetc%2Fpasswd")  # decodes to /jobs//etc/passwd: no route at all
     assert problem(r, 404) == ("No route matches GET /jobs//etc/passwd; the API's routes are "
                                "listed at /docs.")
     assert leftovers(client) == NOTHING
+
+
+# ---------------------------------------------------------- unknown models, documents
+
+def test_unknown_models_and_documents_are_404_saying_what_exists(hr):
+    models = "Model 'ghost' not found. Available models: smollm2-135m, hr."
+    bases = "Base model 'ghost' not found. Available base models: smollm2-135m."
+    checks = [
+        (hr.post("/generate", json={"model": "ghost", "prompt": "hi"}), models),
+        (upload(hr, "menu.pdf", pdf_bytes(MENU), model="ghost"), models),
+        (hr.get("/listDocuments", params={"model": "ghost"}), models),
+        (hr.delete("/deleteAllDocuments", params={"model": "ghost"}), models),
+        (hr.delete("/deleteDocument", params={"model": "ghost", "document": "a.pdf"}), models),
+        (hr.delete("/deleteModel", params={"name": "ghost"}),
+         "Model 'ghost' not found. Models you can delete: hr."),
+        (hr.post("/createModel", json={"name": "x", "base_model": "ghost"}), bases),
+        (fine_tune(hr, qa_csv(5), base_model="ghost"), bases),
+        (hr.delete("/deleteDocument", params={"model": "hr", "document": "ghost.pdf"}),
+         "Document 'ghost.pdf' not found for model 'hr'. Documents: none."),
+        (hr.post("/generate", json={"model": "hr", "prompt": "hi", "documents": ["ghost.pdf"]}),
+         "Model 'hr' has no documents; import one with POST /importDocument."),
+        (hr.post("/jobs/ftjob-ghost/export", json={}),
+         "Job 'ftjob-ghost' not found; GET /jobs lists jobs."),
+    ]
+    for r, detail in checks:
+        assert problem(r, 404) == detail, r.request.url
+    r = hr.post("/v1/chat/completions",
+                json={"model": "ghost", "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 404
+    assert r.json()["error"]["message"] == models
+    assert leftovers(hr) == variant_only("hr")
 
 
 # ---------------------------------------------------- concurrent deletes: 409, no orphans
@@ -528,3 +582,22 @@ def test_deletes_while_a_fine_tuning_job_is_queued(quiet):
     r = quiet.delete("/deleteModel", params={"name": "tuned"})
     assert problem(r, 404) == "Model 'tuned' not found. Models you can delete: side."
     assert leftovers(quiet)["variants"] == ["side"]
+
+
+def test_deleting_the_teacher_of_a_queued_dataset_job_is_409(quiet):
+    """A dataset job calls its teacher model while it runs: deleting it would fail the job
+    half-way, so the delete waits for the job (or its cancellation)."""
+    assert quiet.post("/createModel", json={"name": "teacher"}).status_code == 201
+    seeds = jsonl([{"instruction": f"Name a colour ({i}).", "output": "Red."} for i in range(3)])
+    r = quiet.post("/datasets/generate", data={"teacher": "teacher", "count": "2"},
+                   files={"seed_file": ("seeds.jsonl", seeds, "application/jsonl")})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    r = quiet.delete("/deleteModel", params={"name": "teacher"})
+    assert problem(r, 409) == (f"Model 'teacher' is in use: it is the teacher of job "
+                               f"{job['id']} (queued). Cancel the job (POST /jobs/{job['id']}"
+                               "/cancel) or wait for it to end, then delete it.")
+    assert leftovers(quiet)["variants"] == ["teacher"]
+    assert quiet.post(f"/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
+    assert quiet.delete("/deleteModel", params={"name": "teacher"}).status_code == 200
+    assert leftovers(quiet)["variants"] == []

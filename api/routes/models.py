@@ -7,6 +7,7 @@ from api.deps import (CatalogDep, DocumentsDep, JobStoreDep, ModelUseDep, Regist
 from api.errors import Conflict
 from api.jobs.store import ACTIVE
 from api.models import service
+from api.models.in_use import check_no_job_uses
 from api.models.schemas import Message, ModelCreate, ModelPublic, ModelsPublic
 
 router = APIRouter(tags=["models"])
@@ -41,17 +42,11 @@ def delete_model(
     name: str = Query(..., min_length=1, max_length=200, description="The variant to delete."),
 ) -> Message:
     """Delete a variant, with its documents and exported model files (409 while a document
-    is being imported for it, or while a job is still producing it)."""
+    is being imported for it, or while a job uses it or is still producing it)."""
     with use.lock:
         use.check_free(name, action="Delete it")
-        if registry.get(name) is None and catalog.get(name) is None:
-            producing = [j for j in store.list(states=ACTIVE, limit=10_000)
-                         if j.model_name == name and j.kind != "dataset"]
-            if producing:
-                job = producing[0]
-                raise Conflict(f"Model {name!r} does not exist yet: job {job.id} ({job.state}) "
-                               f"is producing it. Cancel the job (POST /jobs/{job.id}/cancel) "
-                               "to stop it.")
+        if catalog.get(name) is None:  # bases are refused below anyway
+            check_no_job_uses(store, name, action="delete it")
         service.delete_variant(catalog=catalog, registry=registry, server=server, name=name,
                                artifacts_root=settings.jobs_dir)
         documents.delete_all(model=name)

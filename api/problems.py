@@ -15,6 +15,10 @@ from api.errors import AppError
 
 log = logging.getLogger(__name__)
 
+UNPARSABLE = ("The request body could not be parsed: send UTF-8 JSON (Content-Type: "
+              "application/json) that is not nested hundreds of levels deep, or a well-formed "
+              "multipart/form-data upload.")
+
 _OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error",
                  404: "not_found_error", 409: "invalid_request_error",
                  413: "invalid_request_error", 422: "invalid_request_error"}
@@ -57,6 +61,8 @@ def install(app: FastAPI) -> None:
             return _respond(request, 404, "Not Found",
                             f"No route matches {request.method} {request.url.path}; the API's "
                             "routes are listed at /docs.")
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            return _respond(request, 400, "Bad Request", UNPARSABLE)  # FastAPI's own words
         return _respond(request, exc.status_code, str(exc.detail), str(exc.detail))
 
     @app.exception_handler(Exception)

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from api.childproc import die_with_parent
 from api.config import REPO_ROOT
 from api.finetune.spec import FineTuneSpec
 from api.jobs.store import JobStore
@@ -38,7 +39,8 @@ class ExportError(Exception):
 def _converter(script: Path, *args: str) -> None:
     if not script.is_file():
         raise ExportError(f"{script.name} is missing: run scripts/setup_llamacpp.sh.")
-    result = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
+                            preexec_fn=die_with_parent())
     if result.returncode != 0:
         raise ExportError(f"{script.name} failed:\n{result.stderr[-3000:]}")
 

@@ -2,7 +2,9 @@
 
 An import either fully happens or leaves nothing: the PDF is parsed and its chunks are
 stored under a fresh import id, then one SQLite write makes them the document's current
-version; only then are the replaced version's chunks and file removed.
+version; only then are the replaced version's chunks and file removed. The catalog's
+`pending` rows name whatever an interrupted import or delete left, and `recover()` (at
+start-up, and before each import) removes it.
 """
 
 import logging
@@ -58,6 +60,19 @@ def split_pages(pages: list[str], *, model: str, document: str, import_id: str,
     return chunks
 
 
+class _LazyEmbedder:
+    """The configured embedder, built on the first text to embed (deleting needs none)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return build_embedder(self.settings).embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return build_embedder(self.settings).embed_query(text)
+
+
 class DocumentService:
     def __init__(self, settings: Settings, embedder: Embedder | None = None):
         self.settings = settings
@@ -68,14 +83,16 @@ class DocumentService:
         self._store: "VectorStore | None" = None
         self._store_lock = threading.Lock()
         self._parsing = threading.BoundedSemaphore(2)  # child processes at once
+        self._active: set[str] = set()  # import ids being written by this process
+        self._active_lock = threading.Lock()
 
     @property
     def store(self) -> "VectorStore":
         from api.rag.store import VectorStore  # chromadb takes seconds to import: on first use
 
         with self._store_lock:
-            if self._store is None:  # the embedder loads torch: only when first needed
-                embedder = self._embedder or build_embedder(self.settings)
+            if self._store is None:  # the embedder loads torch: only when first embedding
+                embedder = self._embedder or _LazyEmbedder(self.settings)
                 self._store = VectorStore(self.settings, embedder)
             return self._store
 
@@ -91,28 +108,63 @@ class DocumentService:
         folder = self.files_dir / model
         folder.mkdir(parents=True, exist_ok=True)
         stored = folder / f"{import_id}.pdf"  # our name; the client's file name is only metadata
-        upload.replace(stored)
-        record = DocumentRecord(
-            model=model, name=name, import_id=import_id, file=stored.name, pages=len(pages),
-            chunks=len(chunks), size=size,
-            imported_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        self.recover()
+        with self._active_lock:
+            self._active.add(import_id)
         try:
-            self.store.add(model, chunks, [f"{import_id}-{c.metadata['chunk']}" for c in chunks])
-            old = self.catalog.put(record)
-        except BaseException:
-            self._forget(model, import_id, stored)
-            raise
+            self.catalog.begin(model=model, import_id=import_id, file=stored.name)
+            upload.replace(stored)
+            record = DocumentRecord(
+                model=model, name=name, import_id=import_id, file=stored.name,
+                pages=len(pages), chunks=len(chunks), size=size,
+                imported_at=datetime.now(UTC).isoformat(timespec="seconds"))
+            try:
+                from api.rag.store import reachable
+
+                with reachable(self.settings):
+                    self.store.add(model, chunks,
+                                   [f"{import_id}-{c.metadata['chunk']}" for c in chunks])
+                old = self.catalog.put(record)
+            except BaseException:
+                self._forget(model, import_id, stored)
+                raise
+        finally:
+            with self._active_lock:
+                self._active.discard(import_id)
         if old is not None:
             self._forget(model, old.import_id, folder / old.file)
         return record, old is not None
 
-    def _forget(self, model: str, import_id: str, file: Path) -> None:
-        """Best-effort removal of an import's chunks and file (invisible to retrieval already)."""
+    def _forget(self, model: str, import_id: str, file: Path) -> bool:
+        """Best-effort removal of a pending import's chunks and file (invisible to retrieval
+        already); its pending row goes once both are gone, else a later recover() retries."""
         file.unlink(missing_ok=True)
         try:
             self.store.delete_import(model, import_id)
-        except Exception:
-            log.exception("could not remove chunks of import %s of %s", import_id, model)
+        except Exception as exc:
+            log.warning("could not remove chunks of import %s of %s (%s); will retry",
+                        import_id, model, exc)
+            return False
+        self.catalog.done(import_id)
+        return True
+
+    def recover(self, *, startup: bool = False) -> None:
+        """Remove what interrupted imports and deletes left: pending imports' files and
+        chunks (not those of imports running now) and, at start-up, when no request is in
+        flight, unfinished uploads and PDFs that no document row names."""
+        if startup:
+            shutil.rmtree(self.incoming_dir, ignore_errors=True)
+        with self._active_lock:
+            active = set(self._active)
+        for model, import_id, file in self.catalog.pending():
+            if import_id not in active and \
+                    not self._forget(model, import_id, self.files_dir / model / file):
+                break  # Chroma unreachable: the next import or start-up tries again
+        if startup and self.files_dir.is_dir():
+            for folder in (p for p in self.files_dir.iterdir() if p.is_dir()):
+                known = {r.file for r in self.catalog.of_model(folder.name)}
+                for orphan in (f for f in folder.iterdir() if f.name not in known):
+                    orphan.unlink(missing_ok=True)
 
     def list_documents(self, *, model: str) -> list[DocumentRecord]:
         return self.catalog.of_model(model)
@@ -141,11 +193,14 @@ class DocumentService:
 
     def delete_all(self, *, model: str) -> int:
         """Delete every document of `model` and its collection; also used when a model goes."""
-        records = self.catalog.remove_all(model)
+        records = self.catalog.remove_all(model)  # now pending: recover() retries a failure
         if records or (self.files_dir / model).exists():
+            shutil.rmtree(self.files_dir / model, ignore_errors=True)
             try:
                 self.store.drop(model)
-            except Exception:
-                log.exception("could not drop the collection of %s", model)
-            shutil.rmtree(self.files_dir / model, ignore_errors=True)
+            except Exception as exc:
+                log.warning("could not drop the collection of %s (%s); will retry", model, exc)
+            else:
+                for record in records:
+                    self.catalog.done(record.import_id)
         return len(records)

@@ -29,10 +29,13 @@ def ground_request(
     if messages[-1]["role"] != "user":
         raise InvalidInput("With documents, the last message must be the user's question.")
     from api.rag.retrieve import retrieve  # LangChain and chromadb load on first use
+    from api.rag.store import reachable
 
     records = documents.get(model=model.name, names=None if all_documents else names)
-    passages = retrieve(store=documents.store, server=server, model=model,
-                        question=messages[-1]["content"], records=records, settings=settings)
+    with reachable(settings):
+        passages = retrieve(store=documents.store, server=server, model=model,
+                            question=messages[-1]["content"], records=records,
+                            settings=settings)
     system = next((m["content"] for m in messages if m["role"] == "system"), model.system_prompt)
     max_tokens = resolve_options(model, options, settings)["max_tokens"]
     return ground(messages=messages, passages=passages, system_prompt=system,

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from api.childproc import die_with_parent
 from api.config import REPO_ROOT, Settings
 from api.errors import InvalidInput
 
@@ -32,7 +33,8 @@ def extract_pages(path: Path, *, name: str, settings: Settings) -> list[str]:
            str(settings.rag_parse_memory_mb)]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     try:
-        done = subprocess.run(cmd, capture_output=True, timeout=limit, env=env, cwd=REPO_ROOT)
+        done = subprocess.run(cmd, capture_output=True, timeout=limit, env=env, cwd=REPO_ROOT,
+                              preexec_fn=die_with_parent())
     except subprocess.TimeoutExpired:  # run() has killed the child
         raise InvalidInput(f"{name!r} could not be read within the {limit:g} s parsing limit; "
                            "the PDF may be malformed. Nothing was imported.") from None

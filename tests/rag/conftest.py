@@ -19,8 +19,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_chroma_server(path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+def start_chroma_server(path: Path, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    port = port or _free_port()
     chroma = shutil.which("chroma", path=str(Path(sys.executable).parent))
     assert chroma, "the chromadb package's `chroma` entry point is missing from the venv"
     proc = subprocess.Popen([chroma, "run", "--path", str(path), "--host", "127.0.0.1",

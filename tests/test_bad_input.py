@@ -388,6 +388,20 @@ def test_invalid_utf8_names_the_byte_and_the_line(quiet):
     assert leftovers(quiet) == NOTHING
 
 
+def test_json_bodies_that_cannot_be_parsed_say_what_to_send(client):
+    unparsable = ("The request body could not be parsed: send UTF-8 JSON (Content-Type: "
+                  "application/json) that is not nested hundreds of levels deep, or a "
+                  "well-formed multipart/form-data upload.")
+    json_type = {"content-type": "application/json"}
+    for body in ('{"name": "caf\u00e9"}'.encode("latin-1"), b"[" * 100_000):
+        for path in ("/createModel", "/generate"):
+            r = client.post(path, content=body, headers=json_type)
+            assert problem(r, 400) == unparsable, (path, body[:10])
+        r = client.post("/v1/chat/completions", content=body, headers=json_type)
+        assert r.status_code == 400 and r.json()["error"]["message"] == unparsable
+    assert leftovers(client) == NOTHING
+
+
 # ------------------------------------------------------------- names with path tricks
 
 def test_tricky_model_names_in_json_bodies(client):

@@ -41,6 +41,11 @@ def _die_with_parent() -> None:
         pass
 
 
+def _trained(job: Job) -> bool:
+    """The recipe finished (its metrics are the last thing it records): only export is left."""
+    return job.kind == "fine_tune" and job.metrics is not None
+
+
 def has_checkpoint(job: Job) -> bool:
     return any((job.job_dir / "checkpoints").glob("checkpoint-*"))
 
@@ -82,7 +87,8 @@ class JobRunner:
         for job in self.store.list(states=("running", "exporting", "validating_files"),
                                    limit=10_000):
             _kill_stale(job)
-            resumable = has_checkpoint(job) or job.kind == "export" or job.kind in self.in_process
+            resumable = has_checkpoint(job) or _trained(job) or job.kind == "export" or \
+                job.kind in self.in_process
             if job.state in ("running", "exporting") and resumable:
                 self.store.transition(job.id, "queued", allowed_from=("running", "exporting"),
                                       message="The API restarted during the job; it will resume "
@@ -123,7 +129,8 @@ class JobRunner:
 
     def _run(self, job: Job) -> None:
         resume = has_checkpoint(job)
-        message = ("Resuming training from the last checkpoint." if resume and
+        message = ("Training had finished before the API restarted; exporting." if _trained(job)
+                   else "Resuming training from the last checkpoint." if resume and
                    job.kind == "fine_tune" else "Started.")
         if not self.store.transition(job.id, "running", allowed_from=("queued",),
                                      message=message):
@@ -131,7 +138,7 @@ class JobRunner:
         if job.kind in self.in_process:
             self._run_in_process(job)
             return
-        if job.kind == "fine_tune":
+        if job.kind == "fine_tune" and not _trained(job):  # resuming a step past max_steps
             code = self._child(job, "api.finetune.recipe", ["--resume"] if resume else [])
             if code is None or not self._check(job, code, "Training failed"):
                 return
@@ -196,6 +203,7 @@ class JobRunner:
         """True when the step succeeded and the job is still live; else records the failure."""
         current = self.store.get(job.id)
         if current is None or current.terminal:
+            shutil.rmtree(job.job_dir / "export.partial", ignore_errors=True)  # SIGTERMed export
             return False  # cancelled while the step ran
         if code == 0:
             return True

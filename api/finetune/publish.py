@@ -39,14 +39,20 @@ def publish(job: Job, *, settings: Settings, catalog: BaseCatalog, registry: Var
     export_dir = job.job_dir / "export"
     result = json.loads((export_dir / "result.json").read_text())
     name = job.model_name
-    if registry.get(name) is not None or catalog.get(name) is not None:
-        raise Conflict(f"A model named {name!r} was created while the job ran; export again "
-                       "with another model_name (POST /jobs/{id}/export).")
     serve = result["serve"]
     variant = Variant(
         name=name, base_model=job.base_model, system_prompt=job.spec.get("system_prompt"),
         gguf_path=str(export_dir / serve["gguf"]) if "gguf" in serve else None,
         adapter_path=str(export_dir / serve["adapter"]) if "adapter" in serve else None)
+    existing = registry.get(name)
+    # registered by this very job before the API was killed (the export then ran again
+    # and rewrote the same files): checked and kept, not refused as somebody else's name
+    ours = existing is not None and (existing.base_model, existing.gguf_path,
+                                     existing.adapter_path) == \
+        (variant.base_model, variant.gguf_path, variant.adapter_path)
+    if (existing is not None and not ours) or catalog.get(name) is not None:
+        raise Conflict(f"A model named {name!r} was created while the job ran; export again "
+                       "with another model_name (POST /jobs/{id}/export).")
     base = catalog.get(job.base_model)
     if base is None:
         raise AppError(f"Base model {job.base_model!r} disappeared during the job.")
@@ -64,9 +70,12 @@ def publish(job: Job, *, settings: Settings, catalog: BaseCatalog, registry: Var
                 f"{text[:200]!r}")
         if not text.strip():
             raise SmokeTestFailed("Smoke test failed: the model answered with nothing.")
-        registry.add(variant)  # only a model that answered becomes visible
+        if not ours:
+            registry.add(variant)  # only a model that answered becomes visible
     except BaseException:
         server.unregister(name)
+        if ours:
+            registry.remove(name)  # its files go with the failed export
         raise
     files = {k: str(export_dir / v) for k, v in result["files"].items()}
     return {"export": {**result, "files": files, "smoke_reply": text[:500],

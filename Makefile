@@ -39,6 +39,7 @@ bench: setup
 	@echo "==> running the benchmarks (a few minutes; results in docs/benchmarks.md)"
 	@$(PY) scripts/bench.py
 	@$(PY) scripts/bench_export.py
+	@$(PY) scripts/bench_load.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -479,6 +479,9 @@ def test_tricky_job_ids_in_paths(client):
         assert problem(r, 404).startswith(f"Dataset {raw!r} not found"), raw
     r = client.post("/fine_tune_model", data={"model_name": "tuned", "dataset_id": "x" * 101})
     assert "dataset_id: String should have at most 100 characters" in problem(r, 422)
+    for after in ("-1", str(2**63), "1e3", "x"):  # before: 2**63 broke the stream (sqlite)
+        r = client.get("/jobs/ftjob-nope/events", params={"after": after})
+        assert "after: Input should be" in problem(r, 422), after
     r = client.get("/jobs/%2Fetc%2Fpasswd")  # decodes to /jobs//etc/passwd: no route at all
     assert problem(r, 404) == ("No route matches GET /jobs//etc/passwd; the API's routes are "
                                "listed at /docs.")

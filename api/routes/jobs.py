@@ -129,7 +129,8 @@ def export_job(job_id: str, body: ExportRequest, settings: SettingsDep, catalog:
                        **responses(404)})
 def stream_job_events(
     job_id: str, store: JobStoreDep, settings: SettingsDep,
-    after: Annotated[int, Query(ge=0, description="Only events after this seq.")] = 0,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1,  # SQLite's INTEGER
+                                description="Only events after this seq.")] = 0,
     follow: Annotated[bool, Query(description="Keep streaming until the job ends.")] = True,
 ) -> StreamingResponse:
     """Replay the job's events, then follow new ones until a terminal event."""

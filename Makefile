@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: setup run test bench model llamacpp clean-venv
+.PHONY: setup run test bench audit model llamacpp clean-venv
 
 setup: $(STAMP) llamacpp model
 
@@ -40,6 +40,11 @@ bench: setup
 	@$(PY) scripts/bench.py
 	@$(PY) scripts/bench_export.py
 	@$(PY) scripts/bench_load.py
+
+# Known vulnerabilities in the installed packages (pip-audit); fails when the advisory
+# database cannot be reached instead of passing without having checked anything.
+audit: $(STAMP)
+	@PYTHON=$(PY) scripts/audit.sh
 
 clean-venv:
 	rm -rf $(VENV)

@@ -5,11 +5,14 @@ answer OpenAI's `{"error": {...}}` envelope, which its SDKs parse.
 """
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from api.errors import AppError
 
@@ -24,9 +27,54 @@ _OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error",
                  413: "invalid_request_error", 422: "invalid_request_error"}
 
 
+class Problem(BaseModel):
+    """RFC 9457 problem details: what went wrong and what to do about it."""
+
+    type: str = Field("about:blank", description="Always `about:blank`: the status says it.")
+    title: str = Field(..., description="The status's reason phrase.")
+    status: int = Field(..., description="The HTTP status code.")
+    detail: str = Field(..., description="What went wrong and what to do.")
+    errors: list[str] = Field(default_factory=list,
+                              description="Every problem found (validation), `field: message`.")
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIError(BaseModel):
+    """OpenAI's error envelope, answered by the /v1 routes."""
+
+    error: OpenAIErrorDetail
+
+
+DESCRIPTIONS = {
+    400: "The body could not be parsed (not UTF-8 JSON, or a malformed multipart form).",
+    401: "Missing or invalid API key: send `Authorization: Bearer <LLM_API_KEY>`.",
+    404: "Not found; the detail says what exists.",
+    409: "Conflicts with the current state; the detail says which.",
+    413: "The upload is larger than the configured limit.",
+    422: "Invalid request; `errors` lists every problem.",
+    503: "A backend (Ollama, Chroma) is unavailable or busy; retry later.",
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: the error statuses it can answer besides 401 and 422 (which
+    are documented for every guarded route and every route with input); their bodies are
+    filled in with the problem (or, on /v1, OpenAI error) schema when the schema is built."""
+    return {status: {"description": DESCRIPTIONS[status]} for status in statuses}
+
+
 def _respond(request: Request, status: int, title: str, detail: str,
-             errors: list[str] | None = None) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+             errors: list[str] | None = None,
+             headers: dict[str, str] | None = None) -> JSONResponse:
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     if request.url.path.startswith("/v1/"):
         body = {"error": {"message": detail, "type": _OPENAI_TYPES.get(status, "api_error"),
                           "param": None, "code": None}}
@@ -44,7 +92,20 @@ def _location(loc: tuple[object, ...]) -> str:
     return ".".join(parts) or "request"
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route answers on this path. FastAPI has one route per method (and
+    nests included routers), so ask every route about every method."""
+    allowed = [method for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+               if any(route.matches({**request.scope, "method": method})[0] is Match.FULL
+                      for route in request.app.router.routes)]
+    return ", ".join(allowed)
+
+
 def install(app: FastAPI) -> None:
+    from api.openapi import install as install_openapi
+
+    install_openapi(app)  # the schema documents these errors
+
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
         return _respond(request, exc.status, exc.title, exc.detail, getattr(exc, "errors", None))
@@ -63,7 +124,11 @@ def install(app: FastAPI) -> None:
                             "routes are listed at /docs.")
         if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
             return _respond(request, 400, "Bad Request", UNPARSABLE)  # FastAPI's own words
-        return _respond(request, exc.status_code, str(exc.detail), str(exc.detail))
+        if exc.status_code == 405:  # Starlette's `Allow` names one route's methods, not the path's
+            exc.headers = {**(exc.headers or {}), "Allow": _allowed_methods(request)}
+        # Keep the exception's headers: a 405 must say which methods are allowed (`Allow`).
+        return _respond(request, exc.status_code, str(exc.detail), str(exc.detail),
+                        headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

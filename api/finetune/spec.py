@@ -32,7 +32,7 @@ class ExportSpec(BaseModel):
 class ExportRequest(BaseModel):
     """POST /jobs/{id}/export: unset fields keep the original job's values."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model_name: ModelName | None = Field(None,
                                    description="Name to register the exported model under.")

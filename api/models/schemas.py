@@ -9,7 +9,7 @@ from api.serving.options import GenerationOptions
 
 
 class ModelCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: ModelName = Field(
         ...,

@@ -15,6 +15,7 @@ from api.errors import InvalidInput, PayloadTooLarge
 from api.jobs.schemas import JobPublic, JobState
 from api.jobs.store import Job
 from api.models.schemas import Message
+from api.problems import responses
 
 router = APIRouter(tags=["datasets"])
 
@@ -74,7 +75,8 @@ class DatasetsPublic(BaseModel):
     count: int
 
 
-@router.post("/datasets/generate", status_code=202, response_model=JobPublic)
+@router.post("/datasets/generate", status_code=202, response_model=JobPublic,
+             responses=responses(404))
 async def generate_dataset(
     form: Annotated[GenerateForm, Form()], settings: SettingsDep, catalog: CatalogDep,
     registry: RegistryDep, documents: DocumentsDep, store: JobStoreDep, runner: RunnerDep,
@@ -105,7 +107,7 @@ def list_datasets(store: JobStoreDep,
     return DatasetsPublic(data=data, count=len(data))
 
 
-@router.get("/datasets/{dataset_id}", response_model=DatasetPublic)
+@router.get("/datasets/{dataset_id}", response_model=DatasetPublic, responses=responses(404))
 def read_dataset(dataset_id: str, store: JobStoreDep) -> DatasetPublic:
     """Counts, filter statistics, the report and a few sample pairs."""
     return DatasetPublic.of(service.dataset_job(store, dataset_id), with_samples=True)
@@ -113,7 +115,8 @@ def read_dataset(dataset_id: str, store: JobStoreDep) -> DatasetPublic:
 
 @router.get("/datasets/{dataset_id}/download", response_class=Response, responses={
     200: {"content": {"application/x-ndjson": {}, "text/csv": {}},
-          "description": "The pairs: JSONL (instruction, input, output, source) or CSV."}})
+          "description": "The pairs: JSONL (instruction, input, output, source) or CSV."},
+    **responses(404, 409)})
 def download_dataset(dataset_id: str, store: JobStoreDep,
                      format: Annotated[Literal["jsonl", "csv"], Query()] = "jsonl") -> Response:
     """The finished dataset as a file to keep, edit, or upload as train_file."""
@@ -124,7 +127,8 @@ def download_dataset(dataset_id: str, store: JobStoreDep,
         "Content-Disposition": f'attachment; filename="{dataset_id}.{format}"'})
 
 
-@router.delete("/datasets/{dataset_id}", response_model=Message)
+@router.delete("/datasets/{dataset_id}", response_model=Message,
+                responses=responses(404, 409))
 def delete_dataset(dataset_id: str, store: JobStoreDep) -> Message:
     """Delete a finished, failed or cancelled dataset (cancel a running one first)."""
     service.delete_dataset(store, dataset_id)

@@ -8,8 +8,10 @@ from api.deps import CatalogDep, DocumentsDep, ModelUseDep, RegistryDep, Setting
 from api.errors import InvalidInput
 from api.models.schemas import Message
 from api.models.service import resolve_model
+from api.problems import responses
 from api.rag import upload as uploads
 from api.rag.catalog import DocumentRecord
+from api.rag.documents import DOC_NAME_RULE
 from api.rag.pdf import PDF_MAGIC, check_pdf_header
 
 router = APIRouter(tags=["documents"])
@@ -19,8 +21,10 @@ _UPLOAD_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/form-
     "type": "object", "required": ["file", "model"],
     "properties": {
         "file": {"type": "string", "format": "binary", "description": "The PDF."},
-        "model": {"type": "string", "description": "The model that gets the document."},
-        "name": {"type": "string", "description": "Document name; defaults to the file name."},
+        "model": {"type": "string", "minLength": 1, "maxLength": 200,
+                  "description": "The model that gets the document."},
+        "name": {"type": "string", "minLength": 1, "maxLength": 127,
+                 "description": "Document name; defaults to the file name. " + DOC_NAME_RULE},
     }}}}}}
 
 
@@ -49,7 +53,7 @@ def _public(r: DocumentRecord) -> DocumentPublic:
 
 
 @router.post("/importDocument", status_code=201, response_model=DocumentImported,
-             openapi_extra=_UPLOAD_SCHEMA)
+             openapi_extra=_UPLOAD_SCHEMA, responses=responses(404, 409, 413, 503))
 async def import_document(request: Request, settings: SettingsDep, catalog: CatalogDep,
                           registry: RegistryDep, documents: DocumentsDep,
                           use: ModelUseDep) -> DocumentImported:
@@ -84,7 +88,7 @@ async def import_document(request: Request, settings: SettingsDep, catalog: Cata
     return DocumentImported(**_public(record).model_dump(), replaced=replaced)
 
 
-@router.get("/listDocuments", response_model=DocumentsPublic)
+@router.get("/listDocuments", response_model=DocumentsPublic, responses=responses(404, 503))
 def list_documents(catalog: CatalogDep, registry: RegistryDep, documents: DocumentsDep,
                    model: str = _MODEL) -> DocumentsPublic:
     """The documents a model answers from: name, pages, chunks, size, import time."""
@@ -93,7 +97,8 @@ def list_documents(catalog: CatalogDep, registry: RegistryDep, documents: Docume
     return DocumentsPublic(model=served.name, data=data, count=len(data))
 
 
-@router.delete("/deleteDocument", response_model=Message)
+@router.delete("/deleteDocument", response_model=Message,
+                responses=responses(404, 409, 503))
 def delete_document(catalog: CatalogDep, registry: RegistryDep, documents: DocumentsDep,
                     model: str = _MODEL,
                     document: str = Query(..., min_length=1, max_length=200,
@@ -104,7 +109,8 @@ def delete_document(catalog: CatalogDep, registry: RegistryDep, documents: Docum
     return Message(message=f"Document {document!r} deleted from model {served.name!r}.")
 
 
-@router.delete("/deleteAllDocuments", response_model=Message)
+@router.delete("/deleteAllDocuments", response_model=Message,
+                responses=responses(404, 409, 503))
 def delete_all_documents(catalog: CatalogDep, registry: RegistryDep, documents: DocumentsDep,
                          use: ModelUseDep, model: str = _MODEL) -> Message:
     """Delete every document of a model (409 while a document is being imported for it)."""

@@ -11,6 +11,7 @@ from api.deps import CatalogDep, DocumentsDep, RegistryDep, ServerDep, SettingsD
 from api.errors import AppError
 from api.generation import collect, stream_chat
 from api.models.service import resolve_model
+from api.problems import responses
 from api.rag.answer import Source
 from api.rag.grounding import ground_request
 from api.serving.base import Chunk
@@ -20,7 +21,7 @@ router = APIRouter(tags=["generate"])
 
 
 class GenerateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str = Field(..., min_length=1, max_length=200, description="A base or variant name.")
     prompt: str = Field(..., description="The user's message.")
@@ -64,7 +65,8 @@ def _ndjson(model: str, chunks: Iterator[Chunk], extra: dict[str, object]) -> It
 
 @router.post("/generate", response_model=GenerateResponse,
              responses={200: {"content": {"application/x-ndjson": {}},
-                              "description": "JSON, or NDJSON lines when `stream` is true."}})
+                              "description": "JSON, or NDJSON lines when `stream` is true."},
+                        **responses(404, 503)})
 def generate(
     body: GenerateRequest, settings: SettingsDep, catalog: CatalogDep, registry: RegistryDep,
     server: ServerDep, documents: DocumentsDep,

@@ -9,11 +9,13 @@ from api.jobs.store import ACTIVE
 from api.models import service
 from api.models.in_use import check_no_job_uses
 from api.models.schemas import Message, ModelCreate, ModelPublic, ModelsPublic
+from api.problems import responses
 
 router = APIRouter(tags=["models"])
 
 
-@router.post("/createModel", status_code=201, response_model=ModelPublic)
+@router.post("/createModel", status_code=201, response_model=ModelPublic,
+             responses=responses(404, 409, 503))
 def create_model(
     spec: ModelCreate, settings: SettingsDep, catalog: CatalogDep, registry: RegistryDep,
     server: ServerDep, store: JobStoreDep,
@@ -35,7 +37,7 @@ def list_models(catalog: CatalogDep, registry: RegistryDep) -> ModelsPublic:
     return ModelsPublic(data=models, count=len(models))
 
 
-@router.delete("/deleteModel", response_model=Message)
+@router.delete("/deleteModel", response_model=Message, responses=responses(404, 409, 503))
 def delete_model(
     settings: SettingsDep, catalog: CatalogDep, registry: RegistryDep, server: ServerDep,
     documents: DocumentsDep, store: JobStoreDep, use: ModelUseDep,

@@ -5,7 +5,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
@@ -15,19 +15,24 @@ from api.deps import CatalogDep, DocumentsDep, RegistryDep, ServerDep, SettingsD
 from api.errors import AppError, InvalidInput
 from api.generation import collect, stream_chat
 from api.models.service import list_models, resolve_model
+from api.problems import responses
 from api.rag.grounding import ground_request
 from api.serving.base import Chunk
-from api.serving.options import GenerationOptions
+from api.serving.options import GenerationOptions, StopString, json_int
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 
 class TextPart(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     type: Literal["text"]
     text: str
 
 
 class ChatMessage(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart]
 
@@ -38,22 +43,24 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     include_usage: bool = False
 
 
 class ChatCompletionRequest(BaseModel):
     # Unknown OpenAI fields (user, logit_bias, ...) are accepted and ignored, as Ollama does.
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str = Field(..., min_length=1, max_length=200)
     messages: list[ChatMessage] = Field(..., min_length=1, max_length=512)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    stop: str | list[str] | None = None
-    seed: int | None = Field(None, ge=-1, le=2**31 - 1)
-    n: int = Field(1, ge=1, le=1, description="Only one choice is supported.")
+    max_tokens: json_int(ge=1) | None = None
+    max_completion_tokens: json_int(ge=1) | None = None
+    stop: StopString | Annotated[list[StopString], Field(max_length=8)] | None = None
+    seed: json_int(ge=-1, le=2**31 - 1) | None = None
+    n: json_int(ge=1, le=1) = Field(1, description="Only one choice is supported.")
     stream: bool = False
     stream_options: StreamOptions | None = None
     # Extensions: answer from the model's documents; the reply then carries `sources` and
@@ -117,7 +124,7 @@ def _sse(model: str, chunks: Iterator[Chunk], include_usage: bool,
     yield "data: [DONE]\n\n"
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", responses=responses(404, 503))
 def create_chat_completion(
     body: ChatCompletionRequest, settings: SettingsDep, catalog: CatalogDep,
     registry: RegistryDep, server: ServerDep, documents: DocumentsDep,

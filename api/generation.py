@@ -45,6 +45,13 @@ def check_messages(messages: list[dict[str, str]], settings: Settings) -> None:
             f"Message {too_long[0]} is longer than {settings.max_prompt_chars} characters; "
             "shorten it or raise LLM_MAX_PROMPT_CHARS."
         )
+    for i, m in enumerate(messages):
+        try:
+            m["content"].encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone "\ud800" escape in the JSON
+            raise InvalidInput(
+                f"Message {i} contains an unpaired UTF-16 surrogate ({m['content'][exc.start]!r} "
+                f"at character {exc.start}), which is not text; send valid Unicode.") from None
 
 
 def stream_chat(

@@ -417,6 +417,37 @@ def test_json_bodies_that_cannot_be_parsed_say_what_to_send(client):
     assert leftovers(client) == NOTHING
 
 
+def test_unpaired_surrogates_in_prompts_are_422_not_500(client):
+    """JSON may escape half a UTF-16 pair ("\\ud800"); unconstrained str fields let it
+    through, and the tokenizer failed on it (500)."""
+    json_type = {"content-type": "application/json"}
+    r = client.post("/generate", headers=json_type, content=b'{"model": "smollm2-135m", '
+                    b'"prompt": "hi \\ud800", "options": {"max_tokens": 2}}')
+    assert problem(r, 422) == ("Message 0 contains an unpaired UTF-16 surrogate ('\\ud800' at "
+                               "character 3), which is not text; send valid Unicode.")
+    r = client.post("/v1/chat/completions", headers=json_type, content=(
+        b'{"model": "smollm2-135m", "max_tokens": 2, "messages": [{"role": "system", '
+        b'"content": "be brief"}, {"role": "user", "content": "\\udfff"}]}'))
+    assert r.status_code == 422
+    assert r.json()["error"]["message"].startswith("Message 1 contains an unpaired UTF-16 "
+                                                   "surrogate ('\\udfff' at character 0)")
+
+
+def test_unpaired_surrogates_in_training_data_are_listed_by_row(quiet):
+    """Before: the tokenizer raised TypeError on them (500)."""
+    data = b'{"input": "Q", "output": "A"}\n{"input": "Q\\ud800", "output": "A"}\n'
+    r = fine_tune(quiet, data, filename="train.jsonl")
+    assert problem(r, 422) == "train_file has 1 problem(s); fix them and upload again."
+    assert r.json()["errors"] == ["row 2: 'input' contains an unpaired UTF-16 surrogate "
+                                  "('\\ud800' at character 1), which is not text"]
+    chat = (b'{"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", '
+            b'"content": "A \\udc00"}]}\n')
+    r = fine_tune(quiet, chat, filename="train.jsonl")
+    assert r.json()["errors"][0] == ("row 1, turn 2: 'content' contains an unpaired UTF-16 "
+                                     "surrogate ('\\udc00' at character 2), which is not text")
+    assert leftovers(quiet) == NOTHING
+
+
 # ------------------------------------------------------------- names with path tricks
 
 def test_tricky_model_names_in_json_bodies(client):

@@ -148,6 +148,15 @@ def detect_format(record: Any, keys: Keys) -> str:
     return "unknown"
 
 
+def _surrogate(value: str) -> str | None:
+    """Where a lone surrogate (a JSON "\\ud800" escape) sits, or None for real text."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"{value[exc.start]!r} at character {exc.start}"
+    return None
+
+
 def _text(record: dict[str, Any], key: str, row: int, problems: list[str],
           required: bool = True) -> str:
     value = record.get(key)
@@ -161,6 +170,10 @@ def _text(record: dict[str, Any], key: str, row: int, problems: list[str],
     if len(value) > MAX_FIELD_CHARS:
         problems.append(f"row {row}: {key!r} is {len(value)} characters long; at most "
                         f"{MAX_FIELD_CHARS} are accepted per field")
+        return ""
+    if _surrogate(value):
+        problems.append(f"row {row}: {key!r} contains an unpaired UTF-16 surrogate "
+                        f"({_surrogate(value)}), which is not text")
         return ""
     if required and not value.strip():
         problems.append(f"row {row}: {key!r} is empty")
@@ -185,6 +198,10 @@ def _turns(turns: Any, row: int, problems: list[str], role_key: str, text_key: s
         if len(content) > MAX_FIELD_CHARS:
             problems.append(f"row {row}, turn {i}: {text_key!r} is {len(content)} characters "
                             f"long; at most {MAX_FIELD_CHARS} are accepted per field")
+            continue
+        if _surrogate(content):
+            problems.append(f"row {row}, turn {i}: {text_key!r} contains an unpaired UTF-16 "
+                            f"surrogate ({_surrogate(content)}), which is not text")
             continue
         messages.append({"role": roles[turn[role_key]], "content": content})
     if messages and messages[-1]["role"] != "assistant":

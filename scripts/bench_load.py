@@ -18,6 +18,7 @@ ratio into the "Load" section of docs/benchmarks.md (other sections are kept).
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -46,8 +47,9 @@ ACTIVE = ("validating_files", "queued", "running", "exporting")
 
 
 def percentile(values: list[float], q: float) -> float:
+    """Nearest rank: the smallest value with at least q% of the values at or below it."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 class Failures(list):
@@ -173,8 +175,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     try:
         client = httpx.Client(base_url=api.url, timeout=300)
         call(client, "POST /generate", args.max_tokens, 0)  # load the model once, untimed
-        print(f"== baseline: {args.requests} calls, {args.threads} threads", flush=True)
-        baseline = phase(api.url, args.requests, args.threads, args.max_tokens, failures)
+        before = args.requests // 2  # the baseline's other half runs after the loaded phase
+        print(f"== baseline, first half: {before} calls, {args.threads} threads", flush=True)
+        baseline = phase(api.url, before, args.threads, args.max_tokens, failures)
         load.append(os.getloadavg()[0])
 
         first = submit(client, "load-first", args.steps)
@@ -206,6 +209,18 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         monitor.join()
         if monitor.training_samples == 0:
             failures.add("the monitor never saw a training process")
+        deadline = time.monotonic() + 60
+        while any("api.finetune.recipe" in p for p in processes_using(api.data_dir)):
+            if time.monotonic() > deadline:
+                failures.add("a cancelled job's training process is still running")
+                break
+            time.sleep(0.2)
+        after = args.requests - before
+        print(f"== baseline, second half: {after} calls, {args.threads} threads", flush=True)
+        for endpoint, values in phase(api.url, after, args.threads, args.max_tokens,
+                                      failures).items():
+            baseline[endpoint] += values
+        load.append(os.getloadavg()[0])
     finally:
         api.stop()
     return {"baseline": baseline, "training": training, "failures": failures,
@@ -235,13 +250,14 @@ def section(args: argparse.Namespace, res: dict[str, Any], rows: dict[str, dict[
         HEADING, "",
         f"`scripts/bench_load.py`, {started:%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
         f"{os.cpu_count()} cores shared with other agents' test runs (1-minute load average at "
-        f"the start, after the baseline and after the loaded phase: {load}). The API as `make "
+        f"the start and after each of the three phases: {load}). The API as `make "
         f"run` starts it on loopback (llama.cpp with 2 threads); {args.threads} client threads, "
-        f"{args.requests} calls per phase in a fixed rotation of the three endpoints; "
+        f"{args.requests} calls per side in a fixed rotation of the three endpoints; "
         f"`/generate` on SmolLM2-135M Q4_1 with `max_tokens` {args.max_tokens}. Baseline: no "
-        "job. Under training: a fine-tuning job of a tiny random Llama (batch 4) trains in its "
-        f"own process (at step {res['steps_during_load']} when the phase ended) with a "
-        "second job queued.",
+        "job, half its calls before the loaded phase and half after (so that drift on the "
+        "shared machine falls on both sides). Under training: a fine-tuning job of a tiny "
+        "random Llama (batch 4) trains in its own process (at step "
+        f"{res['steps_during_load']} when the phase ended) with a second job queued.",
         "",
         "| Endpoint | calls | baseline p50 ms | baseline p95 ms | training p50 ms "
         "| training p95 ms | p50 ratio | p95 ratio |",
@@ -258,7 +274,9 @@ def section(args: argparse.Namespace, res: dict[str, Any], rows: dict[str, dict[
               "process alive): never more than one running; the second job stayed queued "
               "until the first was cancelled, then started. `/generate` requests queue for "
               "the one llama.cpp context, so its latency includes waiting for the other "
-              "threads' requests; training competes with it for the same cores."]
+              "threads' requests; training competes with it for the same cores. With "
+              f"{args.requests // len(ENDPOINTS)} calls per endpoint and side, p95 is about the "
+              "second-slowest call: noisy on a shared machine (compare the rows of one run)."]
     return "\n".join(lines) + "\n"
 
 
@@ -282,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--threads", type=int, default=6)
-    parser.add_argument("--requests", type=int, help="calls per phase (default 60; quick 18)")
+    parser.add_argument("--requests", type=int, help="calls per side (default 60; quick 18)")
     parser.add_argument("--max-tokens", type=int, default=8)
     parser.add_argument("--steps", type=int, help="steps of each training job (default 3000; "
                                                   "quick 1000): more than the phase lasts")

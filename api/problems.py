@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
+from starlette.routing import compile_path
 
 from api.errors import AppError
 
@@ -92,13 +92,27 @@ def _location(loc: tuple[object, ...]) -> str:
     return ".".join(parts) or "request"
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 def _allowed_methods(request: Request) -> str:
-    """Every method some route answers on this path. FastAPI has one route per method (and
-    nests included routers), so ask every route about every method."""
-    allowed = [method for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-               if any(route.matches({**request.scope, "method": method})[0] is Match.FULL
-                      for route in request.app.router.routes)]
-    return ", ".join(allowed)
+    """The methods of the path's resource: of the most specific path templates that match it
+    (`/datasets/generate`, not also `/datasets/{dataset_id}`). Read from the schema, since
+    FastAPI keeps one route per method inside included routers."""
+    app = request.app
+    templates: dict[str, set[str]] = {}
+    for path, item in app.openapi().get("paths", {}).items():
+        templates.setdefault(path, set()).update(m.upper() for m in item)
+    for route in app.routes:  # the schema and the docs pages
+        if getattr(route, "methods", None) and isinstance(getattr(route, "path", None), str):
+            templates.setdefault(route.path, set()).update(route.methods)
+    matching = [(path.count("{"), path) for path in templates
+                if compile_path(path)[0].match(request.url.path)]
+    if not matching:
+        return ""
+    fewest = min(params for params, _ in matching)
+    methods = set().union(*(templates[path] for params, path in matching if params == fewest))
+    return ", ".join(m for m in _METHODS if m in methods)
 
 
 def install(app: FastAPI) -> None:

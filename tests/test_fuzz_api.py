@@ -76,3 +76,16 @@ def test_without_key(case, fuzz_app):
         assert response.status_code == 200
     else:
         assert response.status_code == 401, (case.method, case.path, response.text)
+
+
+def test_405_names_every_method_of_the_path(make_client):
+    # Found by the fuzzer (RFC 9110: a 405 lists the resource's methods): Allow was missing,
+    # then empty (FastAPI keeps each method as its own route in nested routers), then named
+    # GET and DELETE of /datasets/{dataset_id} for /datasets/generate.
+    client = make_client()
+    for method, path, allowed in [("PUT", "/datasets/x", "GET, DELETE"),
+                                  ("OPTIONS", "/datasets/generate", "POST"),
+                                  ("GET", "/generate", "POST"), ("POST", "/health", "GET")]:
+        r = client.request(method, path)
+        assert (r.status_code, r.headers.get("allow")) == (405, allowed), (method, path)
+        assert r.headers["content-type"] == "application/problem+json"

@@ -3,12 +3,14 @@
 import csv
 import io
 import json
+import time
 
 import pytest
 
 from api.datasets.filters import Novelty
 from tests.rag.pdfs import HANDBOOK, pdf_bytes
 from tests.routes.test_jobs import FAST, events, wait_for
+from tests.test_service_process import service  # noqa: F401  (fixture)
 from tests.tiny_model import TINY, jsonl
 
 SEEDS = [
@@ -83,13 +85,14 @@ def test_five_seeds_become_a_dataset_that_trains_a_model_by_id(ds_client):
 
 
 def test_too_strict_filters_end_with_a_report_of_why(ds_client):
-    job = generate(ds_client, count="5", max_rounds="1", similarity_threshold="0.05").json()
+    # no answer fits in one character: every candidate is dropped, and the job says why
+    job = generate(ds_client, count="5", max_rounds="1", max_output_chars="1").json()
     done = wait_for(ds_client, job["id"], ("succeeded", "failed"), timeout=600)
     assert done["status"] == "failed"
     assert "Only 0 of 5 requested pairs survived the filters after 1 teacher rounds" in done["error"]
-    assert "too similar" in done["error"]
+    assert "answer too long or cut off" in done["error"]
     dataset = ds_client.get(f"/datasets/{job['id']}").json()
-    assert dataset["rows"] == 0 and dataset["dropped"]["similar"] >= 1
+    assert dataset["rows"] == 0 and dataset["dropped"]["overlong_output"] >= 1
     r = ds_client.get(f"/datasets/{job['id']}/download")
     assert r.status_code == 409 and "failed" in r.json()["detail"]
 
@@ -148,3 +151,58 @@ def test_unreachable_teacher_endpoint_fails_the_job_cleanly(make_client, tiny_mo
     assert "http://127.0.0.1:9/v1 is not reachable" in done["error"]
     assert "secret-teacher-key" not in json.dumps(done)
     assert client.get(f"/datasets/{job['id']}").json()["rows"] == 0
+
+
+def test_openai_compatible_endpoint_as_teacher(service, make_client, tiny_models_dir):
+    """Our own service, started as a real process, is the OpenAI-compatible teacher."""
+    client = make_client(base_models_dir=tiny_models_dir, job_poll_seconds=0.1,
+                         teacher_base_url=f"{service}/v1",
+                         teacher_api_key="process-test-key-123456")
+    job = generate(client, count="1", teacher="openai:smollm2-135m").json()
+    done = wait_for(client, job["id"], ("succeeded", "failed"), timeout=600)
+    assert done["status"] == "succeeded", done["error"]
+    assert client.get(f"/datasets/{job['id']}").json()["rows"] == 1
+
+    wrong_key = make_client(base_models_dir=tiny_models_dir, job_poll_seconds=0.1,
+                            data_dir=client.app.state.settings.data_dir.parent / "other",
+                            teacher_base_url=f"{service}/v1",
+                            teacher_api_key="not-the-right-key-000000")
+    job = generate(wrong_key, count="1", teacher="openai:smollm2-135m").json()
+    done = wait_for(wrong_key, job["id"], ("succeeded", "failed"), timeout=120)
+    assert done["status"] == "failed" and "answered HTTP 401" in done["error"]
+    assert "not-the-right-key" not in json.dumps(done)
+
+
+def test_cancel_stops_generation_between_teacher_calls(ds_client):
+    job = generate(ds_client, count="50").json()
+    wait_for(ds_client, job["id"], ("running",))
+    r = ds_client.post(f"/jobs/{job['id']}/cancel")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    # the runner lets go of the job after the teacher call in flight, and takes the next one
+    follow = ds_client.post("/fine_tune_model", data={"model_name": "after-cancel", **FAST},
+                            files={"train_file": ("train.jsonl", jsonl(SEEDS * 2), "application/jsonl")})
+    assert follow.status_code == 202, follow.text
+    done = wait_for(ds_client, follow.json()["id"], ("succeeded", "failed"), timeout=600)
+    assert done["status"] == "succeeded", done["error"]
+    dataset = ds_client.get(f"/datasets/{job['id']}").json()
+    assert dataset["status"] == "cancelled" and dataset["rows"] < 50
+    assert ds_client.get(f"/datasets/{job['id']}/download").status_code == 409
+    assert ds_client.delete(f"/datasets/{job['id']}").status_code == 200
+
+
+def test_restart_resumes_generation_with_the_pairs_it_kept(make_client, tiny_models_dir):
+    first = make_client(base_models_dir=tiny_models_dir, job_poll_seconds=0.1)
+    job = generate(first, count="2").json()
+    deadline = time.monotonic() + 600
+    while first.get(f"/datasets/{job['id']}").json()["rows"] < 1:
+        assert time.monotonic() < deadline, "no pair was kept"
+        time.sleep(0.2)
+    kept = first.get(f"/datasets/{job['id']}").json()["samples"][0]
+    first.__exit__(None, None, None)  # the API stops with the job half done
+    second = make_client(base_models_dir=tiny_models_dir, job_poll_seconds=0.1)
+    done = wait_for(second, job["id"], ("succeeded", "failed"), timeout=600)
+    assert done["status"] == "succeeded", done["error"]
+    dataset = second.get(f"/datasets/{job['id']}").json()
+    assert dataset["rows"] == 2 and dataset["samples"][0] == kept
+    messages = [e["message"] for e in events(second, job["id"])]
+    assert any("The API restarted during the job" in m for m in messages)

@@ -174,6 +174,11 @@ def test_kill_during_training_resumes_from_the_checkpoint(api):
     first.kill()
     with JobStore(first.data_dir / "jobs.sqlite")._connect() as db:
         killed_at = json.loads(db.execute("SELECT progress FROM jobs").fetchone()[0])["step"]
+    # and as if the kill had cut a checkpoint save short: weights begun, no trainer state
+    assert wait_no_processes_using(first.data_dir) == []
+    cut = job_dir / "checkpoints" / f"checkpoint-{killed_at + 1}"
+    cut.mkdir(exist_ok=True)
+    (cut / "adapter_model.safetensors").write_bytes(b"\0" * 64)
 
     second = restart(api, first)
     with second.client() as client:
@@ -193,18 +198,30 @@ def test_kill_during_training_resumes_from_the_checkpoint(api):
 # ---------------------------------------------------------------- (b) PDF import
 
 
-def _import_in_background(url: str, name: str, content: bytes) -> threading.Thread:
-    """Send an import that the kill will cut: its outcome is a transport error."""
+def _import_in_background(url: str, name: str, content: bytes,
+                          answers: list | None = None) -> threading.Thread:
+    """Send an import in a thread; its response (or transport error) goes to `answers`."""
     def send() -> None:
         try:
-            httpx.post(f"{url}/importDocument", data={"model": "hr"}, timeout=300,
-                       files={"file": (name, content, "application/pdf")})
-        except httpx.TransportError:
-            pass
+            answer = httpx.post(f"{url}/importDocument", data={"model": "hr"}, timeout=300,
+                                files={"file": (name, content, "application/pdf")})
+        except httpx.TransportError as exc:
+            answer = exc
+        if answers is not None:
+            answers.append(answer)
 
     thread = threading.Thread(target=send, daemon=True)
     thread.start()
     return thread
+
+
+def _big_pdf() -> bytes:
+    """With 200-character chunks: ~700 of them, stored in two batches (512 + the rest)."""
+    return pdf_bytes([f"Page {i}. " + "The quick brown fox jumps over the lazy dog. " * 50
+                      for i in range(60)])
+
+
+SMALL_CHUNKS = {"LLM_RAG_CHUNK_SIZE": "200", "LLM_RAG_CHUNK_OVERLAP": "0"}
 
 
 def _chroma_rows(chroma_path: Path) -> int:
@@ -217,10 +234,7 @@ def _chroma_rows(chroma_path: Path) -> int:
 
 
 def test_kill_during_pdf_import_leaves_no_half_imported_document(api):
-    # small chunks: ~700 of them, stored in two batches (512 + the rest), cheap to embed
-    small = {"LLM_RAG_CHUNK_SIZE": "200", "LLM_RAG_CHUNK_OVERLAP": "0"}
-    big = pdf_bytes([f"Page {i}. " + "The quick brown fox jumps over the lazy dog. " * 50
-                     for i in range(60)])
+    small, big = SMALL_CHUNKS, _big_pdf()
     first = api(**small)
     data = first.data_dir
     with first.client() as client:
@@ -252,7 +266,7 @@ def test_kill_during_pdf_import_leaves_no_half_imported_document(api):
         assert [d["name"] for d in listed["data"]] == ["handbook.pdf"]
         committed = check_documents(client, data, "hr")
         check_no_leftovers(third, client)
-        # the service still imports, and the document answers
+        # and the service imports again
         r = client.post("/importDocument", data={"model": "hr", "name": "menu.pdf"},
                         files={"file": ("x.pdf", pdf_bytes(["Lasagne on Thursday."]),
                                         "application/pdf")})
@@ -309,7 +323,8 @@ def test_chroma_server_down_is_503_and_recovers_without_restart(api, tmp_path):
     chroma_dir = tmp_path / "chroma-server"
     chroma, chroma_url = start_chroma_server(chroma_dir)
     port = int(chroma_url.rsplit(":", 1)[1])
-    service = api(LLM_CHROMA_URL=chroma_url, LLM_RAG_ALTERNATIVE_QUERIES="0")
+    service = api(LLM_CHROMA_URL=chroma_url, LLM_RAG_ALTERNATIVE_QUERIES="0", **SMALL_CHUNKS)
+    stored = service.data_dir / "documents" / "hr"
     pdf = ("handbook.pdf", pdf_bytes(HANDBOOK), "application/pdf")
     ask = {"model": "hr", "prompt": "Which pets are allowed?", "documents": ["handbook.pdf"],
            "options": {"max_tokens": 4, "temperature": 0}}
@@ -320,8 +335,17 @@ def test_chroma_server_down_is_503_and_recovers_without_restart(api, tmp_path):
                                files={"file": pdf}).status_code == 201
             assert client.post("/generate", json=ask).status_code == 200
 
+            # stopped while an import is under way (its PDF stored, its chunks being embedded)
+            answers: list = []
+            sending = _import_in_background(service.url, "big.pdf", _big_pdf(), answers)
+            wait_until(lambda: len(list(stored.iterdir())) == 2, "big.pdf stored", every=0.05)
             chroma.terminate()
             chroma.wait(timeout=30)
+            sending.join(timeout=300)
+            r = answers[0]
+            assert r.status_code == 503, r.text
+            assert r.json()["detail"].startswith(f"Chroma at {chroma_url} is not reachable")
+
             r = client.post("/importDocument", data={"model": "hr", "name": "again.pdf"},
                             files={"file": pdf})
             assert r.status_code == 503, r.text

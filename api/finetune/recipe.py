@@ -12,6 +12,7 @@ safetensors), checkpoints/ (resumable), metrics.json, or error.txt with the reas
 import argparse
 import json
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -220,6 +221,10 @@ def train(spec: FineTuneSpec, job_dir: Path, hf_dir: Path, store: JobStore, resu
         train_dataset=to_prompt_completion(train_rows, spec.system_prompt),
         eval_dataset=validation,
         callbacks=[ProgressEvents(store, job_dir.name), *(callbacks or [])])
+    if resume:  # a save cut short by a kill has no trainer_state.json (written last): unusable
+        for partial in (job_dir / "checkpoints").glob("checkpoint-*"):
+            if not (partial / "trainer_state.json").is_file():
+                shutil.rmtree(partial, ignore_errors=True)
     has_checkpoint = resume and any((job_dir / "checkpoints").glob("checkpoint-*"))
     info: dict[str, Any] = {}
     if len(validation) and not has_checkpoint:  # the starting point the result is judged against

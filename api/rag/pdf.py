@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from api.config import REPO_ROOT, Settings
 from api.errors import InvalidInput
 
 PDF_MAGIC = b"%PDF-"
+STARTUP_ALLOWANCE_S = 60  # Python and pypdf loading, on a machine busy training
 
 
 def check_pdf_header(head: bytes, *, name: str) -> None:
@@ -32,18 +34,21 @@ def extract_pages(path: Path, *, name: str, settings: Settings) -> list[str]:
            str(settings.rag_max_chars), str(math.ceil(limit) + 1),
            str(settings.rag_parse_memory_mb)]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+                          cwd=REPO_ROOT, preexec_fn=die_with_parent()) as child:
+        try:
+            stdout = _run_child(child, limit)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+            raise InvalidInput(f"{name!r} could not be read within the {limit:g} s parsing "
+                               "limit; the PDF may be malformed. Nothing was imported.") from None
     try:
-        done = subprocess.run(cmd, capture_output=True, timeout=limit, env=env, cwd=REPO_ROOT,
-                              preexec_fn=die_with_parent())
-    except subprocess.TimeoutExpired:  # run() has killed the child
-        raise InvalidInput(f"{name!r} could not be read within the {limit:g} s parsing limit; "
-                           "the PDF may be malformed. Nothing was imported.") from None
-    try:
-        result = json.loads(done.stdout)
+        result = json.loads(stdout)
     except ValueError:
         # killed by RLIMIT_CPU, or crashed (e.g. MemoryError outside Python's reach)
         raise InvalidInput(f"{name!r} could not be parsed: the parser stopped "
-                           f"(exit status {done.returncode}) within its limits of {limit:g} s "
+                           f"(exit status {child.returncode}) within its limits of {limit:g} s "
                            f"and {settings.rag_parse_memory_mb} MiB. Nothing was imported."
                            ) from None
     if "pages" in result:
@@ -53,6 +58,17 @@ def extract_pages(path: Path, *, name: str, settings: Settings) -> list[str]:
                                "pages); import a PDF with a text layer.")
         return pages
     raise InvalidInput(_message(result["error"], result["detail"], name, settings))
+
+
+def _run_child(child: subprocess.Popen[bytes], limit: float) -> bytes:
+    """The child's output; the wall-clock limit starts once it says it is ready."""
+    assert child.stdout is not None
+    ready, _, _ = select.select([child.stdout], [], [], STARTUP_ALLOWANCE_S)
+    if not ready:
+        raise subprocess.TimeoutExpired(child.args, STARTUP_ALLOWANCE_S)
+    child.stdout.readline()  # the ready line (or b"" if it died starting)
+    stdout, _ = child.communicate(timeout=limit)
+    return stdout
 
 
 def _message(kind: str, detail: str, name: str, settings: Settings) -> str:

@@ -2,7 +2,8 @@
 
 Run as `python -m api.rag.pdf_child PATH MAX_PAGES MAX_CHARS CPU_SECONDS MEMORY_MB`. It
 limits itself first (crafted PDFs can loop forever or explode memory), then prints one
-JSON object: {"pages": [...]} or {"error": KIND, "detail": "..."}. Only pypdf is imported.
+JSON object: {"pages": [...]} or {"error": KIND, "detail": "..."}, after an empty line that
+says it is ready (start-up on a busy machine is not the PDF's fault). Only pypdf is imported.
 """
 
 import json
@@ -49,6 +50,10 @@ def extract(path: str, max_pages: int, max_chars: int) -> dict[str, object]:
 def main(argv: list[str]) -> None:
     path, max_pages, max_chars, cpu, memory = argv
     _limit(int(cpu), int(memory))
+    import pypdf  # noqa: F401  (loaded before the parent's clock starts)
+
+    sys.stdout.write("\n")  # ready: the parent's wall-clock limit counts from here
+    sys.stdout.flush()
     result = extract(path, int(max_pages), int(max_chars))
     sys.stdout.write(json.dumps(result))
 

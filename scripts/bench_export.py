@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api.finetune.export import CONVERT_HF, CONVERT_LORA, _converter, merge, quantize  # noqa: E402
+from bench_doc import write_section  # noqa: E402  (scripts/ is on sys.path when run)
 
 BASE_HF = ROOT / "shared" / "models" / "smollm2-135m" / "hf"
 HEADING = "## Export"
@@ -78,18 +79,6 @@ def section(res: dict[str, float]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, text: str) -> None:
-    lines = path.read_text().splitlines() if path.is_file() else ["# Benchmarks", ""]
-    start = next((i for i, line in enumerate(lines) if line.strip() == HEADING), None)
-    if start is None:
-        lines += ["", *text.rstrip("\n").splitlines()]
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-                   len(lines))
-        lines[start:end] = [*text.rstrip("\n").splitlines(), ""]
-    path.write_text("\n".join(lines).rstrip("\n") + "\n")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
@@ -98,7 +87,7 @@ def main() -> int:
         res = run(Path(tmp))
     text = section(res)
     print(text)  # noqa: T201
-    write_section(args.out, text)
+    write_section(args.out, HEADING, text)
     return 0
 
 

@@ -40,6 +40,7 @@ import httpx  # noqa: E402
 from api.models.provision import DEFAULT_BASE, provision_smollm2  # noqa: E402
 from tests.api_process import ApiProcess, processes_using  # noqa: E402
 from tests.tiny_model import TINY, build_tiny_base, qa_csv  # noqa: E402
+from bench_doc import write_section  # noqa: E402  (scripts/ is on sys.path when run)
 
 HEADING = "## Load"
 ENDPOINTS = ("POST /generate", "GET /listModels", "GET /jobs")
@@ -280,20 +281,6 @@ def section(args: argparse.Namespace, res: dict[str, Any], rows: dict[str, dict[
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace this script's section (or append it); every other section is kept."""
-    lines = path.read_text().splitlines() if path.is_file() else ["# Benchmarks", ""]
-    start = next((i for i, line in enumerate(lines) if line.strip() == HEADING), None)
-    if start is None:
-        lines += ["", *text.rstrip("\n").splitlines()]
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-                   len(lines))
-        lines[start:end] = [*text.rstrip("\n").splitlines(), ""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines).rstrip("\n") + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short run: a CI smoke")
@@ -313,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = summary(res)
     text = section(args, res, rows, started)
     print(text, flush=True)
-    write_section(args.out, text)
+    write_section(args.out, HEADING, text)
     if args.json:
         args.json.write_text(json.dumps({"summary": rows, "failures": res["failures"],
                                          "samples": res["samples"],

@@ -35,6 +35,7 @@ from pypdf import PdfReader  # noqa: E402
 from api.config import REPO_ROOT, Settings  # noqa: E402
 from api.rag.documents import DocumentService, split_pages  # noqa: E402
 from api.rag.embed import build_embedder  # noqa: E402
+from bench_doc import write_section  # noqa: E402  (scripts/ is on sys.path when run)
 
 TOPICS = ["vacation", "parking", "travel", "expenses", "security", "pets", "meetings",
           "training", "equipment", "holidays"]
@@ -151,7 +152,7 @@ def main() -> None:
         "| --- | --- | --- | --- |", *qrows,
         "",
     ])
-    write_section(args.out, section)
+    write_section(args.out, "## Retrieval", section)
     print(section)
 
 
@@ -174,20 +175,6 @@ def multi_query_latencies(settings: Settings, ours_query, questions: list[str]) 
         return [time_it(lambda: ours_query(q, server, model, multi)) for q in questions]
     finally:
         server.close()
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace the `## Retrieval` section of `path` (or append it), keeping the others."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == "## Retrieval"), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        new = "\n".join(lines[:start] + section.rstrip("\n").splitlines() + [""] + lines[end:])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new.rstrip("\n") + "\n")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from api.jobs.store import JobStore
 from tests.api_process import ApiProcess, processes_using, wait_no_processes_using
 from tests.rag.conftest import start_chroma_server
 from tests.rag.pdfs import HANDBOOK, pdf_bytes, slow_pdf_bytes
+from tests.routes.test_jobs import wait_for
 from tests.tiny_model import TINY, qa_csv
 
 pytestmark = pytest.mark.faults
@@ -53,17 +54,6 @@ def restart(api, killed: ApiProcess, **env: str) -> ApiProcess:
     left = wait_no_processes_using(killed.data_dir)
     assert left == [], f"processes of the killed API live on: {left}"
     return api(**env)
-
-
-def wait_for_job(client: httpx.Client, job_id: str, states: tuple[str, ...],
-                 timeout: float = 240) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/jobs/{job_id}").json()
-        if job["status"] in states:
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} never reached {states}: {job}")
 
 
 def events(client: httpx.Client, job_id: str) -> list[dict]:
@@ -182,7 +172,7 @@ def test_kill_during_training_resumes_from_the_checkpoint(api):
 
     second = restart(api, first)
     with second.client() as client:
-        done = wait_for_job(client, job_id, ("succeeded", "failed", "cancelled"))
+        done = wait_for(client, job_id, ("succeeded", "failed", "cancelled"), timeout=240)
         assert done["status"] == "succeeded", done["error"]
         assert done["progress"]["step"] == 12
         after = events(client, job_id)
@@ -297,7 +287,7 @@ def test_kill_during_export_leaves_no_half_registered_model(api):
 
     second = restart(api, first, LLM_EXPORT_SMOKE_MAX_TOKENS="8")
     with second.client() as client:
-        done = wait_for_job(client, job_id, ("succeeded", "failed", "cancelled"))
+        done = wait_for(client, job_id, ("succeeded", "failed", "cancelled"), timeout=240)
         # the tiny random model never stops talking, so the smoke test refuses it: the
         # export ran again to its end and then registered nothing
         assert done["status"] == "failed"

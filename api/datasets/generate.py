@@ -13,7 +13,7 @@ from typing import Any
 from api.datasets.filters import (Novelty, check_instruction, check_output, check_support,
                                   report)
 from api.datasets.spec import GenerateSpec
-from api.datasets.teacher import Teacher, TeacherError
+from api.datasets.teacher import Teacher
 from api.jobs.store import Job, JobStore
 
 DATASET_FILE = "dataset.jsonl"
@@ -216,14 +216,13 @@ def generate(job: Job, *, store: JobStore, teacher: Teacher,
     usable came out, TeacherError when the teacher cannot be used."""
     spec = GenerateSpec(**job.spec)
     run = _Run(job, store, spec, teacher, should_stop)
-    if (job.job_dir / "seeds.jsonl").is_file():
-        _self_instruct(run, _read_jsonl(job.job_dir / "seeds.jsonl"))
+    inputs = job.job_dir / "data"
+    if (inputs / "seeds.jsonl").is_file():
+        _self_instruct(run, _read_jsonl(inputs / "seeds.jsonl"))
     else:
-        _from_documents(run, _read_jsonl(job.job_dir / "chunks.jsonl"))
+        _from_documents(run, _read_jsonl(inputs / "chunks.jsonl"))
     metrics = run.metrics()
     if not run.rows and not should_stop():
         raise GenerationFailed(metrics["report"])
     return metrics
 
-
-__all__ = ["DATASET_FILE", "GenerationFailed", "TeacherError", "generate", "read_rows"]

@@ -9,11 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 from api.config import Settings
-from api.datasets.generate import DATASET_FILE, generate, read_rows
+from api.datasets.generate import generate, read_rows
 from api.datasets.spec import GenerateSpec
 from api.datasets.teacher import OpenAITeacher, ServedTeacher, Teacher, TeacherError
 from api.errors import Conflict, InvalidInput, NotFound
 from api.finetune.data import load_examples, resolve_seed
+from api.finetune.service import Upload
+from api.jobs.enqueue import enqueue
 from api.jobs.runner import JobRunner
 from api.jobs.store import ACTIVE, Job, JobStore
 from api.models.catalog import BaseCatalog
@@ -62,7 +64,7 @@ def _passages(spec: GenerateSpec, documents: DocumentService) -> list[dict[str, 
 
 def submit_generation(*, settings: Settings, catalog: BaseCatalog, registry: VariantRegistry,
                       documents: DocumentService, store: JobStore, runner: JobRunner,
-                      spec: GenerateSpec, seed_file: tuple[str, bytes] | None) -> Job:
+                      spec: GenerateSpec, seed_file: Upload | None) -> Job:
     """Validate everything, snapshot the inputs into the job directory, queue the job."""
     if (seed_file is None) == (spec.model is None):
         raise InvalidInput("Give either a `seed_file` (instruction/input/output examples, CSV "
@@ -75,29 +77,21 @@ def submit_generation(*, settings: Settings, catalog: BaseCatalog, registry: Var
                            f"{settings.max_dataset_target} pairs (LLM_MAX_DATASET_TARGET).")
     _check_teacher(spec, settings, catalog, registry)
     if seed_file is not None:
-        inputs = ("seeds.jsonl", _seeds(seed_file[1], seed_file[0], settings))
+        name, rows = "seeds.jsonl", _seeds(seed_file.content, seed_file.filename, settings)
     else:
         resolve_model(catalog=catalog, registry=registry, name=spec.model or "")
-        inputs = ("chunks.jsonl", _passages(spec, documents))
+        name, rows = "chunks.jsonl", _passages(spec, documents)
     resolved = spec.model_copy(update={"seed": resolve_seed(spec.seed)}).model_dump(mode="json")
     job = store.create(model_name=spec.model or spec.teacher, base_model=spec.teacher,
                        spec=resolved, jobs_dir=settings.jobs_dir, kind="dataset")
-    try:
-        job.job_dir.mkdir(parents=True)
-        (job.job_dir / "spec.json").write_text(json.dumps(resolved, indent=2))
-        (job.job_dir / inputs[0]).write_text("".join(json.dumps(r) + "\n" for r in inputs[1]))
-    except OSError as exc:
-        shutil.rmtree(job.job_dir, ignore_errors=True)
-        store.transition(job.id, "failed", allowed_from=("validating_files",),
-                         message=f"Could not write the job's files: {exc}", error=str(exc))
-        raise
-    source = "seeds" if seed_file is not None else "documents"
-    store.set_progress(job.id, {"source": source, "inputs": len(inputs[1]), "rows": 0,
-                                "requested": spec.count})
-    store.transition(job.id, "queued", allowed_from=("validating_files",),
-                     message=f"{len(inputs[1])} {'seed tasks' if seed_file else 'passages'} "
-                             "read; the job is queued.")
-    runner.wake()
+
+    def fill() -> None:
+        (job.job_dir / "data" / name).write_text(to_jsonl(rows))
+        store.set_progress(job.id, {"source": "seeds" if seed_file else "documents",
+                                    "inputs": len(rows), "rows": 0, "requested": spec.count})
+
+    enqueue(store, runner, job, resolved, fill,
+            f"{len(rows)} {'seed tasks' if seed_file else 'passages'} read; the job is queued.")
     return store.get(job.id) or job
 
 
@@ -143,7 +137,7 @@ def dataset_job(store: JobStore, dataset_id: str) -> Job:
 
 
 def list_datasets(store: JobStore, limit: int) -> list[Job]:
-    return [j for j in store.list(limit=100_000) if j.kind == "dataset"][:limit]
+    return store.list(limit=limit, kind="dataset")
 
 
 def samples(job: Job) -> list[dict[str, Any]]:
@@ -192,5 +186,3 @@ def delete_dataset(store: JobStore, dataset_id: str) -> None:
     store.delete(job.id)
     shutil.rmtree(job.job_dir, ignore_errors=True)
 
-
-__all__ = ["DATASET_FILE", "submit_generation"]

@@ -53,7 +53,7 @@ class OpenAITeacher:
         self.base_url, self.model = settings.teacher_base_url, model
         self.name = f"openai:{model}"
         key = settings.teacher_api_key.get_secret_value() if settings.teacher_api_key else "none"
-        self._errors = (openai.APIConnectionError, openai.APIStatusError, openai.APIError)
+        self._errors = openai.APIError  # connection failures and error statuses alike
         self._client = openai.OpenAI(base_url=self.base_url, api_key=key,
                                      timeout=settings.teacher_timeout, max_retries=2)
 

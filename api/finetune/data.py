@@ -12,7 +12,6 @@ collected for all rows and reported together, with 1-based row numbers.
 """
 
 import csv
-import io
 import json
 import random
 from collections.abc import Iterator

@@ -7,10 +7,8 @@ saved as spec.json next to the job's outputs.
 
 import json
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from api.config import Settings
 from api.errors import Conflict, InvalidInput, NotFound
@@ -18,6 +16,7 @@ from api.finetune.data import (Keys, Messages, Split, load_examples, resolve_see
                                split_examples)
 from api.finetune.lengths import too_long
 from api.finetune.spec import ExportRequest, FineTuneSpec
+from api.jobs.enqueue import enqueue
 from api.jobs.runner import JobRunner
 from api.jobs.store import ACTIVE, Job, JobStore
 from api.models.catalog import BaseCatalog
@@ -76,24 +75,6 @@ def _write_jsonl(path: Path, rows: list[Messages]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def _enqueue(store: JobStore, runner: JobRunner, job: Job, resolved: dict[str, Any],
-             fill: Callable[[], None], message: str, **event: Any) -> None:
-    """Write the job's directory (spec.json, data/, then `fill`) and queue it. If the files
-    cannot be written, the directory is removed and the job fails with the reason."""
-    try:
-        (job.job_dir / "data").mkdir(parents=True)
-        (job.job_dir / "spec.json").write_text(json.dumps(resolved, indent=2))
-        fill()
-    except OSError as exc:
-        shutil.rmtree(job.job_dir, ignore_errors=True)
-        store.transition(job.id, "failed", allowed_from=("validating_files",),
-                         message=f"Could not write the job's files: {exc}", error=str(exc))
-        raise
-    store.transition(job.id, "queued", allowed_from=("validating_files",), message=message,
-                     **event)
-    runner.wake()
-
-
 def submit_fine_tune(*, settings: Settings, catalog: BaseCatalog, registry: VariantRegistry,
                      store: JobStore, runner: JobRunner, spec: FineTuneSpec, train: Upload,
                      eval_: Upload | None, idempotency_key: str | None) -> tuple[Job, bool]:
@@ -126,7 +107,7 @@ def submit_fine_tune(*, settings: Settings, catalog: BaseCatalog, registry: Vari
             _write_jsonl(data / f"{name}.jsonl", rows)
         store.set_progress(job.id, {"dataset": summary})
 
-    _enqueue(store, runner, job, resolved, fill, "Files validated; the job is queued.",
+    enqueue(store, runner, job, resolved, fill, "Files validated; the job is queued.",
              **summary)
     return store.get(job.id) or job, True
 
@@ -162,5 +143,5 @@ def submit_export(*, settings: Settings, catalog: BaseCatalog, registry: Variant
                 shutil.copy(source.job_dir / "data" / name, job.job_dir / "data" / name)
         store.set_progress(job.id, {"source_job": source_id})
 
-    _enqueue(store, runner, job, resolved, fill, f"Export of job {source_id}'s adapter queued.")
+    enqueue(store, runner, job, resolved, fill, f"Export of job {source_id}'s adapter queued.")
     return store.get(job.id) or job

@@ -127,11 +127,16 @@ class JobStore:
             row = db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (key,)).fetchone()
         return _to_job(row) if row else None
 
-    def list(self, *, limit: int = 100, states: tuple[str, ...] | None = None) -> list[Job]:
-        query, args = "SELECT * FROM jobs", []
+    def list(self, *, limit: int = 100, states: tuple[str, ...] | None = None,
+             kind: str | None = None) -> list[Job]:
+        where, args = [], []
         if states:
-            query += f" WHERE state IN ({','.join('?' * len(states))})"
-            args = list(states)
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            args += list(states)
+        if kind:
+            where.append("kind = ?")
+            args.append(kind)
+        query = "SELECT * FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "")
         with self._connect() as db:
             rows = db.execute(query + " ORDER BY created_at DESC LIMIT ?", (*args, limit)).fetchall()
         return [_to_job(r) for r in rows]

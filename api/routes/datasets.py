@@ -11,11 +11,11 @@ from api.datasets import service
 from api.datasets.spec import GenerateSpec
 from api.deps import (CatalogDep, DocumentsDep, JobStoreDep, RegistryDep, RunnerDep,
                       SettingsDep)
-from api.errors import InvalidInput, PayloadTooLarge
 from api.jobs.schemas import JobPublic, JobState
 from api.jobs.store import Job
 from api.models.schemas import Message
 from api.problems import responses
+from api.routes.forms import read_upload, spec_fields
 
 router = APIRouter(tags=["datasets"])
 
@@ -26,11 +26,7 @@ class GenerateForm(GenerateSpec):
     model_config = ConfigDict(extra="allow")
 
     def spec(self) -> GenerateSpec:
-        unknown = sorted(set(self.model_extra or {}) - {"seed_file"})
-        if unknown:
-            raise InvalidInput(f"Unknown form field(s): {', '.join(unknown)}. See the "
-                               "GenerateSpec schema for the accepted fields.")
-        fields = self.model_dump(exclude=set(self.model_extra or {}))
+        fields = spec_fields(self, {"seed_file"}, "GenerateSpec")
         if fields.get("documents"):  # `-F documents=a.pdf,b.pdf` or repeated fields
             fields["documents"] = [n for v in fields["documents"] for n in v.split(",")]
         return GenerateSpec(**fields)
@@ -86,13 +82,8 @@ async def generate_dataset(
 ) -> JobPublic:
     """Start a dataset-generation job (202 at once). Follow it like a fine-tuning job:
     GET /jobs/{id}, GET /jobs/{id}/events, POST /jobs/{id}/cancel."""
-    seeds = None
-    if seed_file is not None and seed_file.filename:
-        content = await seed_file.read(settings.max_dataset_bytes + 1)
-        if len(content) > settings.max_dataset_bytes:
-            raise PayloadTooLarge(f"seed_file is larger than the {settings.max_dataset_bytes}-"
-                                  "byte limit (LLM_MAX_DATASET_BYTES).")
-        seeds = (seed_file.filename, content)
+    seeds = (await read_upload(seed_file, "seed_file", settings.max_dataset_bytes)
+             if seed_file is not None and seed_file.filename else None)
     job = await run_in_threadpool(
         service.submit_generation, settings=settings, catalog=catalog, registry=registry,
         documents=documents, store=store, runner=runner, spec=form.spec(), seed_file=seeds)

@@ -11,12 +11,13 @@ from starlette.concurrency import run_in_threadpool
 
 from api.datasets.service import training_file
 from api.deps import CatalogDep, JobStoreDep, RegistryDep, RunnerDep, SettingsDep
-from api.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from api.errors import Conflict, InvalidInput, NotFound
 from api.finetune.service import Upload, submit_export, submit_fine_tune
 from api.finetune.spec import ExportRequest, FineTuneSpec
 from api.jobs.schemas import EventPublic, JobPublic, JobsPublic
 from api.jobs.store import Job, JobStore
 from api.problems import responses
+from api.routes.forms import read_upload, spec_fields
 
 router = APIRouter(tags=["fine-tuning"])
 _FILE_FIELDS = {"train_file", "eval_file"}
@@ -34,20 +35,9 @@ class FineTuneForm(FineTuneSpec):
                                           "(GET /datasets) instead of uploading train_file.")
 
     def spec(self) -> FineTuneSpec:
-        unknown = sorted(set(self.model_extra or {}) - _FILE_FIELDS)
-        if unknown:
-            raise InvalidInput(f"Unknown form field(s): {', '.join(unknown)}. See the "
-                               "FineTuneSpec schema for the accepted fields.")
-        return FineTuneSpec(**self.model_dump(exclude={"dataset_id", *(self.model_extra or {})}))
-
-
-async def _read(upload: UploadFile, label: str, limit: int) -> Upload:
-    """Read at most limit+1 bytes, so an oversized upload is refused without holding it all."""
-    content = await upload.read(limit + 1)
-    if len(content) > limit:
-        raise PayloadTooLarge(f"{label} is larger than the {limit}-byte limit "
-                           "(LLM_MAX_DATASET_BYTES); upload a smaller file.")
-    return Upload(filename=upload.filename or label, content=content)
+        fields = spec_fields(self, _FILE_FIELDS, "FineTuneSpec")
+        fields.pop("dataset_id")
+        return FineTuneSpec(**fields)
 
 
 @router.post("/fine_tune_model", status_code=202, response_model=JobPublic,
@@ -67,10 +57,10 @@ async def create_fine_tune_job(
         raise InvalidInput(f"Training data: {_DATASET_HELP}, not both." if uploaded
                            else f"No training data: {_DATASET_HELP}.")
     if train_file is not None and uploaded:
-        train = await _read(train_file, "train_file", settings.max_dataset_bytes)
+        train = await read_upload(train_file, "train_file", settings.max_dataset_bytes)
     else:
         train = Upload(*training_file(store, form.dataset_id or ""))
-    evaluation = await _read(eval_file, "eval_file", settings.max_dataset_bytes) \
+    evaluation = await read_upload(eval_file, "eval_file", settings.max_dataset_bytes) \
         if eval_file is not None and eval_file.filename else None
     job, created = await run_in_threadpool(
         submit_fine_tune, settings=settings, catalog=catalog, registry=registry, store=store,

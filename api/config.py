@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     threads: int | None = Field(
         None, ge=1, description="CPU threads for llama.cpp; defaults to the core count."
     )
+    llamacpp_extra_buffers: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="llama.cpp's extra buffer types (weight repacking, AMX): `auto` turns them "
+                    "off on CPUs where llama.cpp is known to crash with them (AMX: Sapphire "
+                    "Rapids and later) and on elsewhere; `on`/`off` override. /health shows "
+                    "the choice.")
     # retrieval (api/rag)
     chroma_url: str | None = Field(
         None, description="Chroma server URL (e.g. http://chromadb:8000); unset = embedded "

@@ -247,7 +247,7 @@ def free_port() -> int:
 
 def serving_case(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     import httpx
-    from llama_cpp import Llama
+    from api.serving.llama_model import open_llama
 
     requests, max_tokens = (2, 16) if args.quick else (args.requests, args.max_tokens)
     threads = os.cpu_count() or 1
@@ -264,7 +264,7 @@ def serving_case(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         with httpx.Client(timeout=300) as client:
             _wait_healthy(client, url, server)
             gguf = MODELS / BASE / "model.gguf"
-            direct = Llama(model_path=str(gguf), n_ctx=2048, n_threads=threads, verbose=False)
+            direct = open_llama(gguf, n_ctx=2048, n_threads=threads, verbose=False)
 
             def via_api(prompt: str, seed: int) -> tuple[float, float, int]:
                 body = {"model": BASE, "prompt": prompt, "stream": True,

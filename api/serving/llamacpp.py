@@ -19,6 +19,8 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from api.config import Settings
 from api.errors import InvalidInput, Unavailable
 from api.serving.base import Chunk, ServedModel
+from api.serving.cpu import CpuInfo, choose_extra_buffers, host_cpu
+from api.serving.llama_model import open_llama
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +34,11 @@ class _Loaded:
 
 
 class LlamaCppServer:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, cpu: CpuInfo | None = None):
         self.settings = settings
+        self.extra_buffers = choose_extra_buffers(settings.llamacpp_extra_buffers,
+                                                  cpu or host_cpu())
+        log.info("llama.cpp extra buffer types %s", self.extra_buffers.reason)
         self._models: OrderedDict[_Key, _Loaded] = OrderedDict()
         self._pool_lock = threading.Lock()
 
@@ -49,8 +54,8 @@ class LlamaCppServer:
                                       "re-provision the model.")
             log.info("loading %s (adapter %s)", model.gguf_path, model.adapter_path)
             try:
-                llm = Llama(
-                    model_path=str(model.gguf_path),
+                llm = open_llama(
+                    model.gguf_path, extra_buffers=self.extra_buffers,
                     lora_path=str(model.adapter_path) if model.adapter_path else None,
                     n_ctx=self.settings.context_length,
                     n_threads=self.settings.threads or os.cpu_count(),
@@ -125,7 +130,8 @@ class LlamaCppServer:
     def health(self) -> dict[str, Any]:
         with self._pool_lock:
             loaded = [str(k[0].parent.name) for k in self._models]
-        return {"loaded": loaded, "max_loaded": self.settings.max_loaded_models}
+        return {"loaded": loaded, "max_loaded": self.settings.max_loaded_models,
+                "extra_buffers": self.extra_buffers.as_dict()}
 
     def close(self) -> None:
         with self._pool_lock:

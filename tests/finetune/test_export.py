@@ -51,7 +51,7 @@ def test_every_quantisation_type_is_written_with_template_and_eos(trained):
 
 
 def test_adapter_export_loads_on_the_base_gguf(trained):
-    from llama_cpp import Llama
+    from api.serving.llama_model import open_llama
 
     client, job = trained
     settings = client.app.state.settings
@@ -62,7 +62,7 @@ def test_adapter_export_loads_on_the_base_gguf(trained):
     assert result["serve"] == {"adapter": "adapter.gguf"}
     assert _field(GGUFReader(adapter), "general.type") == "adapter"
     base = settings.models_dir / TINY / "model.gguf"
-    llm = Llama(model_path=str(base), lora_path=str(adapter), n_ctx=128, verbose=False)
+    llm = open_llama(base, lora_path=str(adapter), n_ctx=128, verbose=False)
     assert llm.create_completion("hi", max_tokens=2)["usage"]["completion_tokens"] >= 1
 
 

@@ -1,9 +1,11 @@
 #!/bin/bash
-# The ollama container's entrypoint: start the server, pull OLLAMA_BASE_MODEL (an Ollama
-# library name such as smollm2:135m) when the model volume does not have it yet, then mark
-# the container ready for its healthcheck and wait on the server.
-# The platform's own models (bases in shared/models, variants, fine-tunes) are imported
-# by the API through Ollama's blob and create endpoints, not here.
+# The ollama container's entrypoint: start the server, say whether OLLAMA_BASE_MODEL (an
+# Ollama library name such as smollm2:135m) is in the model volume, then mark the container
+# ready for its healthcheck and wait on the server.
+# The container has no outbound network, so nothing is pulled here: an operator pulls with
+# scripts/ollama_pull.sh (README "Production"). The platform's own models (bases in
+# shared/models, variants, fine-tunes) are imported by the API through Ollama's blob and
+# create endpoints.
 set -euo pipefail
 
 READY=/tmp/platform-ready
@@ -25,14 +27,10 @@ done
 
 if [ -n "${OLLAMA_BASE_MODEL:-}" ]; then
   if ollama show "$OLLAMA_BASE_MODEL" > /dev/null 2>&1; then
-    echo "==> base model $OLLAMA_BASE_MODEL already in the model volume"
+    echo "==> base model $OLLAMA_BASE_MODEL is in the model volume"
   else
-    echo "==> first start: pulling base model $OLLAMA_BASE_MODEL"
-    if ! ollama pull "$OLLAMA_BASE_MODEL"; then
-      # Keep serving: the API imports its models from the shared volume without the pull.
-      echo "could not pull $OLLAMA_BASE_MODEL (no network?); it will be tried again at the" \
-           "next start" >&2
-    fi
+    echo "==> base model $OLLAMA_BASE_MODEL is not pulled yet; this container has no" \
+         "outbound network: run scripts/ollama_pull.sh on the host" >&2
   fi
 fi
 

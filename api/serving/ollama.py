@@ -250,10 +250,7 @@ class OllamaServer:
         """A library base needs nothing; a variant of one is created `from` it."""
         if _is_library_base(model):
             return
-        if model.adapter_path is not None:  # never built: fine-tuning refuses library bases
-            raise InvalidInput(f"{model.name!r} cannot carry an adapter: its base "
-                               f"{model.ollama_base!r} comes from Ollama's library.")
-        with self._lock:
+        with self._lock:  # (no adapters here: fine-tuning refuses library bases)
             self._create(model.name, from_=model.ollama_base, system=model.system_prompt,
                          template=model.template,
                          parameters=ollama_options(model.options) or None)

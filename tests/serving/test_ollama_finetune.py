@@ -7,6 +7,7 @@ import pytest
 from gguf import GGUFWriter
 
 from api.config import Settings
+from api.errors import InvalidInput
 from api.finetune.service import _base_checkpoint
 from api.finetune.spec import FineTuneSpec
 from api.models.catalog import BaseCatalog, BaseModelInfo, write_manifest
@@ -102,7 +103,7 @@ def test_only_the_ollama_backend_checks_the_adapter_architecture(tmp_path, backe
     spec = FineTuneSpec(model_name="t", base_model="b", export="adapter")
     catalog = BaseCatalog(tmp_path / "models")
     if refused:
-        with pytest.raises(Exception, match=f"architecture '{arch}'"):
+        with pytest.raises(InvalidInput, match=f"architecture '{arch}'"):
             _base_checkpoint(spec, catalog, settings)
     else:
         assert _base_checkpoint(spec, catalog, settings) == base / "hf"

@@ -83,7 +83,8 @@ def delete_variant(*, catalog: BaseCatalog, registry: VariantRegistry, server: M
         raise Conflict(f"{name!r} is Ollama's model {base.ollama_model!r}, not one this API "
                        f"created; remove it from Ollama (`ollama rm {base.ollama_model}`).")
     if base is not None:
-        raise Conflict(f"{name!r} is a base model; base models are removed from DATA_DIR/models, not through the API.")
+        raise Conflict(f"{name!r} is a base model; base models are removed from "
+                       "DATA_DIR/models, not through the API.")
     if variant is None:
         deletable = ", ".join(v.name for v in registry.list()) or "none"
         raise NotFound(f"Model {name!r} not found. Models you can delete: {deletable}.")

@@ -48,3 +48,25 @@ def test_unload_all_with_ollama_down_is_503(tmp_path):
     with pytest.raises(Unavailable, match=r"not reachable .* \(listing loaded models\)"):
         server.unload_all()
     server.close()
+
+
+def test_a_gpu_job_unloads_ollama_before_training_and_goes_on_when_it_is_down(
+        server, double, tmp_path):
+    from api.jobs.store import JobStore
+    from tests.jobs.test_runner_gpu import queued_job, runner_with
+
+    store = JobStore(tmp_path / "jobs.sqlite")
+    name = double.pull("llama3.2:3b")
+    httpx.post(f"{double.url}/api/generate", json={"model": name})
+    calls: list[str] = []
+    job = queued_job(store, tmp_path)
+    runner_with(store, tmp_path, gpu=True, free_gpu=server.unload_all, calls=calls)._run(job)
+    assert double.unloaded == [name] and calls == ["api.finetune.recipe"]
+    assert [e.data for e in store.events(job.id) if e.type == "gpu"] == [{"unloaded": [name]}]
+
+    double.stop()
+    job = queued_job(store, tmp_path)
+    runner_with(store, tmp_path, gpu=True, free_gpu=server.unload_all, calls=calls)._run(job)
+    assert store.get(job.id).state == "succeeded"
+    [warning] = [e.message for e in store.events(job.id) if e.type == "warning"]
+    assert f"Ollama is not reachable at {double.url} (listing loaded models)" in warning

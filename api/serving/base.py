@@ -11,7 +11,8 @@ class ServedModel:
     """Everything a backend needs to answer as one model (a base or a variant).
 
     A model from Ollama's own library has no GGUF of ours: `gguf_path` is None and
-    `ollama_base` names the Ollama model it is (a base) or is built on (a variant).
+    `ollama_base` names the Ollama model it is (a base: `name` is that model's library name,
+    api/serving/ollama_names.py) or is built on (a variant: any other name).
     """
 
     name: str

@@ -1,17 +1,19 @@
 """Fine-tuning on the Ollama backend: what Ollama-only bases and adapter exports refuse."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from gguf import GGUFWriter
 
-from api.config import Settings
+from api.config import REPO_ROOT, Settings
 from api.errors import InvalidInput
 from api.finetune.service import _base_checkpoint
 from api.finetune.spec import FineTuneSpec
 from api.models.catalog import BaseCatalog, BaseModelInfo, write_manifest
-from api.serving.ollama_adapters import NO_ADAPTER_ARCHITECTURES, adapter_problem
+from api.serving.ollama_adapters import (NO_ADAPTER_ARCHITECTURES, OLLAMA_VERSION,
+                                         adapter_problem)
 from tests.serving.test_ollama_app import app_client
 
 CSV = ("t.csv", b"input,output\nHi,Hello\n", "text/csv")
@@ -109,3 +111,10 @@ def test_only_the_ollama_backend_checks_the_adapter_architecture(tmp_path, backe
         assert _base_checkpoint(spec, catalog, settings) == base / "hf"
     merged = spec.model_copy(update={"export": "merged"})
     assert _base_checkpoint(merged, catalog, settings) == base / "hf"
+
+
+def test_the_adapter_list_was_read_from_the_ollama_that_compose_runs():
+    """When the image moves, re-read OllamaEngineRequired (fs/ggml/ggml.go) for that version:
+    Ollama 0.30+ serves every GGUF through llama-server and applies adapters everywhere."""
+    compose = (REPO_ROOT / "docker-compose.yml").read_text()
+    assert re.findall(r"image:\s*ollama/ollama:(\S+)", compose) == [OLLAMA_VERSION]

@@ -13,6 +13,7 @@ from api.body_limit import BodyLimit
 from api.config import Settings, get_settings
 from api.models.catalog import BaseCatalog
 from api.models.in_use import ModelUse
+from api.models.library import library_source
 from api.models.registry import VariantRegistry
 from api.datasets.service import generation_step
 from api.finetune.publish import publish
@@ -39,9 +40,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        app.state.catalog = BaseCatalog(settings.models_dir)
         app.state.registry = VariantRegistry(settings.registry_path)
         app.state.server = build_server(settings)
+        app.state.catalog = BaseCatalog(
+            settings.models_dir, library=library_source(app.state.server, app.state.registry))
         app.state.documents = DocumentService(settings)
         try:  # what an API killed mid-import left: partial uploads, unlisted files and chunks
             app.state.documents.recover(startup=True)
@@ -54,9 +56,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                    registry=app.state.registry, server=app.state.server),
             in_process={"dataset": generation_step(
                 settings=settings, catalog=app.state.catalog, registry=app.state.registry,
-                server=app.state.server, store=app.state.job_store)})
+                server=app.state.server, store=app.state.job_store)},
+            # Ollama holds models in VRAM for minutes; the embedded backend has nothing there
+            free_gpu=app.state.server.unload_all if settings.backend == "ollama" else None)
         app.state.runner.start()
-        if not app.state.catalog.list():
+        if not app.state.catalog.local_list():
             logging.getLogger(__name__).warning(
                 "no base model in %s: run `python load_base_model.py`", settings.models_dir)
         yield

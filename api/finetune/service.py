@@ -21,6 +21,8 @@ from api.jobs.runner import JobRunner
 from api.jobs.store import ACTIVE, Job, JobStore
 from api.models.catalog import BaseCatalog
 from api.models.registry import VariantRegistry
+from api.serving.base import LibraryModel
+from api.serving.ollama_adapters import adapter_problem
 
 
 @dataclass(frozen=True)
@@ -41,15 +43,25 @@ def _check_name_free(spec: FineTuneSpec, catalog: BaseCatalog, registry: Variant
                        "choose another model_name.")
 
 
-def _base_checkpoint(spec: FineTuneSpec, catalog: BaseCatalog) -> Path:
+def _base_checkpoint(spec: FineTuneSpec, catalog: BaseCatalog, settings: Settings) -> Path:
     base = catalog.get(spec.base_model)
     if base is None:
         known = ", ".join(b.name for b in catalog.list()) or "none"
         raise NotFound(f"Base model {spec.base_model!r} not found. Available base models: "
                        f"{known}.")
+    if isinstance(base, LibraryModel):
+        raise InvalidInput(
+            f"Base model {base.name!r} is Ollama's model {base.ollama_model!r}: Ollama keeps "
+            "only GGUF weights, and fine-tuning needs a safetensors (Hugging Face) base. "
+            "Provision one with `python load_base_model.py --hf ORG/REPO --name NAME` (or "
+            "--from-dir PATH) and fine-tune that; its results are served through Ollama too.")
     if base.hf_path is None or not (base.hf_path / "config.json").is_file():
         raise InvalidInput(f"Base model {base.name!r} has no Hugging Face checkpoint to train "
                            "on; provision it with load_base_model.py.")
+    if spec.export == "adapter" and settings.backend == "ollama":
+        problem = adapter_problem(base.name, base.gguf_path)
+        if problem:
+            raise InvalidInput(problem)
     return base.hf_path
 
 
@@ -85,7 +97,7 @@ def submit_fine_tune(*, settings: Settings, catalog: BaseCatalog, registry: Vari
         if existing is not None:
             return existing, False
     _check_name_free(spec, catalog, registry, store)
-    hf_dir = _base_checkpoint(spec, catalog)
+    hf_dir = _base_checkpoint(spec, catalog, settings)
     train_format, train_rows = _load(train, "train_file", spec, settings, hf_dir)
     if eval_ is None:
         split = split_examples(train_rows, train_size=spec.train_size, seed=spec.seed)
@@ -131,6 +143,7 @@ def submit_export(*, settings: Settings, catalog: BaseCatalog, registry: Variant
         fields.setdefault("export", "merged")  # the job trained without exporting
     spec = FineTuneSpec(**{**source.spec, **fields})
     _check_name_free(spec, catalog, registry, store)
+    _base_checkpoint(spec, catalog, settings)  # still there, and servable as exported
     resolved = spec.model_dump(mode="json")
     job = store.create(model_name=spec.model_name, base_model=spec.base_model, spec=resolved,
                        jobs_dir=settings.jobs_dir, kind="export")

@@ -4,6 +4,11 @@ A thread in the API process takes the oldest queued job, runs the recipe as
 `python -m api.finetune.recipe` (its own process group, killed if the API dies), and
 records how it ended. At start-up, jobs left `running` by a previous API process are
 resumed from their last checkpoint, or failed with the reason when they have none.
+
+Before training on a GPU, `free_gpu` (the Ollama backend's unload_all, wired in main.py)
+empties the GPU of served models: Ollama keeps models loaded for minutes after a request,
+and a training job would otherwise start out of memory. It is best effort: when it fails
+the job still starts, with a warning event.
 """
 
 import ctypes
@@ -29,6 +34,8 @@ AfterTraining = Callable[[Job], dict[str, Any]]
 # Called with the job and a should_stop() to poll; returns the job's metrics; an exception
 # fails the job with its message.
 InProcess = Callable[[Job, Callable[[], bool]], dict[str, Any]]
+# Frees GPU memory held by the serving backend; returns the names of the models unloaded.
+FreeGpu = Callable[[], list[str]]
 _PR_SET_PDEATHSIG = 1
 
 
@@ -50,13 +57,25 @@ def has_checkpoint(job: Job) -> bool:
     return any((job.job_dir / "checkpoints").glob("checkpoint-*"))
 
 
+def cuda_available() -> bool:
+    """The recipe's own device decision (torch.cuda.is_available()), made in this process."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
 class JobRunner:
     def __init__(self, store: JobStore, settings: Settings,
                  after_training: AfterTraining | None = None,
-                 in_process: dict[str, InProcess] | None = None):
+                 in_process: dict[str, InProcess] | None = None,
+                 free_gpu: FreeGpu | None = None,
+                 trains_on_gpu: Callable[[], bool] = cuda_available):
         self.store, self.settings = store, settings
         self.after_training = after_training
         self.in_process = in_process or {}
+        self.free_gpu, self.trains_on_gpu = free_gpu, trains_on_gpu
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -139,6 +158,7 @@ class JobRunner:
             self._run_in_process(job)
             return
         if job.kind == "fine_tune" and not _trained(job):  # resuming a step past max_steps
+            self._free_gpu(job)
             code = self._child(job, "api.finetune.recipe", ["--resume"] if resume else [])
             if code is None or not self._check(job, code, "Training failed"):
                 return
@@ -154,6 +174,23 @@ class JobRunner:
         metrics = (self.store.get(job.id) or job).metrics or {}
         self.store.transition(job.id, "succeeded", allowed_from=("running", "exporting"),
                               message="Finished.", metrics=metrics)
+
+    def _free_gpu(self, job: Job) -> None:
+        """Unload the served models before training on a GPU (best effort)."""
+        if self.free_gpu is None or not self.trains_on_gpu():
+            return
+        try:
+            unloaded = self.free_gpu()
+        except Exception as exc:
+            reason = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
+            log.warning("job %s: could not unload the served models before training: %s",
+                        job.id, reason)
+            self.store.add_event(job.id, "warning", "Could not unload the served models "
+                                 f"before training; the GPU may be short of memory: {reason}")
+            return
+        if unloaded:
+            self.store.add_event(job.id, "gpu", f"Unloaded {', '.join(unloaded)} from the "
+                                 "serving backend to free GPU memory.", unloaded=unloaded)
 
     def _run_in_process(self, job: Job) -> None:
         def should_stop() -> bool:

@@ -1,14 +1,22 @@
-"""Base models provisioned into DATA_DIR/models/<name>/ by load_base_model.py.
+"""Base models: provisioned into DATA_DIR/models/<name>/ by load_base_model.py, and those
+the serving backend has of its own (Ollama's library, api/models/library.py).
 
-A base is complete when its `base.json` manifest exists: provisioning writes the files
-first and the manifest last, so a half-provisioned directory is never listed.
+A provisioned base is complete when its `base.json` manifest exists: provisioning writes
+the files first and the manifest last, so a half-provisioned directory is never listed.
+A provisioned base hides a library model of the same name.
 """
 
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from api.errors import AppError
 from api.models.names import is_valid_name
+from api.serving.base import LibraryModel
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "base.json"
 
@@ -63,19 +71,45 @@ def write_manifest(info: BaseModelInfo) -> None:
     tmp.replace(info.directory / MANIFEST)
 
 
+Base = BaseModelInfo | LibraryModel
+
+
 class BaseCatalog:
-    """Read-only view of the provisioned base models."""
+    """Read-only view of the base models: provisioned ones, then the backend's library
+    (`library` raises an AppError such as Unavailable when the backend cannot be asked)."""
 
-    def __init__(self, models_dir: Path):
+    def __init__(self, models_dir: Path,
+                 library: Callable[[], list[LibraryModel]] | None = None):
         self.models_dir = models_dir
+        self.library = library
 
-    def list(self) -> list[BaseModelInfo]:
+    def local_list(self) -> list[BaseModelInfo]:
         if not self.models_dir.is_dir():
             return []
         found = (read_base(d) for d in sorted(self.models_dir.iterdir()) if d.is_dir())
         return [b for b in found if b is not None and is_valid_name(b.name)]
 
-    def get(self, name: str) -> BaseModelInfo | None:
+    def local(self, name: str) -> BaseModelInfo | None:
+        """A provisioned base only (no call to the backend)."""
         if not is_valid_name(name):
             return None
         return read_base(self.models_dir / name)
+
+    def list(self) -> list[Base]:
+        """All bases; when the backend cannot be asked, the provisioned ones (logged)."""
+        local: list[Base] = list(self.local_list())
+        if self.library is None:
+            return local
+        try:
+            library = self.library()
+        except AppError as exc:
+            log.warning("library models not listed: %s", exc.detail)
+            return local
+        taken = {b.name for b in local}
+        return local + [m for m in library if m.name not in taken]
+
+    def get(self, name: str) -> Base | None:
+        base = self.local(name)
+        if base is not None or self.library is None or not is_valid_name(name):
+            return base
+        return next((m for m in self.library() if m.name == name), None)

@@ -4,14 +4,17 @@ import shutil
 from pathlib import Path
 
 from api.errors import Conflict, InvalidInput, NotFound
-from api.models.catalog import BaseCatalog, BaseModelInfo
+from api.models.catalog import Base, BaseCatalog
 from api.models.names import check_name
 from api.models.registry import Variant, VariantRegistry
 from api.models.schemas import ModelCreate, ModelPublic
-from api.serving.base import ModelServer, ServedModel
+from api.serving.base import LibraryModel, ModelServer, ServedModel
 
 
-def _base_public(base: BaseModelInfo) -> ModelPublic:
+def _base_public(base: Base) -> ModelPublic:
+    if isinstance(base, LibraryModel):
+        return ModelPublic(name=base.name, kind="base", source="ollama",
+                           ollama_model=base.ollama_model, created_at=base.modified_at)
     return ModelPublic(
         name=base.name, kind="base", source=base.source, created_at=base.created_at
     )
@@ -34,7 +37,7 @@ def list_models(*, catalog: BaseCatalog, registry: VariantRegistry) -> list[Mode
     return bases + [_variant_public(v) for v in registry.list()]
 
 
-def _require_base(catalog: BaseCatalog, name: str) -> BaseModelInfo:
+def _require_base(catalog: BaseCatalog, name: str) -> Base:
     base = catalog.get(name)
     if base is None:
         known = ", ".join(b.name for b in catalog.list()) or "none (run load_base_model.py)"
@@ -74,9 +77,14 @@ def create_variant(
 def delete_variant(*, catalog: BaseCatalog, registry: VariantRegistry, server: ModelServer,
                    name: str, artifacts_root: Path | None = None) -> None:
     """Delete a variant; files it owns under `artifacts_root` (an export's GGUFs) go too."""
-    if catalog.get(name) is not None:
-        raise Conflict(f"{name!r} is a base model; base models are removed from DATA_DIR/models, not through the API.")
     variant = registry.get(name)
+    base = catalog.local(name) if variant is not None else catalog.get(name)
+    if isinstance(base, LibraryModel):
+        raise Conflict(f"{name!r} is Ollama's model {base.ollama_model!r}, not one this API "
+                       f"created; remove it from Ollama (`ollama rm {base.ollama_model}`).")
+    if base is not None:
+        raise Conflict(f"{name!r} is a base model; base models are removed from "
+                       "DATA_DIR/models, not through the API.")
     if variant is None:
         deletable = ", ".join(v.name for v in registry.list()) or "none"
         raise NotFound(f"Model {name!r} not found. Models you can delete: {deletable}.")
@@ -89,7 +97,13 @@ def delete_variant(*, catalog: BaseCatalog, registry: VariantRegistry, server: M
                 shutil.rmtree(directory, ignore_errors=True)
 
 
-def served_model(base: BaseModelInfo, variant: Variant | None) -> ServedModel:
+def served_model(base: Base, variant: Variant | None) -> ServedModel:
+    if isinstance(base, LibraryModel):
+        if variant is None:
+            return ServedModel(name=base.name, gguf_path=None, ollama_base=base.ollama_model)
+        return ServedModel(name=variant.name, gguf_path=None, ollama_base=base.ollama_model,
+                           system_prompt=variant.system_prompt, template=variant.template,
+                           options=variant.parameters)
     if variant is None:
         return ServedModel(name=base.name, gguf_path=base.gguf_path)
     return ServedModel(
@@ -106,10 +120,13 @@ def resolve_model(*, catalog: BaseCatalog, registry: VariantRegistry, name: str)
     """The served form of a base or variant called `name`; NotFound lists what exists."""
     if not name.strip():
         raise InvalidInput("No model given: set `model` to one of GET /listModels.")
-    base = catalog.get(name)
-    if base is not None:
-        return served_model(base, None)
+    local = catalog.local(name)  # the common cases first, without asking the backend
+    if local is not None:
+        return served_model(local, None)
     variant = registry.get(name)
+    library = catalog.get(name) if variant is None else None
+    if library is not None:
+        return served_model(library, None)
     if variant is None:
         known = ", ".join(m.name for m in list_models(catalog=catalog, registry=registry)) or "none"
         raise NotFound(f"Model {name!r} not found. Available models: {known}.")

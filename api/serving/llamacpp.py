@@ -18,7 +18,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from api.config import Settings
 from api.errors import InvalidInput, Unavailable
-from api.serving.base import Chunk, ServedModel
+from api.serving.base import Chunk, LibraryModel, ServedModel
 from api.serving.cpu import CpuInfo, choose_extra_buffers, host_cpu
 from api.serving.llama_model import open_llama
 
@@ -43,6 +43,8 @@ class LlamaCppServer:
         self._pool_lock = threading.Lock()
 
     def _load(self, model: ServedModel) -> _Loaded:
+        if model.gguf_path is None:
+            raise Unavailable(_library_only(model))
         key: _Key = (model.gguf_path, model.adapter_path)
         with self._pool_lock:
             if key in self._models:
@@ -120,12 +122,26 @@ class LlamaCppServer:
                 llm.chat_handler = None
 
     def register(self, model: ServedModel) -> None:
+        if model.gguf_path is None:
+            raise Unavailable(_library_only(model))
         for path in filter(None, (model.gguf_path, model.adapter_path)):
             if not path.is_file():
                 raise Unavailable(f"Model file {path} is missing; re-provision the base model.")
 
     def unregister(self, name: str) -> None:
         """Nothing to do: variants share their base's loaded weights."""
+
+    def library_models(self) -> list[LibraryModel]:
+        """Only provisioned bases here: llama.cpp has no library of its own."""
+        return []
+
+    def unload_all(self) -> list[str]:
+        """Drop the loaded models; a generation in flight keeps its reference and finishes,
+        and the next request loads its model again."""
+        with self._pool_lock:
+            names = [str(k[0].parent.name) for k in self._models]
+            self._models.clear()
+        return names
 
     def health(self) -> dict[str, Any]:
         with self._pool_lock:
@@ -139,6 +155,11 @@ class LlamaCppServer:
                 with loaded.lock:
                     loaded.llm.close()
             self._models.clear()
+
+
+def _library_only(model: ServedModel) -> str:
+    return (f"{model.name!r} is served from Ollama's library ({model.ollama_base!r}); "
+            "set LLM_BACKEND=ollama to use it.")
 
 
 def _sampling(options: dict[str, Any]) -> dict[str, Any]:

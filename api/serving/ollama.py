@@ -1,8 +1,8 @@
 """Production backend: an Ollama server, through the official `ollama` client.
 
-Names. The platform's model `hr-bot` is the Ollama model `llmp/hr-bot:latest`
-(`ollama_name`); `platform_name` maps back and ignores models outside the `llmp/`
-namespace, so models pulled into the same Ollama by hand never collide with ours.
+Names (ollama_names.py). The platform's model `hr-bot` is the Ollama model
+`llmp/hr-bot:latest`; models pulled into Ollama by hand (`llama3.2:3b`) are offered as bases
+(`library_models`) under names that follow our rules (`llama3.2-3b`).
 
 Import. /api/create takes files by sha256 digest, not by path, so each GGUF or adapter is
 uploaded once as a blob (HEAD first: a base of gigabytes is not sent again for every
@@ -10,9 +10,15 @@ variant). Then, as `register` decides from the model's files:
 - a provisioned base (its GGUF is DATA_DIR/models/<base>/model.gguf) is created from `files`;
 - a variant of a base is created `from` the base (imported first when Ollama lacks it),
   with `system`, `template`, `parameters` and, for a LoRA, `adapters`;
-- a model with its own GGUF (a merged fine-tune) is created from that GGUF's `files`.
+- a model with its own GGUF (a merged fine-tune) is created from that GGUF's `files`;
+- a variant of a library base is created `from` that Ollama model; the library base itself
+  needs nothing created: chats go to its Ollama name.
 A chat for a model Ollama does not have (after an Ollama volume was wiped) imports it once
 and retries.
+
+Unload. `unload_all` asks Ollama which models are loaded (/api/ps) and unloads each with
+an empty /api/generate and `keep_alive: 0` (docs/api.md, "Unload a model"), so a training
+job gets the GPU memory.
 
 Errors. Every stream is read line by line: Ollama reports some failures as an
 `{"error": ...}` line after a 200 status. Connection failures are retried with backoff
@@ -35,13 +41,14 @@ from ollama import Client, ResponseError
 from api.config import Settings
 from api.errors import AppError, InvalidInput, Unavailable
 from api.models.catalog import read_base
-from api.serving.base import Chunk, ServedModel
+from api.serving.base import Chunk, LibraryModel, ServedModel
+from api.serving.ollama_names import library_models, library_name, ollama_name, platform_name
+
+__all__ = ["OllamaServer", "ollama_name", "ollama_options", "platform_name"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-NAMESPACE = "llmp"
-TAG = "latest"
 # Our option names -> Ollama's (Modelfile PARAMETER names and /api/chat `options`).
 OPTION_NAMES = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k",
                 "repeat_penalty": "repeat_penalty", "max_tokens": "num_predict",
@@ -51,23 +58,24 @@ _GO_TEMPLATE_RE = re.compile(r"\{\{-?\s*(\.|range\s+\.|if\s+\.)")
 _PATH_RE = re.compile(r"(?<![\w.])/(?:[\w.@-]+/)+([\w.@-]+)")
 
 
-def ollama_name(name: str) -> str:
-    return f"{NAMESPACE}/{name}:{TAG}"
-
-
-def platform_name(ollama: str) -> str | None:
-    prefix, suffix = f"{NAMESPACE}/", f":{TAG}"
-    if ollama.startswith(prefix) and ollama.endswith(suffix):
-        return ollama[len(prefix):-len(suffix)]
-    return None
-
-
 def ollama_options(options: dict[str, Any]) -> dict[str, Any]:
     """Our sampling options with Ollama's names; seed -1 (random) is Ollama's default."""
     out = {OPTION_NAMES[k]: v for k, v in options.items() if k in OPTION_NAMES and v is not None}
     if out.get("seed") == -1:
         del out["seed"]
     return out
+
+
+def _is_library_base(model: ServedModel) -> bool:
+    """The Ollama library model itself (not a variant built on it)."""
+    return model.ollama_base is not None and library_name(model.ollama_base) == model.name
+
+
+def _target(model: ServedModel) -> str:
+    """The Ollama model a chat goes to."""
+    if model.ollama_base is not None and _is_library_base(model):
+        return model.ollama_base
+    return ollama_name(model.name)
 
 
 def _scrub(message: str) -> str:
@@ -217,6 +225,10 @@ class OllamaServer:
             raise InvalidInput(
                 "Ollama chat templates are Go templates (`{{ .System }}`, `{{ range .Messages "
                 "}}`); this template looks like Jinja, which only the llamacpp backend uses.")
+        if model.ollama_base is not None:
+            self._register_on_library(model)
+            return
+        assert model.gguf_path is not None
         base = read_base(model.gguf_path.parent)
         base_name = base.name if base and base.gguf_path == model.gguf_path else None
         with self._lock:
@@ -233,6 +245,15 @@ class OllamaServer:
                                     self._upload(model.adapter_path, model.name)}
             self._create(model.name, system=model.system_prompt, template=model.template,
                          parameters=ollama_options(model.options) or None, **spec)
+
+    def _register_on_library(self, model: ServedModel) -> None:
+        """A library base needs nothing; a variant of one is created `from` it."""
+        if _is_library_base(model):
+            return
+        with self._lock:  # (no adapters here: fine-tuning refuses library bases)
+            self._create(model.name, from_=model.ollama_base, system=model.system_prompt,
+                         template=model.template,
+                         parameters=ollama_options(model.options) or None)
 
     def unregister(self, name: str) -> None:
         def delete() -> None:
@@ -256,7 +277,7 @@ class OllamaServer:
               options: dict[str, Any]) -> Iterator[Any]:
         """Start the stream and read its first line (so a missing model shows up here)."""
         def start() -> Iterator[Any]:
-            parts = self._client.chat(model=ollama_name(model.name), messages=messages,
+            parts = self._client.chat(model=_target(model), messages=messages,
                                       options=options, stream=True)
             first = next(parts, None)
             return iter(()) if first is None else chain([first], parts)
@@ -267,6 +288,9 @@ class OllamaServer:
         except AppError as exc:
             if not isinstance(exc.__cause__, ResponseError) or exc.__cause__.status_code != 404:
                 raise
+        if _is_library_base(model):
+            raise Unavailable(f"Ollama no longer has {model.ollama_base!r}; pull it again "
+                              f"(`ollama pull {model.ollama_base}`) or pick another model.")
         log.info("Ollama has no %s yet: importing it", ollama_name(model.name))
         self.register(model)
         return self._call(what, start, idempotent=False)
@@ -291,6 +315,27 @@ class OllamaServer:
                 return
             if text:
                 yield Chunk(text=text)
+
+    # -- library and memory -------------------------------------------------------------
+
+    def library_models(self) -> list[LibraryModel]:
+        return library_models(self._call("listing models", self._client.list).models)
+
+    def unload_all(self) -> list[str]:
+        """Unload what Ollama has in memory; raises Unavailable when it cannot be asked."""
+        loaded = [m.model for m in self._call("listing loaded models", self._client.ps).models
+                  if m.model]
+        unloaded = []
+        for name in loaded:
+            try:
+                self._call(f"unloading {name!r}",
+                           lambda name=name: self._client.generate(model=name, keep_alive=0))
+            except AppError as exc:
+                if not isinstance(exc.__cause__, ResponseError) or \
+                        exc.__cause__.status_code != 404:  # 404: it went away meanwhile
+                    raise
+            unloaded.append(name)
+        return unloaded
 
     # -- status -------------------------------------------------------------------------
 

@@ -7,15 +7,24 @@ It follows Ollama's API documentation (docs/api.md) for the calls the platform m
   `parameters`, streamed as `{"status": ...}` lines ending in `success`; structural
   mistakes are a 400, while unknown blobs, an unknown `from`, a file that is not GGUF or an
   unknown parameter are reported as a last `{"error": ...}` line after a 200;
-- `GET /api/tags`, `DELETE /api/delete` (404 for unknown models);
+- `GET /api/tags` (with each model's `details`), `DELETE /api/delete` (404 for unknown
+  models);
 - `POST /api/chat` streamed as NDJSON with `prompt_eval_count`, `eval_count` and
-  `done_reason` on the last line; 404 for an unknown model, 503 when `busy`.
+  `done_reason` on the last line; 404 for an unknown model, 503 when `busy`. A chat loads
+  its model into memory;
+- `GET /api/ps` lists the models in memory; `POST /api/generate` with an empty prompt loads
+  a model, and with `keep_alive: 0` unloads it, answering one JSON object with
+  `done_reason` `load` or `unload` (404 for an unknown model). Generation from a prompt is
+  not needed by the platform and answers 501 here.
+
+Models pulled from Ollama's library are added with `pull(name, family=...)`.
 
 Knobs for tests: `reply` (the words the "model" says), `error_after` (emit an
 `{"error": ...}` line after that many content lines), `cut_after` (end the stream there,
 without a final line), `garbage_after` (a line that is not JSON), `delay` (seconds before
 the first chat line), `busy`, and `stop()`/`start()` to take Ollama down and up again.
-Every request is recorded in `requests` as (method, path, JSON body or None).
+Every request is recorded in `requests` as (method, path, JSON body or None); the names of
+unloaded models in `unloaded`.
 """
 
 import hashlib
@@ -83,6 +92,8 @@ class OllamaDouble:
         self.blob_sizes: dict[str, int] = {}
         self.models: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str, Any]] = []
+        self.loaded: set[str] = set()  # full names of the models in memory
+        self.unloaded: list[str] = []
         self.reply = "Ahoy there matey"
         self.error_after: int | None = None
         self.cut_after: int | None = None
@@ -97,6 +108,8 @@ class OllamaDouble:
             Route("/api/tags", self._tags, methods=["GET"]),
             Route("/api/delete", self._delete, methods=["DELETE"]),
             Route("/api/chat", self._chat, methods=["POST"]),
+            Route("/api/ps", self._ps, methods=["GET"]),
+            Route("/api/generate", self._generate, methods=["POST"]),
         ])
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -123,6 +136,15 @@ class OllamaDouble:
 
     def calls(self, method: str, path: str) -> list[Any]:
         return [body for m, p, body in self.requests if m == method and p == path]
+
+    def pull(self, name: str, *, family: str = "llama", parameter_size: str = "3.2B",
+             quantization: str = "Q4_K_M") -> str:
+        """A model pulled from Ollama's library (`ollama pull name`); returns its full name."""
+        full = _full(name)
+        self.models[full] = {"modified_at": _now(), "details": {
+            "parent_model": "", "format": "gguf", "family": family, "families": [family],
+            "parameter_size": parameter_size, "quantization_level": quantization}}
+        return full
 
     # -- handlers -----------------------------------------------------------------------
 
@@ -199,11 +221,37 @@ class OllamaDouble:
 
     async def _tags(self, request: Request) -> Response:
         self.requests.append(("GET", request.url.path, None))
-        models = [{"name": n, "model": n, "modified_at": m["modified_at"], "size": 1,
-                   "digest": hashlib.sha256(n.encode()).hexdigest(),
-                   "details": {"format": "gguf", "family": "llama"}}
-                  for n, m in sorted(self.models.items())]
-        return JSONResponse({"models": models})
+        return JSONResponse({"models": [self._entry(n) for n in sorted(self.models)]})
+
+    def _entry(self, name: str) -> dict[str, Any]:
+        model = self.models[name]
+        return {"name": name, "model": name, "modified_at": model["modified_at"], "size": 1,
+                "digest": hashlib.sha256(name.encode()).hexdigest(),
+                "details": model.get("details") or {"format": "gguf", "family": "llama"}}
+
+    async def _ps(self, request: Request) -> Response:
+        self.requests.append(("GET", request.url.path, None))
+        running = [{**self._entry(n), "expires_at": _now(), "size_vram": 1}
+                   for n in sorted(self.loaded) if n in self.models]
+        for entry in running:
+            del entry["modified_at"]
+        return JSONResponse({"models": running})
+
+    async def _generate(self, request: Request) -> Response:
+        body = await self._json(request)
+        name = _full(body.get("model") or "")
+        if name not in self.models:
+            return _error(404, f"model '{body.get('model')}' not found")
+        if body.get("prompt"):
+            return _error(501, "the Ollama double does not generate from a prompt")
+        unload = body.get("keep_alive") in (0, "0", "0s", "0m")
+        if unload:
+            self.loaded.discard(name)
+            self.unloaded.append(name)
+        else:
+            self.loaded.add(name)
+        return JSONResponse({"model": body["model"], "created_at": _now(), "response": "",
+                             "done": True, "done_reason": "unload" if unload else "load"})
 
     async def _delete(self, request: Request) -> Response:
         body = await self._json(request)
@@ -219,6 +267,7 @@ class OllamaDouble:
             return _error(503, "server busy, please try again.  maximum pending requests exceeded")
         if name not in self.models:
             return _error(404, f"model \"{body.get('model')}\" not found, try pulling it first")
+        self.loaded.add(name)
         words = re.findall(r"\S+\s*", self.reply)
         limit = (body.get("options") or {}).get("num_predict")
         reason = "length" if limit is not None and limit < len(words) else "stop"

@@ -108,9 +108,15 @@ def inspect() -> dict[str, Any]:
         if cuda else []
     try:
         import bitsandbytes
+        from bitsandbytes.cextension import ErrorHandlerMockBNBNativeLibrary, lib
 
         bnb: str | None = bitsandbytes.__version__
-    except Exception as exc:  # ImportError, or a native library that fails to load
+        # On CUDA a native library that failed to load (no build for torch's CUDA version, a
+        # missing libcudart) is replaced by a stand-in that fails at the first 4-bit op.
+        if cuda and isinstance(lib, ErrorHandlerMockBNBNativeLibrary):
+            bnb = None
+            notes.append(f"bitsandbytes cannot load its CUDA library: {lib.error_msg}")
+    except Exception as exc:  # not installed, or broken
         bnb = None
         notes.append(f"bitsandbytes cannot be imported: {type(exc).__name__}: {exc}")
     return {"cuda": cuda, "gpus": gpus, "torch": torch.__version__,

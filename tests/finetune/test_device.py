@@ -48,7 +48,8 @@ def test_a_probe_that_fails_reports_cpu_with_the_reason():
 
 def test_the_probe_runs_once_per_process(monkeypatch):
     calls = []
-    monkeypatch.setattr(device, "_known", None)
+    with device._lock:  # a probe started by an earlier test's app has finished
+        monkeypatch.setattr(device, "_known", None)
     monkeypatch.setattr(device, "probe", lambda: calls.append(1) or H200)
     assert device.training_device() is H200
     assert device.training_device() is H200

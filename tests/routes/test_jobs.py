@@ -188,8 +188,8 @@ def test_failed_training_reports_the_reason(jobs_client):
     job = submit(jobs_client, target_modules="no_such_proj").json()  # valid, but not in Llama
     done = wait_for(jobs_client, job["id"], ("succeeded", "failed"))
     assert done["status"] == "failed"
-    assert done["error"].startswith("Training failed: ValueError: Target modules "
-                                    "{'no_such_proj'} not found in the base model.")
+    assert done["error"].startswith("Training failed: NoMatchingPeftModuleError: Target "
+                                    "modules {'no_such_proj'} not found in the base model.")
     assert events(jobs_client, job["id"])[-1]["type"] == "error"
 
 

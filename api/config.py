@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     export_smoke_max_tokens: int = Field(
         256, ge=8, le=4096, description="An exported model must stop on its own within this "
                                         "many tokens when asked one validation question.")
+    require_cuda: bool = Field(
+        False, description="Refuse to start, and fail jobs, when torch sees no CUDA GPU, "
+                           "instead of training on the CPU (set it on GPU hosts, where a driver, "
+                           "image and torch that disagree would otherwise go unnoticed).")
     job_poll_seconds: float = Field(
         0.5, gt=0, le=60, description="How often the job runner and event streams poll.")
 

@@ -16,6 +16,7 @@ from api.models.in_use import ModelUse
 from api.models.library import library_source
 from api.models.registry import VariantRegistry
 from api.datasets.service import generation_step
+from api.finetune.device import check_at_start
 from api.finetune.publish import publish
 from api.jobs.runner import JobRunner
 from api.jobs.store import JobStore
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        check_at_start(require_cuda=settings.require_cuda)  # before anything starts
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         app.state.registry = VariantRegistry(settings.registry_path)
         app.state.server = build_server(settings)

@@ -20,8 +20,8 @@ SOURCES = sorted([*(REPO_ROOT / "api").rglob("*.py"), *(REPO_ROOT / "scripts").r
 SERVICE = [p for p in SOURCES if "scripts" not in p.relative_to(REPO_ROOT).parts]
 README = (REPO_ROOT / "README.md").read_text()
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-PINS = dict(re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", d).groups()  # type: ignore[union-attr]
-            for d in PYPROJECT["project"]["dependencies"])
+PINS = dict(re.fullmatch(r"([A-Za-z0-9_.-]+)==([^\s;]+)(?:\s*;.*)?", d)  # `; marker` allowed
+            .groups() for d in PYPROJECT["project"]["dependencies"])  # type: ignore[union-attr]
 
 # Things that run code from a file or a checkpoint when it is loaded.
 DANGEROUS = {

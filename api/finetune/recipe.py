@@ -4,9 +4,10 @@ Run by the job runner as `python -m api.finetune.recipe JOB_DIR --db JOBS_DB [--
 its own process, so an out-of-memory kill or a crash fails this job only. This is the only
 module that imports torch, TRL and PEFT.
 
-Inputs in JOB_DIR: spec.json (the resolved FineTuneSpec), run.json (base checkpoint path),
-data/{train,validation,test}.jsonl (chat messages). Outputs: adapter/ (LoRA weights as
-safetensors), checkpoints/ (resumable), metrics.json, or error.txt with the reason it failed.
+Inputs in JOB_DIR: spec.json (the resolved FineTuneSpec), run.json (base checkpoint path;
+whether CUDA is required), data/{train,validation,test}.jsonl (chat messages). Outputs:
+adapter/ (LoRA weights as safetensors), checkpoints/ (resumable), metrics.json, or error.txt
+with the reason it failed.
 """
 
 import argparse
@@ -26,6 +27,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, PreTrainedTokeniz
                           TrainerCallback)
 from trl import SFTConfig, SFTTrainer
 
+from api.finetune.device import TrainingDevice, fit, inspect, require_cuda_message
 from api.finetune.lengths import CHATML_TEMPLATE
 from api.finetune.spec import FineTuneSpec
 from api.jobs.store import JobStore
@@ -174,15 +176,26 @@ def _describe(p: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def check_device(spec: FineTuneSpec, require_cuda: bool) -> tuple[FineTuneSpec, bool]:
+    """The spec fitted to the device this process sees, and whether it is CUDA. The API
+    checked at submission, but the GPU may have gone since: refuse rather than fall back to
+    the CPU when CUDA was required, or when bits or the optimizer need it."""
+    found = TrainingDevice.of(inspect())
+    if require_cuda and not found.cuda:
+        raise RuntimeError(require_cuda_message(found))
+    fitted, problems = fit(spec, found)
+    if problems:
+        raise RuntimeError("; ".join(problems))
+    return fitted, found.cuda
+
+
 def train(spec: FineTuneSpec, job_dir: Path, hf_dir: Path, store: JobStore, resume: bool,
-          callbacks: list[TrainerCallback] | None = None,
+          callbacks: list[TrainerCallback] | None = None, require_cuda: bool = False,
           ) -> tuple[SFTTrainer, PreTrainedTokenizerBase, dict[str, Any]]:
     """Train the LoRA adapter; `callbacks` are extra observers (the benchmark's meter)."""
-    cuda = torch.cuda.is_available()
-    bits = spec.bits or (4 if cuda else 16)
-    if bits < 16 and not cuda:
-        raise RuntimeError(f"bits={bits} (QLoRA/int8) needs a CUDA GPU; this host has none. "
-                           "Use bits=16 for plain LoRA on CPU.")
+    spec, cuda = check_device(spec, require_cuda)
+    assert spec.bits is not None and spec.optimizer is not None
+    bits = spec.bits
     torch.manual_seed(spec.seed)
     tokenizer = load_tokenizer(hf_dir)
     model = load_model(hf_dir, bits, cuda)
@@ -199,7 +212,7 @@ def train(spec: FineTuneSpec, job_dir: Path, hf_dir: Path, store: JobStore, resu
         warmup_steps=spec.warmup_ratio,  # below 1: a share of the total steps
         max_grad_norm=spec.max_grad_norm,
         weight_decay=spec.weight_decay,
-        optim="paged_adamw_8bit" if bits < 16 else "adamw_torch",
+        optim=spec.optimizer,
         bf16=cuda and torch.cuda.is_bf16_supported(), use_cpu=not cuda,
         logging_steps=spec.logging_steps,
         eval_strategy="steps" if spec.eval_steps else "epoch",
@@ -232,7 +245,7 @@ def train(spec: FineTuneSpec, job_dir: Path, hf_dir: Path, store: JobStore, resu
         store.add_event(job_dir.name, "eval", f"eval_loss {info['eval_loss_before']:.4g} "
                         "before training", step=0, eval_loss=info["eval_loss_before"])
     trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
-    info |= {"bits": bits, "device": "cuda" if cuda else "cpu",
+    info |= {"bits": bits, "optimizer": spec.optimizer, "device": "cuda" if cuda else "cpu",
             "trainable_parameters": sum(p.numel() for p in trainer.model.parameters()
                                         if p.requires_grad)}
     return trainer, tokenizer, info
@@ -280,8 +293,9 @@ def run(job_dir: Path, db: Path, resume: bool) -> None:
     store = JobStore(db)
     job_id = job_dir.name
     spec = FineTuneSpec(**json.loads((job_dir / "spec.json").read_text()))
-    hf_dir = Path(json.loads((job_dir / "run.json").read_text())["hf_dir"])
-    trainer, tokenizer, info = train(spec, job_dir, hf_dir, store, resume)
+    run_info = json.loads((job_dir / "run.json").read_text())
+    trainer, tokenizer, info = train(spec, job_dir, Path(run_info["hf_dir"]), store, resume,
+                                     require_cuda=run_info.get("require_cuda", False))
 
     store.add_event(job_id, "evaluating", "Evaluating on the validation and test rows.")
     metrics: dict[str, Any] = dict(info)

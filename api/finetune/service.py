@@ -14,6 +14,7 @@ from api.config import Settings
 from api.errors import Conflict, InvalidInput, NotFound
 from api.finetune.data import (Keys, Messages, Split, load_examples, resolve_seed,
                                split_examples)
+from api.finetune.device import TrainingDevice, fit, training_device
 from api.finetune.lengths import too_long
 from api.finetune.spec import ExportRequest, FineTuneSpec
 from api.jobs.enqueue import enqueue
@@ -89,13 +90,18 @@ def _write_jsonl(path: Path, rows: list[Messages]) -> None:
 
 def submit_fine_tune(*, settings: Settings, catalog: BaseCatalog, registry: VariantRegistry,
                      store: JobStore, runner: JobRunner, spec: FineTuneSpec, train: Upload,
-                     eval_: Upload | None, idempotency_key: str | None) -> tuple[Job, bool]:
+                     eval_: Upload | None, idempotency_key: str | None,
+                     device: TrainingDevice | None = None) -> tuple[Job, bool]:
     """Validate and enqueue; returns (job, created). A repeated Idempotency-Key returns the
-    job it created the first time."""
+    job it created the first time. `device` defaults to this host's training device."""
     if idempotency_key:
         existing = store.by_idempotency_key(idempotency_key)
         if existing is not None:
             return existing, False
+    spec, problems = fit(spec, device or training_device())  # bits and optimizer filled in
+    if problems:
+        raise InvalidInput("The training device cannot run this job: " + "; ".join(problems),
+                           problems)
     _check_name_free(spec, catalog, registry, store)
     hf_dir = _base_checkpoint(spec, catalog, settings)
     train_format, train_rows = _load(train, "train_file", spec, settings, hf_dir)
@@ -113,7 +119,9 @@ def submit_fine_tune(*, settings: Settings, catalog: BaseCatalog, registry: Vari
                "validation_rows": len(split.validation), "test_rows": len(split.test)}
 
     def fill() -> None:
-        (job.job_dir / "run.json").write_text(json.dumps({"hf_dir": str(hf_dir)}))
+        # require_cuda: a job accepted by a service that required CUDA never trains on the CPU
+        (job.job_dir / "run.json").write_text(json.dumps(
+            {"hf_dir": str(hf_dir), "require_cuda": settings.require_cuda}))
         for name, rows in (("train", split.train), ("validation", split.validation),
                            ("test", split.test)):
             _write_jsonl(data / f"{name}.jsonl", rows)

@@ -13,6 +13,11 @@ from api.models.names import ModelName
 
 Quantization = Literal["Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "F16"]
 ExportMode = Literal["merged", "adapter", "none"]
+# Names as transformers' TrainingArguments(optim=...) spells them. The paged ones are
+# bitsandbytes optimizers whose state pages between GPU and CPU memory through CUDA unified
+# memory: CUDA only.
+Optimizer = Literal["adamw_torch", "adamw_torch_fused", "paged_adamw_32bit", "paged_adamw_8bit"]
+PAGED_OPTIMIZERS = ("paged_adamw_32bit", "paged_adamw_8bit")
 
 
 class ExportSpec(BaseModel):
@@ -77,6 +82,12 @@ class FineTuneSpec(ExportSpec):
     bits: int | None = Field(
         None, description="Base weight precision: 4 = QLoRA NF4, 8 = int8 (both need CUDA), "
                           "16 = plain LoRA. Default: 4 on CUDA, 16 on CPU.")
+    optimizer: Optimizer | None = Field(
+        None, description="`adamw_torch` (PyTorch AdamW, fp32 state), `adamw_torch_fused` "
+                          "(the same, fused kernels), `paged_adamw_32bit` / `paged_adamw_8bit` "
+                          "(bitsandbytes AdamW whose state pages to CPU memory when the GPU "
+                          "runs short; 8-bit state is 4x smaller; CUDA only). Default: "
+                          "paged_adamw_8bit with bits 4 or 8, adamw_torch otherwise.")
     packing: bool = Field(False, description="Pack several examples into one sequence.")
     max_len: int = Field(512, ge=16, le=32768,
                          description="Longest formatted example in tokens; longer rows are "

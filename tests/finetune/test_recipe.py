@@ -49,6 +49,7 @@ def test_training_changes_lora_weights_only(prepared_job):
     assert lora_b and all(total > 0 for total in lora_b)  # B starts at zero
     assert frozen > 10
     assert info["device"] == "cpu" and info["bits"] == 16
+    assert trainer.args.optim == "adamw_torch" and info["optimizer"] == "adamw_torch"
     assert trainer.state.global_step == 4
     assert sorted(p.name for p in (job.job_dir / "checkpoints").glob("checkpoint-*")) == [
         "checkpoint-2", "checkpoint-4"]
@@ -66,3 +67,46 @@ def test_quantised_bits_need_cuda(prepared_job):
     spec = FineTuneSpec(model_name="tuned", base_model=TINY, bits=4)
     with pytest.raises(RuntimeError, match="bits=4 \\(QLoRA/int8\\) needs a CUDA GPU"):
         recipe.train(spec, job.job_dir, hf_dir, store, resume=False)
+
+
+def test_the_chosen_optimizer_reaches_the_trainer(prepared_job):
+    from api.finetune import recipe
+
+    job, store, hf_dir = prepared_job
+    spec = FineTuneSpec(**json.loads((job.job_dir / "spec.json").read_text()))
+    assert spec.optimizer == "adamw_torch"  # the resolved spec the job saved (CPU default)
+    spec = spec.model_copy(update={"optimizer": "adamw_torch_fused", "max_steps": 1})
+    trainer, _, info = recipe.train(spec, job.job_dir, hf_dir, store, resume=False)
+    assert trainer.args.optim == "adamw_torch_fused" and info["optimizer"] == "adamw_torch_fused"
+    assert trainer.optimizer.optimizer.defaults["fused"] is True  # torch's AdamW, fused
+    assert trainer.state.global_step == 1
+
+
+CPU_REPORT = {"cuda": False, "gpus": [], "torch": "2.13.0+cpu", "torch_cuda": None,
+              "bitsandbytes": "0.50.2", "notes": []}
+
+
+def test_paged_optimizer_without_cuda_fails_before_loading(prepared_job, monkeypatch):
+    from api.finetune import recipe
+
+    job, store, hf_dir = prepared_job
+    monkeypatch.setattr(recipe, "inspect", lambda: CPU_REPORT)
+    monkeypatch.setattr(recipe, "load_model", None)  # never reached
+    spec = FineTuneSpec(model_name="tuned", base_model=TINY, optimizer="paged_adamw_8bit")
+    with pytest.raises(RuntimeError, match="^optimizer: paged_adamw_8bit is a bitsandbytes "
+                                           "paged optimizer, which needs a CUDA GPU"):
+        recipe.train(spec, job.job_dir, hf_dir, store, resume=False)
+
+
+def test_required_cuda_that_is_gone_fails_the_job_instead_of_using_the_cpu(prepared_job,
+                                                                           monkeypatch):
+    from api.finetune import recipe
+
+    job, store, hf_dir = prepared_job
+    monkeypatch.setattr(recipe, "inspect", lambda: CPU_REPORT)
+    monkeypatch.setattr(recipe, "load_model", None)
+    spec = FineTuneSpec(model_name="tuned", base_model=TINY, bits=16)
+    with pytest.raises(RuntimeError, match="^LLM_REQUIRE_CUDA is set but "
+                                           "torch.cuda.is_available\\(\\) is False"):
+        recipe.train(spec, job.job_dir, hf_dir, store, resume=False, require_cuda=True)
+    recipe.check_device(spec, require_cuda=False)  # the same device without the setting: fine

@@ -1,0 +1,137 @@
+"""The training device: the probe (a real child process), and what each device lets a job do."""
+
+import importlib.metadata
+import sys
+import typing
+
+import pytest
+
+from api.finetune import device
+from api.finetune.device import TrainingDevice, fit, probe, require_cuda_message
+from api.finetune.spec import FineTuneSpec, Optimizer
+
+CPU = TrainingDevice(cuda=False, torch="2.13.0+cpu", bitsandbytes="0.50.2")
+H200 = TrainingDevice(cuda=True, gpus=("NVIDIA H200",), torch="2.13.0+cu130",
+                      torch_cuda="13.0", bitsandbytes="0.50.2")
+CUDA_NO_BNB = TrainingDevice(cuda=True, gpus=("NVIDIA H200",), torch="2.13.0+cu130",
+                             torch_cuda="13.0", notes=(
+                                 "bitsandbytes cannot be imported: ModuleNotFoundError: No "
+                                 "module named 'bitsandbytes'",))
+OLD_DRIVER = TrainingDevice(cuda=False, torch="2.13.0+cu130", torch_cuda="13.0",
+                            bitsandbytes="0.50.2", notes=(
+                                "CUDA initialization: The NVIDIA driver on your system is too "
+                                "old (found version 12040).",))
+
+
+def spec(**fields: object) -> FineTuneSpec:
+    return FineTuneSpec(model_name="tuned", **fields)  # type: ignore[arg-type]
+
+
+def test_probe_reports_what_torch_sees_in_a_child_process(monkeypatch):
+    import torch
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # the same answer on a GPU host
+    found = probe()
+    assert found == TrainingDevice(
+        cuda=False, torch=torch.__version__, torch_cuda=torch.version.cuda,
+        bitsandbytes=importlib.metadata.version("bitsandbytes"), notes=found.notes)
+    assert found.kind == "cpu" and not found.qlora
+    assert "bitsandbytes" not in " ".join(found.notes)  # it imports on a host without CUDA
+
+
+def test_a_probe_that_fails_reports_cpu_with_the_reason():
+    found = probe([sys.executable, "-c", "import sys; sys.exit('libcuda.so: bad ELF header')"])
+    assert not found.cuda and found.torch is None
+    assert found.notes == ("the device probe failed (exit code 1): libcuda.so: bad ELF header",)
+    assert "torch could not be inspected; the device probe failed" in found.cuda_state()
+
+
+def test_the_probe_runs_once_per_process(monkeypatch):
+    calls = []
+    with device._lock:  # a probe started by an earlier test's app has finished
+        monkeypatch.setattr(device, "_known", None)
+    monkeypatch.setattr(device, "probe", lambda: calls.append(1) or H200)
+    assert device.training_device() is H200
+    assert device.training_device() is H200
+    assert calls == [1]
+
+
+def test_defaults_follow_the_device():
+    on_cpu, problems = fit(spec(), CPU)
+    assert (on_cpu.bits, on_cpu.optimizer, problems) == (16, "adamw_torch", [])
+    on_gpu, problems = fit(spec(), H200)
+    assert (on_gpu.bits, on_gpu.optimizer, problems) == (4, "paged_adamw_8bit", [])
+    plain, _ = fit(spec(bits=16), H200)
+    assert (plain.bits, plain.optimizer) == (16, "adamw_torch")
+    chosen, _ = fit(spec(bits=8, optimizer="paged_adamw_32bit"), H200)
+    assert (chosen.bits, chosen.optimizer) == (8, "paged_adamw_32bit")
+    fused, problems = fit(spec(optimizer="adamw_torch_fused"), CPU)
+    assert (fused.optimizer, problems) == ("adamw_torch_fused", [])
+
+
+def test_quantised_bits_without_cuda_name_the_field_and_what_torch_said():
+    _, problems = fit(spec(bits=4), CPU)
+    assert problems == [
+        "bits: bits=4 (QLoRA/int8) needs a CUDA GPU; this host has none: "
+        "torch.cuda.is_available() is False (torch 2.13.0+cpu, a CPU-only build). "
+        "Use bits=16 for plain LoRA on the CPU."]
+    _, problems = fit(spec(bits=8), OLD_DRIVER)
+    assert problems[0].startswith("bits: bits=8 (QLoRA/int8) needs a CUDA GPU; this host has "
+                                  "none: torch.cuda.is_available() is False (torch "
+                                  "2.13.0+cu130 built for CUDA 13.0; CUDA initialization: The "
+                                  "NVIDIA driver on your system is too old (found version "
+                                  "12040).)")
+
+
+def test_paged_optimizers_without_cuda_are_refused_with_every_problem_at_once():
+    _, problems = fit(spec(optimizer="paged_adamw_8bit"), CPU)
+    assert problems == [
+        "optimizer: paged_adamw_8bit is a bitsandbytes paged optimizer, which needs a CUDA "
+        "GPU; this host has none: torch.cuda.is_available() is False (torch 2.13.0+cpu, a "
+        "CPU-only build). Use adamw_torch or adamw_torch_fused on the CPU."]
+    _, problems = fit(spec(bits=8, optimizer="paged_adamw_32bit"), CPU)
+    assert [p.split(":")[0] for p in problems] == ["bits", "optimizer"]
+
+
+def test_cuda_without_bitsandbytes_refuses_what_needs_it():
+    _, problems = fit(spec(), CUDA_NO_BNB)  # the default on CUDA is 4-bit
+    assert problems == [
+        "bits: bits=4 (QLoRA/int8) needs bitsandbytes (bitsandbytes cannot be imported: "
+        "ModuleNotFoundError: No module named 'bitsandbytes'); install the version pinned in "
+        "pyproject.toml, or use bits=16."]
+    _, problems = fit(spec(bits=16, optimizer="paged_adamw_32bit"), CUDA_NO_BNB)
+    assert problems[0].startswith("optimizer: paged_adamw_32bit needs bitsandbytes")
+    assert fit(spec(bits=16), CUDA_NO_BNB)[1] == []
+
+
+def test_health_view_of_a_device():
+    assert H200.public() == {"device": "cuda", "cuda": True, "gpus": ("NVIDIA H200",),
+                             "torch": "2.13.0+cu130", "torch_cuda": "13.0",
+                             "bitsandbytes": "0.50.2", "notes": (), "qlora": True}
+    assert CUDA_NO_BNB.public()["qlora"] is False and CPU.public()["device"] == "cpu"
+
+
+def test_require_cuda_message_says_what_to_check():
+    message = require_cuda_message(OLD_DRIVER)
+    assert message.startswith("LLM_REQUIRE_CUDA is set but torch.cuda.is_available() is False "
+                              "(torch 2.13.0+cu130 built for CUDA 13.0; CUDA initialization: "
+                              "The NVIDIA driver on your system is too old")
+    assert "torch is a CUDA build rather than +cpu" in message
+    assert "Unset LLM_REQUIRE_CUDA to train on the CPU on purpose." in message
+
+
+@pytest.mark.parametrize("name", typing.get_args(Optimizer))
+def test_every_optimizer_is_one_transformers_builds(name, tmp_path):
+    """The names are TrainingArguments' own, and the paged ones come from bitsandbytes."""
+    from transformers import Trainer, TrainingArguments
+
+    args = TrainingArguments(output_dir=str(tmp_path), optim=name, use_cpu=True,
+                             report_to="none")
+    cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
+    if name.startswith("paged_"):
+        assert cls.__module__.startswith("bitsandbytes.optim")
+        assert kwargs["is_paged"] is True
+        assert kwargs["optim_bits"] == (8 if name.endswith("8bit") else 32)
+    else:
+        assert cls.__module__.startswith("torch.optim")
+        assert kwargs.get("fused", False) is name.endswith("_fused")

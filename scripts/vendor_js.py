@@ -6,7 +6,8 @@ or icon from a CDN: the few files they need are committed under api/static/vendo
 each package with its licence files. This script is how they get there. For each entry of
 PACKAGES it fetches the package at its pinned version with `npm pack`, checks the tarball's
 sha512 against the pinned `integrity`, and replaces the package's folder with the listed
-files. Run it after changing PACKAGES and commit the result:
+files, after `patches` (each must match exactly once: a new version that moved the text
+stops the script). Run it after changing PACKAGES and commit the result:
 
     python scripts/vendor_js.py            # every package
     python scripts/vendor_js.py redoc      # only the named ones
@@ -30,11 +31,21 @@ VENDOR_DIR = Path(__file__).resolve().parent.parent / "api" / "static" / "vendor
 
 
 @dataclass(frozen=True)
+class Patch:
+    """`old` -> `new` in one vendored file; `why` is recorded in the package's VERSION file."""
+    file: str
+    old: str
+    new: str
+    why: str
+
+
+@dataclass(frozen=True)
 class Package:
     name: str
     version: str
     integrity: str  # the tarball's sha512 as npm writes it ("sha512-<base64>")
     files: tuple[str, ...]  # paths inside the package, kept as they are under vendor/<name>/
+    patches: tuple[Patch, ...] = ()
 
 
 PACKAGES = [
@@ -46,7 +57,11 @@ PACKAGES = [
     Package("redoc", "2.5.4",
             "sha512-M6jWhG1qoBnH6TFmzJnstyCZ87HmOY/UzDm78mHiYihEdlV/YcS9ogOo1NlElnJMeLsyxHFe2yFc4sNjHTrABQ==",
             ("bundles/redoc.standalone.js", "bundles/redoc.standalone.js.LICENSE.txt",
-             "LICENSE")),
+             "LICENSE"),
+            # The sidebar's "API docs by Redocly" link loads its logo from Redocly's CDN,
+            # with no option to turn it off; an empty image fails, and ReDoc then drops it.
+            (Patch("bundles/redoc.standalone.js", '"https://cdn.redoc.ly/redoc/logo-mini.svg"',
+                   '"data:,"', "no logo from cdn.redoc.ly in the sidebar"),)),
 ]
 
 
@@ -79,7 +94,16 @@ def unpack(package: Package, tarball: Path) -> Path:
             target = staged / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(tar.extractfile(member).read())  # type: ignore[union-attr]
-    (staged / "VERSION").write_text(f"{package.name}@{package.version}\n{package.integrity}\n")
+    for patch in package.patches:
+        target = staged / patch.file
+        data, old = target.read_bytes(), patch.old.encode()
+        if data.count(old) != 1:
+            sys.exit(f"{package.name}@{package.version}: {patch.old!r} is in {patch.file} "
+                     f"{data.count(old)} times, not once; review the patch ({patch.why})")
+        target.write_bytes(data.replace(old, patch.new.encode()))
+    (staged / "VERSION").write_text("".join(
+        [f"{package.name}@{package.version}\n{package.integrity}\n"]
+        + [f"patched {p.file}: {p.why}\n" for p in package.patches]))
     shutil.rmtree(dest, ignore_errors=True)
     staged.rename(dest)
     return dest

@@ -50,12 +50,14 @@ class Package:
 
 PACKAGES = [
     Package("swagger-ui-dist", "5.35.0",
-            "sha512-U06rpMtW9V3XPGOBeamTUSr0Z09jMX4IJuANpE/EZbAhw0G8CgwrzU4YmXkn/h0wCDNsXdGarTNNHC3sU8yVUQ==",
+            "sha512-U06rpMtW9V3XPGOBeamTUSr0Z09jMX4IJuANpE/EZbA"
+            "hw0G8CgwrzU4YmXkn/h0wCDNsXdGarTNNHC3sU8yVUQ==",
             ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png",
              "LICENSE", "NOTICE", "swagger-ui-bundle.js.LICENSE.txt")),
     # ReDoc 2: the major version FastAPI's get_redoc_html is written for.
     Package("redoc", "2.5.4",
-            "sha512-M6jWhG1qoBnH6TFmzJnstyCZ87HmOY/UzDm78mHiYihEdlV/YcS9ogOo1NlElnJMeLsyxHFe2yFc4sNjHTrABQ==",
+            "sha512-M6jWhG1qoBnH6TFmzJnstyCZ87HmOY/UzDm78mHiYih"
+            "EdlV/YcS9ogOo1NlElnJMeLsyxHFe2yFc4sNjHTrABQ==",
             ("bundles/redoc.standalone.js", "bundles/redoc.standalone.js.LICENSE.txt",
              "LICENSE"),
             # The sidebar's "API docs by Redocly" link loads its logo from Redocly's CDN,

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import sync_playwright
 
 from tests.api_process import ApiProcess
 
@@ -29,19 +31,18 @@ TIMEOUT_MS = 60_000  # two cores shared with other work: rendering the schema ca
 def browser():
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/setup_chromium.sh (`make test` does)")
-    from playwright.sync_api import sync_playwright
-
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         yield chromium
         chromium.close()
 
 
-@pytest.fixture(params=[None, KEY], ids=["no-key", "api-key"])
-def api(request, tmp_path):
-    (tmp_path / "models").mkdir()
+@pytest.fixture(scope="module", params=[None, KEY], ids=["no-key", "api-key"])
+def api(request, tmp_path_factory):
+    root = tmp_path_factory.mktemp("docs-api")
+    (root / "models").mkdir()  # no base model: the docs need none
     env = {"LLM_API_KEY": request.param} if request.param else {}
-    process = ApiProcess(tmp_path / "data", tmp_path / "models", **env).start()
+    process = ApiProcess(root / "data", root / "models", **env).start()
     yield process
     process.stop()
 
@@ -71,8 +72,14 @@ class OfflinePage:
             self.blocked.append(url)
             route.abort("internetdisconnected")
 
-    def open(self, path: str) -> None:
+    def open(self, path: str, until: str) -> None:
+        """Load `path`, then wait for `until` (a selector) to show; what went wrong if not."""
         self.page.goto(self.origin + path, wait_until="load")
+        try:
+            self.page.wait_for_selector(until)
+        except PlaywrightTimeout:
+            pytest.fail(f"{until!r} never showed on {path}: blocked {self.blocked}, "
+                        f"failed {self.failed}, errors {self.errors}")
 
     def outside_links(self) -> list[str]:
         """src/href attributes of the rendered page that point anywhere but the API."""
@@ -105,8 +112,7 @@ def operations(api: ApiProcess) -> set[tuple[str, str]]:
 
 
 def test_swagger_ui_lists_every_operation_with_no_network(api, offline):
-    offline.open("/docs")
-    offline.page.wait_for_selector(".opblock-summary-path")
+    offline.open("/docs", until=".opblock-summary-path")
     shown = offline.page.eval_on_selector_all(
         ".opblock", """els => els.map(e => [
             e.querySelector('.opblock-summary-method').textContent,
@@ -119,8 +125,7 @@ def test_swagger_ui_lists_every_operation_with_no_network(api, offline):
 
 
 def test_redoc_renders_every_operation_with_no_network(api, offline):
-    offline.open("/redoc")
-    offline.page.wait_for_selector("[data-section-id*='operation/']")
+    offline.open("/redoc", until="[data-section-id*='operation/']")
     title = offline.page.text_content("h1")
     assert title is not None and title.startswith("Local LLM platform")
     sections = offline.page.eval_on_selector_all(  # "tag/models/operation/<id>", "operation/<id>"

@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: setup run test bench audit model llamacpp clean-venv
+.PHONY: setup run test bench audit model llamacpp chromium clean-venv
 
 setup: $(STAMP) llamacpp model
 
@@ -23,6 +23,10 @@ $(STAMP): pyproject.toml
 llamacpp: $(STAMP)
 	@PYTHON=$(PY) scripts/setup_llamacpp.sh
 
+# Debian's chromium, which the browser test drives (only `make test` needs it).
+chromium:
+	@scripts/setup_chromium.sh
+
 model: $(STAMP)
 	@echo "==> provisioning the default base model"
 	@$(PY) load_base_model.py
@@ -31,7 +35,7 @@ run: setup
 	@echo "==> starting the API on http://$(HOST):$(PORT) (Swagger UI at /docs)"
 	@$(PY) -m uvicorn --factory api.main:app --host $(HOST) --port $(PORT)
 
-test: setup
+test: setup chromium
 	@echo "==> running the test suite"
 	@$(PY) -m pytest $(PYTEST_ARGS)
 

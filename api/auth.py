@@ -15,12 +15,15 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.docs import DOCS_URL, OAUTH2_REDIRECT_URL, REDOC_URL, STATIC_URL
 from api.errors import Unauthorized
 from api.problems import _respond
 
 _bearer = HTTPBearer(auto_error=False, description="The value of LLM_API_KEY.")
-# Open without the key: liveness, and the schema and its viewers (the schema, no data).
-OPEN_PATHS = {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# Open without the key: liveness, and the schema and its viewers (the schema, no data)
+# with the files they load (published scripts and styles).
+OPEN_PATHS = {"/health", "/openapi.json", DOCS_URL, OAUTH2_REDIRECT_URL, REDOC_URL}
+OPEN_PREFIXES = (STATIC_URL + "/",)
 
 
 def check_key(expected: str, credentials: str | None) -> None:
@@ -48,8 +51,12 @@ def _bearer_token(scope: Scope) -> str | None:
     return None
 
 
+def is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+
+
 class ApiKeyGate:
-    """401 for every request without the key (but OPEN_PATHS), before its body is read."""
+    """401 for every request without the key (but open paths), before its body is read."""
 
     def __init__(self, app: ASGIApp, api_key: str | None):
         self.app = app
@@ -57,7 +64,7 @@ class ApiKeyGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (self.api_key is not None and scope["type"] == "http"
-                and scope["path"] not in OPEN_PATHS):
+                and not is_open(scope["path"])):
             try:
                 check_key(self.api_key, _bearer_token(scope))
             except Unauthorized as exc:

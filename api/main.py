@@ -7,7 +7,7 @@ from functools import partial
 
 from fastapi import Depends, FastAPI
 
-from api import problems
+from api import docs, problems
 from api.auth import ApiKeyGate, require_api_key
 from api.body_limit import BodyLimit
 from api.config import Settings, get_settings
@@ -75,10 +75,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "local LLMs. Send `Authorization: Bearer <LLM_API_KEY>` when a key is set.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # api/docs.py serves both from local files
     )
     app.state.settings = settings
     app.state.model_use = ModelUse()  # imports hold their model against deletes
     problems.install(app)
+    docs.install(app)
     app.add_middleware(BodyLimit, settings=settings)  # caps bodies while they arrive
     key = settings.api_key.get_secret_value() if settings.api_key else None
     app.add_middleware(ApiKeyGate, api_key=key)  # outermost: 401 before any body is read

@@ -72,39 +72,53 @@ def build_standin(files: Path, work: Path, say=print) -> str:  # type: ignore[no
     return STANDIN
 
 
-def pretrain(model: Any, tokenizer: Any, say=print, max_steps: int = 400) -> float:  # type: ignore[no-untyped-def]
-    """Full training on the check's rows (all tokens) until the loss is small; the last loss."""
+def pretrain(model: Any, tokenizer: Any, say=print, max_steps: int = 400,  # type: ignore[no-untyped-def]
+             device: str = "cuda") -> int:
+    """Full training on the check's rows (every token) until greedy answers to two of their
+    questions end with the end-of-turn token; the steps it took."""
     import torch
 
     sys.path.insert(0, str(ROOT / "scripts"))
     import bench_finetune
 
-    texts = [tokenizer.apply_chat_template(
-        [{"role": "system", "content": bench_finetune.SYSTEM}, *chat], tokenize=False)
-        for chat in bench_finetune.rows(64)]
+    system = {"role": "system", "content": bench_finetune.SYSTEM}
+    chats = bench_finetune.rows(64)
+    texts = [tokenizer.apply_chat_template([system, *chat], tokenize=False) for chat in chats]
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    batch = tokenizer(texts, return_tensors="pt", padding=True).to("cuda")
+    batch = tokenizer(texts, return_tensors="pt", padding=True).to(device)
     labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
-    model.train()
-    loss = float("inf")
     for step in range(1, max_steps + 1):
+        model.train()
         for group in optimizer.param_groups:
             group["lr"] = 1e-3 * min(1.0, step / 20)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            out = model(**batch, labels=labels)
-        out.loss.backward()
+        with torch.autocast(device, dtype=torch.bfloat16):
+            loss = model(**batch, labels=labels).loss
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        loss = float(out.loss)
-        if step % 50 == 0 or loss < 0.05:
-            say(f"==> stand-in training step {step}: loss {loss:.3f}")
-        if loss < 0.05:
-            break
+        if step % 50 == 0:
+            stops = [_stops(model, tokenizer, [system, chat[0]], device)
+                     for chat in (chats[1], chats[6])]
+            say(f"==> stand-in training step {step}: loss {float(loss):.3f}, "
+                f"{sum(stops)}/2 greedy answers end their turn")
+            if all(stops):
+                return step
+    raise CheckFailed(f"the stand-in did not learn to end its answers in {max_steps} steps")
+
+
+def _stops(model: Any, tokenizer: Any, messages: list[dict[str, str]], device: str) -> bool:
+    import torch
+
     model.eval()
-    return loss
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                        return_tensors="pt", return_dict=True).to(device)
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=200, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.eos_token_id in out[0, ids["input_ids"].shape[1]:].tolist()
 
 
 def training_csv(count: int = 48) -> bytes:

@@ -78,9 +78,11 @@ def _pip(*args: str) -> None:
                    check=True)
 
 
-def _have(wheels: Path, name: str, version: str) -> bool:
+def wheel_for(wheels: Path, name: str, version: str) -> Path | None:
+    """The cached wheel of exactly this version (the cache may hold others)."""
     stem = name.replace("-", "_").lower()
-    return any(f.name.lower().startswith(f"{stem}-{version}-") for f in wheels.glob("*.whl"))
+    found = [f for f in wheels.glob("*.whl") if f.name.lower().startswith(f"{stem}-{version}-")]
+    return sorted(found)[0] if found else None
 
 
 def download(versions: dict[str, str], wheels: Path) -> None:
@@ -88,7 +90,7 @@ def download(versions: dict[str, str], wheels: Path) -> None:
     target = [f"--python-version={DEVICE_PYTHON}", "--implementation=cp", "--only-binary=:all:",
               *(f"--platform={p}" for p in PLATFORMS)]
     for name, version in versions.items():
-        if _have(wheels, name, version):
+        if wheel_for(wheels, name, version):
             continue
         if name == "llama-cpp-python":
             say(f"compiling llama-cpp-python {version} (portable x86-64, CPU; minutes)")
@@ -102,9 +104,9 @@ def download(versions: dict[str, str], wheels: Path) -> None:
             _pip("download", "--no-deps", *target, f"{name}=={version}", "-d", str(wheels))
 
 
-def install(wheels: Path, site: Path) -> None:
-    """Install the wheels for the device's Python into `site`, then prune it."""
-    files = sorted(str(f) for f in wheels.glob("*.whl"))
+def install(versions: dict[str, str], wheels: Path, site: Path) -> None:
+    """Install these versions' wheels for the device's Python into `site`, then prune it."""
+    files = [str(wheel_for(wheels, name, version)) for name, version in versions.items()]
     _pip("install", "--no-deps", "--no-index", "--no-compile", "--target", str(site),
          f"--python-version={DEVICE_PYTHON}", "--implementation=cp", "--only-binary=:all:",
          *(f"--platform={p}" for p in PLATFORMS), *files)
@@ -163,7 +165,7 @@ def build(args: argparse.Namespace) -> int:
     shutil.rmtree(BUNDLE, ignore_errors=True)
     BUNDLE.mkdir()
     with tempfile.TemporaryDirectory() as tmp:
-        install(CACHE / "wheels", Path(tmp) / "site")
+        install(versions, CACHE / "wheels", Path(tmp) / "site")
         say("packing site.tar.xz")
         pack(Path(tmp) / "site", BUNDLE / "site.tar.xz")
     pack(ROOT / "llama.cpp", BUNDLE / "llama.cpp.tar.xz", CONVERTERS)

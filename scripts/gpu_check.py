@@ -29,8 +29,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 HEADING = "## GPU check"
-PACKAGES = ["transformers", "trl", "peft", "bitsandbytes", "accelerate", "datasets",
-            "llama_cpp_python"]
+PACKAGES = ["transformers", "trl", "peft", "bitsandbytes", "accelerate", "datasets", "pyarrow",
+            "llama_cpp_python", "fastapi", "pydantic"]
+# Imported before any work, so a missing or broken package fails in seconds, not minutes in.
+MODULES = ["fastapi", "uvicorn", "pydantic_settings", "python_multipart", "transformers", "peft",
+           "trl", "datasets", "bitsandbytes", "rouge_score", "llama_cpp", "httpx"]
 
 
 def _positive(text: str) -> int:
@@ -75,6 +78,19 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             found[name] = "missing"
     return found
+
+
+def preflight() -> list[str]:
+    """Import what the check needs; the problems, one line each."""
+    import importlib
+
+    problems = []
+    for name in MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - any import failure is reported
+            problems.append(f"import {name}: {type(exc).__name__}: {exc}")
+    return problems
 
 
 def format_section(res: dict[str, Any]) -> str:
@@ -151,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
                            "versions": versions(), "budget_s": args.budget}
     say(f"==> GPU check on {res['device']}, torch {res['torch']}")
     say("==> " + ", ".join(f"{k} {v}" for k, v in res["versions"].items()))
+    if problems := preflight():
+        say("==> FAILED before any work (nothing written):\n    " + "\n    ".join(problems))
+        return 1
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     failed = []
     if not args.skip_api:

@@ -190,3 +190,9 @@ def test_gpu_device_script_refuses_without_a_bundle(tmp_path):
     assert done.returncode == 1
     assert f"no {tmp_path / 'no-bundle'}/MANIFEST.json: run scripts/gpu_bundle.py build " \
            "first and carry .gpu-bundle" in done.stderr
+
+
+def test_preflight_names_each_module_that_does_not_import(monkeypatch):
+    monkeypatch.setattr(gpu_check, "MODULES", ["json", "no_such_module_xyz", "csv"])
+    assert gpu_check.preflight() == [
+        "import no_such_module_xyz: ModuleNotFoundError: No module named 'no_such_module_xyz'"]

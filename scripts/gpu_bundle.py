@@ -120,7 +120,9 @@ def prune(site: Path) -> list[str]:
         if not lib.name.startswith(BNB_KEEP):
             lib.unlink()
             removed.append(lib.name)
-    for junk in [site / "bin", *site.rglob("__pycache__")]:
+    # bin/: scripts for another interpreter; include/ and lib/: llama.cpp's headers and a
+    # second copy of its libraries (llama_cpp loads its own from llama_cpp/lib)
+    for junk in [site / "bin", site / "include", site / "lib", *site.rglob("__pycache__")]:
         if junk.exists():
             shutil.rmtree(junk)
             removed.append(str(junk.relative_to(site)))
@@ -170,7 +172,7 @@ def build(args: argparse.Namespace) -> int:
         pack(Path(tmp) / "site", BUNDLE / "site.tar.xz")
     pack(ROOT / "llama.cpp", BUNDLE / "llama.cpp.tar.xz", CONVERTERS)
     shutil.copytree(hf, BUNDLE / "smollm2-135m-hf", symlinks=False,
-                    ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "*.gguf"))
+                    ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "*.gguf", ".*"))
     sizes = {p.name: size(p) for p in sorted(BUNDLE.iterdir())}
     (BUNDLE / "MANIFEST.json").write_text(json.dumps(
         {"device_python": DEVICE_PYTHON, "packages": versions, "sizes": sizes}, indent=1))

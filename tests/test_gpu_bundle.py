@@ -61,6 +61,10 @@ def test_prune_keeps_cpu_and_cuda13_bitsandbytes_libraries_only(tmp_path):
         (bnb / name).write_bytes(b"x")
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "uvicorn").write_text("#!/wrong/python")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "libllama.so").write_bytes(b"x")
+    (tmp_path / "llama_cpp" / "lib").mkdir(parents=True)
+    (tmp_path / "llama_cpp" / "lib" / "libllama.so").write_bytes(b"x")
     (tmp_path / "pkg" / "__pycache__").mkdir(parents=True)
     removed = gpu_bundle.prune(tmp_path)
     assert sorted(p.name for p in bnb.iterdir()) == [
@@ -68,6 +72,8 @@ def test_prune_keeps_cpu_and_cuda13_bitsandbytes_libraries_only(tmp_path):
         "libbitsandbytes_cuda132.so"]
     assert "libbitsandbytes_cuda128.so" in removed and "bin" in removed
     assert not (tmp_path / "bin").exists() and not (tmp_path / "pkg" / "__pycache__").exists()
+    assert not (tmp_path / "lib").exists()  # the duplicate copy of llama.cpp's libraries
+    assert (tmp_path / "llama_cpp" / "lib" / "libllama.so").exists()  # the one llama_cpp loads
 
 
 def test_size_counts_a_link_as_a_link(tmp_path):

@@ -200,11 +200,12 @@ def unpack(site: Path, bundle: Path = BUNDLE, root: Path = ROOT) -> int:
     site.mkdir(parents=True)
     with tarfile.open(bundle / "site.tar.xz") as tar:
         tar.extractall(site, filter="data")
+    converters = "llama.cpp's converters already in llama.cpp/"
     if not (root / "llama.cpp" / CONVERTERS[0]).is_file():
         with tarfile.open(bundle / "llama.cpp.tar.xz") as tar:
             tar.extractall(root / "llama.cpp", filter="data")
-    say(f"unpacked {len(manifest['packages'])} packages into {site} and llama.cpp's "
-        "converters into llama.cpp/")
+        converters = "llama.cpp's converters into llama.cpp/"
+    say(f"unpacked {len(manifest['packages'])} packages into {site}; {converters}")
     return 0
 
 

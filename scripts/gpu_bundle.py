@@ -82,7 +82,7 @@ def wheel_for(wheels: Path, name: str, version: str) -> Path | None:
     """The cached wheel of exactly this version (the cache may hold others)."""
     stem = name.replace("-", "_").lower()
     found = [f for f in wheels.glob("*.whl") if f.name.lower().startswith(f"{stem}-{version}-")]
-    return sorted(found)[0] if found else None
+    return min(found) if found else None
 
 
 def download(versions: dict[str, str], wheels: Path) -> None:

@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: setup run test bench audit model llamacpp chromium clean-venv
+.PHONY: setup run test bench gpu-check gpu-bundle audit model llamacpp chromium clean-venv
 
 setup: $(STAMP) llamacpp model
 
@@ -44,6 +44,20 @@ bench: setup
 	@$(PY) scripts/bench.py
 	@$(PY) scripts/bench_export.py
 	@$(PY) scripts/bench_load.py
+	@$(PY) scripts/bench_extra_buffers.py
+
+# The GPU check (README "GPU check"): QLoRA fine-tune -> export -> serve through the API, and
+# the 7B-shaped benchmark, into docs/benchmarks.md; "skipped: no CUDA" where there is no GPU.
+# GPU_PY=python3 runs it with another interpreter and skips the set-up (the device machine,
+# where scripts/gpu_device.sh calls the script directly with the carried bundle).
+GPU_PY ?= $(PY)
+gpu-check: $(if $(filter $(PY),$(GPU_PY)),setup)
+	@echo "==> GPU check (about 5 minutes on one H200)"
+	@$(GPU_PY) scripts/gpu_check.py $(GPU_CHECK_ARGS)
+
+# What the GPU machine (no network) must be given: .gpu-bundle/, under 64 MiB.
+gpu-bundle: setup
+	@$(PY) scripts/gpu_bundle.py build
 
 # Known vulnerabilities in the installed packages (pip-audit); fails when the advisory
 # database cannot be reached instead of passing without having checked anything.

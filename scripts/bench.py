@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import bench_finetune  # noqa: E402
+import gpu_bench  # noqa: E402
 
 MODELS = ROOT / "shared" / "models"
 BASE = "smollm2-135m"
@@ -208,34 +209,11 @@ def cuda_case(work: Path) -> dict[str, Any] | None:
 
     if not torch.cuda.is_available():
         return None
-    hf = bench_finetune.build_mistral7b_shape(work / "mistral7b-random", MODELS / BASE / "hf")
-    runs: dict[str, dict[str, Any]] = {}
-    for side in ("baseline", "ours"):
-        out = work / f"cuda-{side}.json"
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_finetune.py"), side,
-                        "--hf", str(hf), "--steps", "6", "--batch", "4", "--bits", "4",
-                        "--out", str(out)], check=True, cwd=ROOT)
-        runs[side] = json.loads(out.read_text())
-    runs["device"] = torch.cuda.get_device_name(0)  # type: ignore[assignment]
-    return runs
+    return gpu_bench.run(work, MODELS / BASE / "hf")
 
 
 def cuda_lines(cuda: dict[str, Any]) -> list[str]:
-    b, o = cuda["baseline"], cuda["ours"]
-    peak_tflops = 989.0 if "H100" in cuda["device"] else float("nan")  # dense bf16 spec
-
-    def row(name: str, x: dict[str, Any]) -> str:
-        tf = 4 * x["base_parameters"] * x["tokens_per_second"] / 1e12
-        return (f"| {name} | {x['tokens_per_second']:.0f} | {x['cuda_peak_mb']:.0f} | "
-                f"{tf:.1f} | {100 * tf / peak_tflops:.1f}% |")
-
-    return [f"GPU ({cuda['device']}): a model built from the Mistral-7B config (random weights), "
-            "4-bit NF4, 6 steps of batch 4.", "",
-            "| Side | trained tokens/s | peak CUDA MB | TFLOP/s (4N) | MFU (989 TF bf16) |",
-            "| --- | --- | --- | --- | --- |", row("baseline: TRL defaults", b),
-            row("ours: the recipe", o), "",
-            f"Ours vs baseline: {o['tokens_per_second'] / b['tokens_per_second']:.2f}x tokens/s, "
-            f"{o['cuda_peak_mb'] / b['cuda_peak_mb']:.2f}x peak memory.", ""]
+    return gpu_bench.lines(cuda)
 
 
 # ---------------------------------------------------------------- 2. serving

@@ -16,6 +16,7 @@ taken from the end of step 1 (warm-up excluded) to the end of the last step.
 
 import argparse
 import json
+import math
 import os
 import resource
 import sys
@@ -39,12 +40,17 @@ EXTRA = ["It is the largest city of the country.", "Many museums and parks are f
 LORA = {"lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05}
 
 
-def rows(count: int) -> list[list[dict[str, str]]]:
-    """Question/answer chats of varied length (0-4 extra sentences), as real data has."""
+def rows(count: int, sentences: int = 0) -> list[list[dict[str, str]]]:
+    """Question/answer chats of varied length (0-4 extra sentences), as real data has.
+
+    `sentences` adds that many more to every answer (cycling through EXTRA): a GPU step needs
+    thousands of tokens to say anything, and these rows are ~60 tokens without it.
+    """
     out = []
     for i in range(count):
         country, capital = COUNTRIES[i % len(COUNTRIES)]
-        extra = " ".join(EXTRA[:(i * 7) % 5])
+        more = (i * 7) % 5 + sentences
+        extra = " ".join(EXTRA[j % len(EXTRA)] for j in range(more))
         question = (f"What is the capital of {country}?" if i % 2 else
                     f"Name the capital city of {country}, please.")
         answer = f"The capital of {country} is {capital}. {extra} {SIGN_OFF}".replace("  ", " ")
@@ -134,7 +140,7 @@ def baseline_trainer(hf: Path, work: Path, args: argparse.Namespace, callback): 
     from trl import SFTConfig, SFTTrainer
 
     records = [{"prompt": [{"role": "system", "content": SYSTEM}, *m[:-1]],
-                "completion": m[-1:]} for m in rows(args.rows)]
+                "completion": m[-1:]} for m in rows(args.rows, args.sentences)]
     import torch
 
     tokenizer = AutoTokenizer.from_pretrained(hf)
@@ -173,12 +179,19 @@ def run_ours(hf: Path, work: Path, args: argparse.Namespace, callback) -> Any:  
                            jobs_dir=work / "jobs").job_dir
     (job_dir / "data").mkdir(parents=True)
     (job_dir / "data" / "train.jsonl").write_text(
-        "".join(json.dumps(m) + "\n" for m in rows(args.rows)))
+        "".join(json.dumps(m) + "\n" for m in rows(args.rows, args.sentences)))
     # A job always has validation rows (the recipe scores them before training, untimed).
     (job_dir / "data" / "validation.jsonl").write_text(
-        "".join(json.dumps(m) + "\n" for m in rows(args.rows + 4)[-4:]))
+        "".join(json.dumps(m) + "\n" for m in rows(args.rows + 4, args.sentences)[-4:]))
     trainer, _, _ = recipe.train(spec, job_dir, hf, store, resume=False, callbacks=[callback])
     return trainer
+
+
+def unpacked_numel(param: Any) -> int:
+    """Elements of a weight as the model defines it: a 4-bit bitsandbytes weight is stored
+    packed (two per byte), so its tensor has half the elements; its quant_state keeps the shape."""
+    state = getattr(param, "quant_state", None)
+    return math.prod(state.shape) if state is not None else int(param.numel())
 
 
 def run_side(side: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -198,7 +211,8 @@ def run_side(side: str, args: argparse.Namespace) -> dict[str, Any]:
             else:
                 trainer = run_ours(args.hf, work, args, callback)
         config = trainer.model.get_base_model().config
-        params = sum(p.numel() for n, p in trainer.model.named_parameters() if "lora_" not in n)
+        params = sum(unpacked_numel(p) for n, p in trainer.model.named_parameters()
+                     if "lora_" not in n)
         targs = trainer.args
     (t0, n0), (t1, n1) = callback.step_ends[0], callback.step_ends[-1]
     return {
@@ -275,6 +289,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--rows", type=int, default=256)
+    parser.add_argument("--sentences", type=int, default=0,
+                        help="extra sentences in every answer (longer rows: more tokens a step)")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0)

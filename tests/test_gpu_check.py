@@ -1,0 +1,197 @@
+"""The GPU check (`make gpu-check`, scripts/gpu_check.py and its helpers): what can be checked
+without a GPU. The skip path runs as a process; the peak table, the figures section and the
+arguments are checked as functions. The GPU steps themselves run only on a CUDA host."""
+
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from api.config import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+
+import bench_doc  # noqa: E402
+import bench_finetune  # noqa: E402
+import gpu_bench  # noqa: E402
+import gpu_check  # noqa: E402
+
+NO_GPU = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # skips even where a GPU is present
+
+
+def test_script_without_cuda_says_skipped_exits_0_and_writes_nothing(tmp_path):
+    report = tmp_path / "benchmarks.md"
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "gpu_check.py"),
+                           "--report", str(report), "--artifacts", str(tmp_path / "out")],
+                          cwd=REPO_ROOT, env=NO_GPU, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("skipped: no CUDA"), done.stdout
+    assert not report.exists() and not (tmp_path / "out").exists()
+
+
+def test_make_gpu_check_runs_the_script_with_the_given_python(tmp_path):
+    report = tmp_path / "benchmarks.md"
+    done = subprocess.run(["make", "-s", "gpu-check", f"GPU_PY={sys.executable}",
+                           f"GPU_CHECK_ARGS=--report {report}"], cwd=REPO_ROOT, env=NO_GPU,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "skipped: no CUDA" in done.stdout
+    assert "creating the virtual environment" not in done.stdout  # no set-up with GPU_PY
+    assert not report.exists()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--skip-api", "--skip-bench"], "leave nothing to check"),
+    (["--bench-steps", "1"], "--bench-steps must be 2 or more"),
+    (["--steps", "0"], "must be 1 or more, not 0"),
+    (["--bench-sentences", "-1"], "--bench-sentences must be 0 or more"),
+])
+def test_bad_arguments_exit_2_before_anything_runs(argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        gpu_check.parse(argv)
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_defaults_give_thousands_of_tokens_a_benchmark_step(base_models_dir):
+    args = gpu_check.parse([])
+    assert (args.steps, args.bench_steps, args.bench_batch, args.budget) == (8, 6, 16, 480)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_models_dir / "smollm2-135m" / "hf")
+    rows = bench_finetune.rows(args.bench_batch, args.bench_sentences)
+    lengths = [len(tokenizer.apply_chat_template(chat, tokenize=True)["input_ids"])
+               for chat in rows]
+    assert sum(lengths) > 5000  # the old benchmark fed ~280 tokens a step
+    assert max(lengths) < 512  # the recipe's max_len: no row is reported as too long
+
+
+def test_longer_rows_only_add_sentences():
+    plain, long = bench_finetune.rows(8), bench_finetune.rows(8, sentences=10)
+    assert [c[0] for c in plain] == [c[0] for c in long]  # same questions
+    for short, longer in zip(plain, long):
+        assert len(longer[1]["content"]) > len(short[1]["content"]) + 300
+        assert longer[1]["content"].endswith(bench_finetune.SIGN_OFF)
+
+
+def test_four_bit_weights_count_their_unpacked_elements():
+    class Packed:  # a bitsandbytes Params4bit keeps two weights per byte
+        quant_state = type("State", (), {"shape": (4096, 14336)})()
+
+        def numel(self):
+            return 4096 * 14336 // 2
+
+    class Plain:
+        def numel(self):
+            return 10
+
+    assert bench_finetune.unpacked_numel(Packed()) == 4096 * 14336
+    assert bench_finetune.unpacked_numel(Plain()) == 10
+
+
+@pytest.mark.parametrize(("name", "tflops", "label"), [
+    ("NVIDIA H200", 989.0, "H200 SXM"),
+    ("NVIDIA H200 NVL", 835.0, "H200 NVL"),
+    ("NVIDIA H100 80GB HBM3", 989.0, "H100 SXM"),
+    ("NVIDIA H100 PCIe", 756.0, "H100 PCIe"),
+    ("NVIDIA H100 NVL", 835.0, "H100 NVL"),
+    ("NVIDIA GH200 480GB", 989.0, "GH200"),
+    ("NVIDIA A100-SXM4-80GB", 312.0, "A100"),
+    ("NVIDIA A100 80GB PCIe", 312.0, "A100"),
+])
+def test_peak_table_matches_device_names(name, tflops, label):
+    assert gpu_bench.table_peak(name) == (tflops, label)
+
+
+def test_unknown_gpu_uses_the_measured_peak():
+    assert gpu_bench.table_peak("NVIDIA GeForce RTX 4090") is None
+    peak = gpu_bench.choose_peak("NVIDIA GeForce RTX 4090", 161.5)
+    assert peak["tflops"] == 161.5 and peak["source"].startswith("measured")
+    known = gpu_bench.choose_peak("NVIDIA H200", 781.0)
+    assert known["tflops"] == 989.0 and known["measured_tflops"] == 781.0
+
+
+def _side(rate: float, peak_mb: float) -> dict:
+    return {"base_parameters": 7_000_000_000, "tokens_per_second": rate, "steps": 6,
+            "trained_tokens": 5 * 6400, "cuda_peak_mb": peak_mb, "wall_s": 70.0}
+
+
+def _result(**parts) -> dict:
+    return {"when": "2026-12-03 15:00 UTC", "device": "NVIDIA H200 (140 GiB)",
+            "torch": "2.11.0+cu130 (CUDA 13.0)", "versions": {"trl": "1.16.0"},
+            "budget_s": 480, "total_s": 301.0, **parts}
+
+
+BENCH = {"device": "NVIDIA H200", "steps": 6, "batch": 16, "sentences": 40, "build_s": 41.0,
+         "peak": gpu_bench.choose_peak("NVIDIA H200", 780.0),
+         "baseline": _side(2000.0, 20480.0), "ours": _side(3000.0, 16384.0)}
+API = {"base": "smollm2-standin", "base_described": "a stand-in", "steps": 8, "job_s": 52.0,
+       "generate_s": 0.4, "generate": {"response": "The capital of Germany is Berlin.",
+                                       "completion_tokens": 9, "done_reason": "stop"},
+       "job": {"metrics": {"bits": 4, "device": "cuda", "train_loss_first": 2.5,
+                           "train_loss_last": 0.75, "eval_loss": 0.8,
+                           "export": {"mode": "merged", "files": {"Q4_K_M": "/x.gguf"},
+                                      "timings": {"merge_s": 1.25, "convert_s": 3.0}}}}}
+
+
+def test_section_with_both_parts_gives_the_figures():
+    text = gpu_check.format_section(_result(api=API, bench=BENCH))
+    assert text.startswith("## GPU check\n\n`make gpu-check`")
+    assert "301 s (within the 480 s target)" in text
+    assert "8 steps with bits=4 on cuda, train loss 2.500 → 0.750, eval loss 0.800" in text
+    assert "export merged to Q4_K_M (merge 1.2 s, convert 3.0 s)" in text
+    assert "9 tokens in 0.4 s (stop): 'The capital of Germany is Berlin.'" in text
+    # 4 x 7e9 x 3000 tokens/s = 84 TFLOP/s, over the H200's 989 = 8.5%
+    assert "| ours: the recipe | 3000 | 6400 | 16.0 | 84.0 | 8.5% | 70 |" in text
+    assert "| baseline: TRL defaults | 2000 | 6400 | 20.0 | 56.0 | 5.7% | 70 |" in text
+    assert "989 TFLOP/s (H200 SXM datasheet, dense bf16; a bf16 8192³ matmul measured 780" in text
+    assert "Ours vs baseline: 1.50x tokens/s, 0.80x peak memory." in text
+    assert "nan" not in text.lower()
+
+
+def test_section_says_what_failed_and_what_was_skipped():
+    text = gpu_check.format_section(_result(
+        api={"error": "CheckFailed: job abc failed: CUDA out of memory\nTraceback ..."},
+        total_s=500.0))
+    assert "**failed**: CheckFailed: job abc failed: CUDA out of memory" in text
+    assert "Traceback" not in text
+    assert "7B-shaped QLoRA benchmark: not run (--skip-bench)." in text
+    assert "500 s (**over** the 480 s target)" in text
+
+
+def test_section_replaces_its_own_and_keeps_the_others(tmp_path):
+    report = tmp_path / "benchmarks.md"
+    report.write_text("# Benchmarks\n\n## Fine-tuning\n\nCPU rows\n\n## GPU check\n\nold\n\n"
+                      "## Serving\n\nserving rows\n")
+    bench_doc.write_section(report, gpu_check.HEADING,
+                            gpu_check.format_section(_result(bench=BENCH)))
+    text = report.read_text()
+    assert "old" not in text and "CPU rows" in text and "serving rows" in text
+    assert text.index("## Fine-tuning") < text.index("## GPU check") < text.index("## Serving")
+    assert text.count("## GPU check") == 1
+
+
+def test_mfu_is_never_nan_for_an_unknown_gpu():
+    bench = {**BENCH, "device": "Some GPU", "peak": gpu_bench.choose_peak("Some GPU", 100.0)}
+    text = "\n".join(gpu_bench.lines(bench))
+    assert "| 84.0 | 84.0% |" in text
+    assert not math.isnan(gpu_bench.mfu(BENCH["ours"], bench["peak"]["tflops"]))
+
+
+def test_gpu_device_script_refuses_without_a_bundle(tmp_path):
+    """The device entry point says what to do when .gpu-bundle was not carried."""
+    done = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "gpu_device.sh")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env={**NO_GPU, "OUT": str(tmp_path / "out"),
+                               "GPU_BUNDLE": str(tmp_path / "no-bundle")})
+    assert done.returncode == 1
+    assert f"no {tmp_path / 'no-bundle'}/MANIFEST.json: run scripts/gpu_bundle.py build " \
+           "first and carry .gpu-bundle" in done.stderr
+
+
+def test_preflight_names_each_module_that_does_not_import(monkeypatch):
+    monkeypatch.setattr(gpu_check, "MODULES", ["json", "no_such_module_xyz", "csv"])
+    assert gpu_check.preflight() == [
+        "import no_such_module_xyz: ModuleNotFoundError: No module named 'no_such_module_xyz'"]

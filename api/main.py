@@ -17,7 +17,9 @@ from api.models.library import library_source
 from api.models.registry import VariantRegistry
 from api.datasets.service import generation_step
 from api.finetune.device import check_at_start
+from api.finetune.kinds import fine_tune_kinds
 from api.finetune.publish import publish
+from api.jobs.kinds import JobKind
 from api.jobs.runner import JobRunner
 from api.jobs.store import JobStore
 from api.rag.documents import DocumentService
@@ -33,6 +35,19 @@ def build_server(settings: Settings) -> ModelServer:
     from api.serving.llamacpp import LlamaCppServer
 
     return LlamaCppServer(settings)
+
+
+def job_kinds(settings: Settings, app: FastAPI) -> dict[str, JobKind]:
+    """What each kind of job runs: training and export as step processes, then publishing
+    in this process; dataset generation in this process (its teacher may be our model)."""
+    state = app.state
+    return {
+        **fine_tune_kinds(publish=partial(publish, settings=settings, catalog=state.catalog,
+                                          registry=state.registry, server=state.server)),
+        "dataset": JobKind(in_process=generation_step(
+            settings=settings, catalog=state.catalog, registry=state.registry,
+            server=state.server, store=state.job_store)),
+    }
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -53,12 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             logging.getLogger(__name__).exception("could not clean up interrupted imports")
         app.state.job_store = JobStore(settings.jobs_db)
         app.state.runner = JobRunner(
-            app.state.job_store, settings,
-            after_training=partial(publish, settings=settings, catalog=app.state.catalog,
-                                   registry=app.state.registry, server=app.state.server),
-            in_process={"dataset": generation_step(
-                settings=settings, catalog=app.state.catalog, registry=app.state.registry,
-                server=app.state.server, store=app.state.job_store)},
+            app.state.job_store, settings, job_kinds(settings, app),
             # Ollama holds models in VRAM for minutes; the embedded backend has nothing there
             free_gpu=app.state.server.unload_all if settings.backend == "ollama" else None)
         app.state.runner.start()

@@ -14,9 +14,9 @@ from api.datasets.filters import (Novelty, check_instruction, check_output, chec
                                   report)
 from api.datasets.spec import GenerateSpec
 from api.datasets.teacher import Teacher
+from api.jobs.layout import JobFiles
 from api.jobs.store import Job, JobStore
 
-DATASET_FILE = "dataset.jsonl"
 DEFAULT_SYSTEM = "You are a helpful assistant."
 _LIST_ITEM = re.compile(r"^\s*(?:\d{1,2}\s*[.):]|[-*\u2022]|task\s*\d*\s*[:.])\s*(.+?)\s*$",
                         re.IGNORECASE)
@@ -73,9 +73,9 @@ def parse_question(text: str) -> str:
 
 
 # ------------------------------------------------------------------ state on disk
-def read_rows(job_dir: Path) -> list[dict[str, Any]]:
+def read_rows(files: JobFiles) -> list[dict[str, Any]]:
     """The kept pairs; a last line cut short by a crash is ignored."""
-    path = job_dir / DATASET_FILE
+    path = files.dataset
     if not path.is_file():
         return []
     rows = []
@@ -96,7 +96,7 @@ class _Run:
                  should_stop: Callable[[], bool]):
         self.job, self.store, self.spec, self.teacher = job, store, spec, teacher
         self.should_stop = should_stop
-        self.rows = read_rows(job.job_dir)
+        self.rows = read_rows(job.files)
         self._truncate_partial_line()
         previous = job.progress or {}
         self.dropped: Counter[str] = Counter(previous.get("dropped", {}))
@@ -105,7 +105,7 @@ class _Run:
         self.rng = random.Random(spec.seed + self.rounds)
 
     def _truncate_partial_line(self) -> None:
-        path = self.job.job_dir / DATASET_FILE
+        path = self.job.files.dataset
         if path.is_file():
             path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
 
@@ -125,7 +125,7 @@ class _Run:
         self.dropped[reason] += 1
 
     def keep(self, row: dict[str, Any]) -> None:
-        with open(self.job.job_dir / DATASET_FILE, "a") as out:
+        with open(self.job.files.dataset, "a") as out:
             out.write(json.dumps(row) + "\n")
         self.rows.append(row)
         self.save_progress()
@@ -216,11 +216,11 @@ def generate(job: Job, *, store: JobStore, teacher: Teacher,
     usable came out, TeacherError when the teacher cannot be used."""
     spec = GenerateSpec(**job.spec)
     run = _Run(job, store, spec, teacher, should_stop)
-    inputs = job.job_dir / "data"
-    if (inputs / "seeds.jsonl").is_file():
-        _self_instruct(run, _read_jsonl(inputs / "seeds.jsonl"))
+    seeds = job.files.data_file("seeds")
+    if seeds.is_file():
+        _self_instruct(run, _read_jsonl(seeds))
     else:
-        _from_documents(run, _read_jsonl(inputs / "chunks.jsonl"))
+        _from_documents(run, _read_jsonl(job.files.data_file("chunks")))
     metrics = run.metrics()
     if not run.rows and not should_stop():
         raise GenerationFailed(metrics["report"])

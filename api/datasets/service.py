@@ -77,16 +77,16 @@ def submit_generation(*, settings: Settings, catalog: BaseCatalog, registry: Var
                            f"{settings.max_dataset_target} pairs (LLM_MAX_DATASET_TARGET).")
     _check_teacher(spec, settings, catalog, registry)
     if seed_file is not None:
-        name, rows = "seeds.jsonl", _seeds(seed_file.content, seed_file.filename, settings)
+        name, rows = "seeds", _seeds(seed_file.content, seed_file.filename, settings)
     else:
         resolve_model(catalog=catalog, registry=registry, name=spec.model or "")
-        name, rows = "chunks.jsonl", _passages(spec, documents)
+        name, rows = "chunks", _passages(spec, documents)
     resolved = spec.model_copy(update={"seed": resolve_seed(spec.seed)}).model_dump(mode="json")
     job = store.create(model_name=spec.model or spec.teacher, base_model=spec.teacher,
                        spec=resolved, jobs_dir=settings.jobs_dir, kind="dataset")
 
     def fill() -> None:
-        (job.job_dir / "data" / name).write_text(to_jsonl(rows))
+        job.files.data_file(name).write_text(to_jsonl(rows))
         store.set_progress(job.id, {"source": "seeds" if seed_file else "documents",
                                     "inputs": len(rows), "rows": 0, "requested": spec.count})
 
@@ -141,7 +141,7 @@ def list_datasets(store: JobStore, limit: int) -> list[Job]:
 
 
 def samples(job: Job) -> list[dict[str, Any]]:
-    return read_rows(job.job_dir)[:SAMPLES]
+    return read_rows(job.files)[:SAMPLES]
 
 
 def finished_rows(job: Job) -> list[dict[str, Any]]:
@@ -150,7 +150,7 @@ def finished_rows(job: Job) -> list[dict[str, Any]]:
         raise Conflict(f"Dataset {job.id} is {job.state}; only a finished (succeeded) dataset "
                        "can be downloaded or trained on. Follow it with GET /jobs/"
                        f"{job.id}/events.")
-    return read_rows(job.job_dir)
+    return read_rows(job.files)
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:

@@ -1,17 +1,16 @@
 """Export a trained adapter for serving: merge -> GGUF -> quantise, or adapter -> GGUF.
 
-Run by the job runner as `python -m api.finetune.export JOB_DIR --db JOBS_DB` in its own
-process (merging loads the whole model). Reads spec.json (`export`, `quantization`),
-run.json (the base's HF checkpoint) and adapter/ (from this job or `adapter_dir` in
-export.json for a re-export). Writes export/ and export/result.json naming the file to
-serve; on failure error.txt, and nothing in export/.
+Run by the job runner as a step process (api/jobs/step.py: `python -m api.finetune.export
+JOB_DIR --db JOBS_DB`; merging loads the whole model). Reads spec.json (`export`,
+`quantization`), run.json (the base's HF checkpoint) and adapter/ (from this job or
+`adapter_dir` in export.json for a re-export). Writes export/ and export/result.json naming
+the file to serve; on failure error.txt, and nothing in export/.
 
 The merge always loads the base in 16/32-bit, never 4-bit: merging into a quantised base
 rounds the LoRA update away. llama.cpp's own converters write the GGUF, so the chat
 template and the end-of-turn/EOS tokens travel in the GGUF metadata.
 """
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -23,6 +22,8 @@ from typing import Any
 from api.childproc import die_with_parent
 from api.config import REPO_ROOT
 from api.finetune.spec import FineTuneSpec
+from api.jobs import step
+from api.jobs.layout import RESULT, JobFiles
 from api.jobs.store import JobStore
 
 CONVERT_HF = REPO_ROOT / "llama.cpp" / "convert_hf_to_gguf.py"
@@ -74,15 +75,16 @@ def quantize(source: Path, target: Path, kind: str) -> None:
 
 
 def export(job_dir: Path, store: JobStore) -> dict[str, Any]:
-    spec = FineTuneSpec(**json.loads((job_dir / "spec.json").read_text()))
-    overrides = job_dir / "export.json"
+    job_files = JobFiles(job_dir)
+    spec = FineTuneSpec(**json.loads(job_files.spec.read_text()))
+    overrides = job_files.export_settings
     settings = json.loads(overrides.read_text()) if overrides.is_file() else {}
     mode = settings.get("export", spec.export)
     kinds: list[str] = settings.get("quantization", spec.quantization)
-    base_hf = Path(json.loads((job_dir / "run.json").read_text())["hf_dir"])
-    adapter = Path(settings.get("adapter_dir", job_dir / "adapter"))
-    out = job_dir / "export"
-    work = job_dir / "export.partial"
+    base_hf = Path(json.loads(job_files.run.read_text())["hf_dir"])
+    adapter = Path(settings.get("adapter_dir", job_files.adapter))
+    out = job_files.export
+    work = job_files.export_partial
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     timings: dict[str, float] = {}
@@ -118,25 +120,21 @@ def export(job_dir: Path, store: JobStore) -> dict[str, Any]:
         serve = {"gguf": files[kinds[0]]}
     sizes = {name: (work / f).stat().st_size for name, f in files.items()}
     result = {"mode": mode, "files": files, "serve": serve, "sizes": sizes, "timings": timings}
-    (work / "result.json").write_text(json.dumps(result, indent=2))
+    (work / RESULT).write_text(json.dumps(result, indent=2))
     shutil.rmtree(out, ignore_errors=True)
     work.rename(out)
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Export one job's adapter for serving.")
-    parser.add_argument("job_dir", type=Path)
-    parser.add_argument("--db", type=Path, required=True)
-    args = parser.parse_args(argv)
-    try:
-        export(args.job_dir, JobStore(args.db))
-    except Exception as exc:
-        shutil.rmtree(args.job_dir / "export.partial", ignore_errors=True)
-        (args.job_dir / "error.txt").write_text(f"{type(exc).__name__}: {exc}")
-        raise
-    return 0
+def run(job_dir: Path, store: JobStore, resume: bool) -> None:
+    """The export step (an export always starts over: `resume` changes nothing)."""
+    export(job_dir, store)
+
+
+def _discard_partial(files: JobFiles) -> None:
+    shutil.rmtree(files.export_partial, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(step.main(run, description="Export one job's adapter for serving.",
+                       on_failure=_discard_partial))

@@ -8,12 +8,12 @@ backend registration is undone, so no half-registered model remains.
 """
 
 import json
-from pathlib import Path
 from typing import Any
 
 from api.config import Settings
 from api.errors import AppError, Conflict
 from api.generation import collect, with_system_prompt
+from api.jobs.layout import JobFiles
 from api.jobs.store import Job
 from api.models.catalog import BaseCatalog
 from api.models.registry import Variant, VariantRegistry
@@ -25,9 +25,9 @@ class SmokeTestFailed(Exception):
     """The exported model does not answer properly."""
 
 
-def _smoke_prompt(job_dir: Path) -> list[dict[str, str]]:
+def _smoke_prompt(files: JobFiles) -> list[dict[str, str]]:
     for name in ("validation", "test", "train"):
-        path = job_dir / "data" / f"{name}.jsonl"
+        path = files.data_file(name)
         if path.is_file() and path.read_text().strip():
             return json.loads(path.read_text().splitlines()[0])[:-1]
     return [{"role": "user", "content": "Hello!"}]
@@ -36,8 +36,8 @@ def _smoke_prompt(job_dir: Path) -> list[dict[str, str]]:
 def publish(job: Job, *, settings: Settings, catalog: BaseCatalog, registry: VariantRegistry,
             server: ModelServer) -> dict[str, Any]:
     """Register the job's export under job.model_name; returns what the job should show."""
-    export_dir = job.job_dir / "export"
-    result = json.loads((export_dir / "result.json").read_text())
+    export_dir = job.files.export
+    result = json.loads(job.files.result.read_text())
     name = job.model_name
     serve = result["serve"]
     variant = Variant(
@@ -60,7 +60,7 @@ def publish(job: Job, *, settings: Settings, catalog: BaseCatalog, registry: Var
     server.register(model)
     try:
         limit = settings.export_smoke_max_tokens
-        chunks = server.chat(model, with_system_prompt(model, _smoke_prompt(job.job_dir)),
+        chunks = server.chat(model, with_system_prompt(model, _smoke_prompt(job.files)),
                              {"temperature": 0.0, "max_tokens": limit, "seed": 0})
         text, last = collect(chunks)
         if last.finish_reason != "stop":

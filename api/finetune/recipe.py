@@ -1,16 +1,15 @@
 """The fine-tuning recipe: load -> format -> train -> evaluate -> save. Read top to bottom.
 
-Run by the job runner as `python -m api.finetune.recipe JOB_DIR --db JOBS_DB [--resume]`, in
-its own process, so an out-of-memory kill or a crash fails this job only. This is the only
-module that imports torch, TRL and PEFT.
+Run by the job runner as a step process (api/jobs/step.py: `python -m api.finetune.recipe
+JOB_DIR --db JOBS_DB [--resume]`), so an out-of-memory kill or a crash fails this job only.
+This is the only module that imports torch, TRL and PEFT.
 
-Inputs in JOB_DIR: spec.json (the resolved FineTuneSpec), run.json (base checkpoint path;
-whether CUDA is required), data/{train,validation,test}.jsonl (chat messages). Outputs:
-adapter/ (LoRA weights as safetensors), checkpoints/ (resumable), metrics.json, or error.txt
-with the reason it failed.
+Inputs in JOB_DIR (api/jobs/layout.py): spec.json (the resolved FineTuneSpec), run.json (base
+checkpoint path; whether CUDA is required), data/{train,validation,test}.jsonl (chat
+messages). Outputs: adapter/ (LoRA weights as safetensors), checkpoints/ (resumable),
+metrics.json, or error.txt with the reason it failed.
 """
 
-import argparse
 import json
 import math
 import shutil
@@ -30,6 +29,8 @@ from trl import SFTConfig, SFTTrainer
 from api.finetune.device import TrainingDevice, fit, inspect, require_cuda_message
 from api.finetune.lengths import CHATML_TEMPLATE
 from api.finetune.spec import FineTuneSpec
+from api.jobs import step
+from api.jobs.layout import JobFiles
 from api.jobs.store import JobStore
 
 
@@ -196,14 +197,15 @@ def train(spec: FineTuneSpec, job_dir: Path, hf_dir: Path, store: JobStore, resu
     spec, cuda = check_device(spec, require_cuda)
     assert spec.bits is not None and spec.optimizer is not None
     bits = spec.bits
+    files = JobFiles(job_dir)
     torch.manual_seed(spec.seed)
     tokenizer = load_tokenizer(hf_dir)
     model = load_model(hf_dir, bits, cuda)
-    train_rows = read_rows(job_dir / "data" / "train.jsonl")
-    validation = to_prompt_completion(read_rows(job_dir / "data" / "validation.jsonl"),
+    train_rows = read_rows(files.data_file("train"))
+    validation = to_prompt_completion(read_rows(files.data_file("validation")),
                                       spec.system_prompt)
     config = SFTConfig(
-        output_dir=str(job_dir / "checkpoints"),
+        output_dir=str(files.checkpoints),
         num_train_epochs=spec.epochs, max_steps=spec.max_steps,
         per_device_train_batch_size=spec.batch_size, per_device_eval_batch_size=spec.batch_size,
         gradient_accumulation_steps=spec.gradient_accumulation_steps,
@@ -235,10 +237,10 @@ def train(spec: FineTuneSpec, job_dir: Path, hf_dir: Path, store: JobStore, resu
         eval_dataset=validation,
         callbacks=[ProgressEvents(store, job_dir.name), *(callbacks or [])])
     if resume:  # a save cut short by a kill has no trainer_state.json (written last): unusable
-        for partial in (job_dir / "checkpoints").glob("checkpoint-*"):
+        for partial in files.checkpoint_dirs():
             if not (partial / "trainer_state.json").is_file():
                 shutil.rmtree(partial, ignore_errors=True)
-    has_checkpoint = resume and any((job_dir / "checkpoints").glob("checkpoint-*"))
+    has_checkpoint = resume and files.has_checkpoint()
     info: dict[str, Any] = {}
     if len(validation) and not has_checkpoint:  # the starting point the result is judged against
         info["eval_loss_before"] = round(trainer.evaluate()["eval_loss"], 4)
@@ -289,11 +291,12 @@ def rouge_on_test(model: PeftModel, tokenizer: PreTrainedTokenizerBase,
 
 
 # ---------------------------------------------------------------- main
-def run(job_dir: Path, db: Path, resume: bool) -> None:
-    store = JobStore(db)
+def run(job_dir: Path, store: JobStore, resume: bool) -> None:
+    """The training step: train, evaluate, save the adapter and the metrics."""
+    files = JobFiles(job_dir)
     job_id = job_dir.name
-    spec = FineTuneSpec(**json.loads((job_dir / "spec.json").read_text()))
-    run_info = json.loads((job_dir / "run.json").read_text())
+    spec = FineTuneSpec(**json.loads(files.spec.read_text()))
+    run_info = json.loads(files.run.read_text())
     trainer, tokenizer, info = train(spec, job_dir, Path(run_info["hf_dir"]), store, resume,
                                      require_cuda=run_info.get("require_cuda", False))
 
@@ -307,28 +310,13 @@ def run(job_dir: Path, db: Path, resume: bool) -> None:
     metrics["train_loss_last"] = history[-1]["loss"] if history else None
     metrics["steps"] = trainer.state.global_step
     metrics["rouge"] = rouge_on_test(trainer.model, tokenizer,
-                                     read_rows(job_dir / "data" / "test.jsonl"), spec)
+                                     read_rows(files.data_file("test")), spec)
 
-    adapter = job_dir / "adapter"
-    trainer.model.save_pretrained(adapter, safe_serialization=True)
-    tokenizer.save_pretrained(adapter)
-    (job_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    trainer.model.save_pretrained(files.adapter, safe_serialization=True)
+    tokenizer.save_pretrained(files.adapter)
+    files.metrics.write_text(json.dumps(metrics, indent=2))
     store.set_metrics(job_id, metrics)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run one fine-tuning job.")
-    parser.add_argument("job_dir", type=Path)
-    parser.add_argument("--db", type=Path, required=True)
-    parser.add_argument("--resume", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        run(args.job_dir, args.db, args.resume)
-    except Exception as exc:  # the runner reports this as the job's error
-        (args.job_dir / "error.txt").write_text(f"{type(exc).__name__}: {exc}")
-        raise
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(step.main(run, description="Run one fine-tuning job."))

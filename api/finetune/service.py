@@ -19,7 +19,7 @@ from api.finetune.lengths import too_long
 from api.finetune.spec import ExportRequest, FineTuneSpec
 from api.jobs.enqueue import enqueue
 from api.jobs.runner import JobRunner
-from api.jobs.store import ACTIVE, Job, JobStore
+from api.jobs.store import Job, JobStore
 from api.models.catalog import BaseCatalog
 from api.models.registry import VariantRegistry
 from api.serving.base import LibraryModel
@@ -39,7 +39,7 @@ def _check_name_free(spec: FineTuneSpec, catalog: BaseCatalog, registry: Variant
         raise Conflict(f"A model named {name!r} already exists; choose another model_name or "
                        "delete the model first.")
     if any(j.model_name == name and j.kind != "dataset"
-           for j in store.list(states=ACTIVE, limit=10_000)):
+           for j in store.active()):
         raise Conflict(f"Another active job is already producing {name!r}; wait for it or "
                        "choose another model_name.")
 
@@ -114,17 +114,17 @@ def submit_fine_tune(*, settings: Settings, catalog: BaseCatalog, registry: Vari
     resolved = spec.model_copy(update={"seed": split.seed}).model_dump(mode="json")
     job = store.create(model_name=spec.model_name, base_model=spec.base_model, spec=resolved,
                        jobs_dir=settings.jobs_dir, idempotency_key=idempotency_key)
-    data = job.job_dir / "data"
+    files = job.files
     summary = {"format": train_format, "train_rows": len(split.train),
                "validation_rows": len(split.validation), "test_rows": len(split.test)}
 
     def fill() -> None:
         # require_cuda: a job accepted by a service that required CUDA never trains on the CPU
-        (job.job_dir / "run.json").write_text(json.dumps(
+        files.run.write_text(json.dumps(
             {"hf_dir": str(hf_dir), "require_cuda": settings.require_cuda}))
         for name, rows in (("train", split.train), ("validation", split.validation),
                            ("test", split.test)):
-            _write_jsonl(data / f"{name}.jsonl", rows)
+            _write_jsonl(files.data_file(name), rows)
         store.set_progress(job.id, {"dataset": summary})
 
     enqueue(store, runner, job, resolved, fill, "Files validated; the job is queued.",
@@ -137,13 +137,11 @@ def submit_export(*, settings: Settings, catalog: BaseCatalog, registry: Variant
                   ) -> Job:
     """A new export job from an earlier job's adapter: a retry after a failed export, or
     another export (adapter instead of merged, other quantisations) under a new name."""
-    source = store.get(source_id)
-    if source is None:
-        raise NotFound(f"Job {source_id!r} not found; GET /jobs lists jobs.")
-    adapter = source.job_dir / "adapter"
-    if source_id in {j.id for j in store.list(states=ACTIVE, limit=10_000)}:
+    source = store.require(source_id)
+    adapter = source.files.adapter
+    if source_id in {j.id for j in store.active()}:
         raise Conflict(f"Job {source_id} is still {source.state}; export it when it has ended.")
-    if not (adapter / "adapter_config.json").is_file():
+    if not source.files.has_adapter():
         raise Conflict(f"Job {source_id} has no trained adapter ({source.state}); only jobs "
                        "whose training finished can be exported.")
     fields = request.model_dump(exclude_none=True)
@@ -157,11 +155,11 @@ def submit_export(*, settings: Settings, catalog: BaseCatalog, registry: Variant
                        jobs_dir=settings.jobs_dir, kind="export")
 
     def fill() -> None:
-        shutil.copy(source.job_dir / "run.json", job.job_dir / "run.json")
-        (job.job_dir / "export.json").write_text(json.dumps({"adapter_dir": str(adapter)}))
-        for name in ("validation.jsonl", "test.jsonl"):
-            if (source.job_dir / "data" / name).is_file():
-                shutil.copy(source.job_dir / "data" / name, job.job_dir / "data" / name)
+        shutil.copy(source.files.run, job.files.run)
+        job.files.export_settings.write_text(json.dumps({"adapter_dir": str(adapter)}))
+        for name in ("validation", "test"):
+            if source.files.data_file(name).is_file():
+                shutil.copy(source.files.data_file(name), job.files.data_file(name))
         store.set_progress(job.id, {"source_job": source_id})
 
     enqueue(store, runner, job, resolved, fill, f"Export of job {source_id}'s adapter queued.")

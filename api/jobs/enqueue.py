@@ -14,8 +14,8 @@ def enqueue(store: JobStore, runner: JobRunner, job: Job, resolved: dict[str, An
     """Write the job's directory (spec.json, data/, then `fill`) and queue it. If the files
     cannot be written, the directory is removed and the job fails with the reason."""
     try:
-        (job.job_dir / "data").mkdir(parents=True)
-        (job.job_dir / "spec.json").write_text(json.dumps(resolved, indent=2))
+        job.files.data.mkdir(parents=True)
+        job.files.spec.write_text(json.dumps(resolved, indent=2))
         fill()
     except OSError as exc:
         shutil.rmtree(job.job_dir, ignore_errors=True)

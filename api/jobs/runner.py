@@ -1,9 +1,10 @@
 """One job at a time, each in its own process.
 
-A thread in the API process takes the oldest queued job, runs the recipe as
-`python -m api.finetune.recipe` (its own process group, killed if the API dies), and
-records how it ended. At start-up, jobs left `running` by a previous API process are
-resumed from their last checkpoint, or failed with the reason when they have none.
+A thread in the API process takes the oldest queued job and runs what its kind says
+(api/jobs/kinds.py, the table built in main.py): in this process, or as step processes
+(api/jobs/step.py; each its own process group, killed if the API dies), and records how it
+ended. At start-up, jobs left `running` by a previous API process are resumed from where
+they were, or failed with the reason when they cannot be.
 
 Before training on a GPU, `free_gpu` (the Ollama backend's unload_all, wired in main.py)
 empties the GPU of served models: Ollama keeps models loaded for minutes after a request,
@@ -11,7 +12,6 @@ and a training job would otherwise start out of memory. It is best effort: when 
 the job still starts, with a warning event.
 """
 
-import ctypes
 import logging
 import os
 import shutil
@@ -19,42 +19,19 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Mapping
 
+from api.childproc import die_with_parent
 from api.config import REPO_ROOT, Settings
 from api.errors import AppError
+from api.jobs.kinds import ChildStep, InProcess, JobKind, Publish
+from api.jobs.layout import JobFiles
 from api.jobs.store import Job, JobStore
 
 log = logging.getLogger(__name__)
 
-AfterTraining = Callable[[Job], dict[str, Any]]
-# Work done in the API process (dataset generation: the teacher may be the in-process model).
-# Called with the job and a should_stop() to poll; returns the job's metrics; an exception
-# fails the job with its message.
-InProcess = Callable[[Job, Callable[[], bool]], dict[str, Any]]
 # Frees GPU memory held by the serving backend; returns the names of the models unloaded.
 FreeGpu = Callable[[], list[str]]
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGKILL when the runner thread's process dies (Linux)."""
-    os.setsid()
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
-
-
-def _trained(job: Job) -> bool:
-    """The recipe finished (its metrics are the last thing it records): only export is left."""
-    return job.kind == "fine_tune" and job.metrics is not None
-
-
-def has_checkpoint(job: Job) -> bool:
-    return any((job.job_dir / "checkpoints").glob("checkpoint-*"))
 
 
 def cuda_available() -> bool:
@@ -68,13 +45,16 @@ def cuda_available() -> bool:
 
 class JobRunner:
     def __init__(self, store: JobStore, settings: Settings,
-                 after_training: AfterTraining | None = None,
-                 in_process: dict[str, InProcess] | None = None,
+                 kinds: Mapping[str, JobKind] | None = None,
                  free_gpu: FreeGpu | None = None,
                  trains_on_gpu: Callable[[], bool] = cuda_available):
-        self.store, self.settings = store, settings
-        self.after_training = after_training
-        self.in_process = in_process or {}
+        """`kinds`: the job kinds it runs (main.py's table); by default fine-tuning and export
+        without publishing (a bare runner in tests and scripts)."""
+        if kinds is None:
+            from api.finetune.kinds import fine_tune_kinds
+
+            kinds = fine_tune_kinds()
+        self.store, self.settings, self.kinds = store, settings, kinds
         self.free_gpu, self.trains_on_gpu = free_gpu, trains_on_gpu
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -106,9 +86,7 @@ class JobRunner:
         for job in self.store.list(states=("running", "exporting", "validating_files"),
                                    limit=10_000):
             _kill_stale(job)
-            resumable = has_checkpoint(job) or _trained(job) or job.kind == "export" or \
-                job.kind in self.in_process
-            if job.state in ("running", "exporting") and resumable:
+            if job.state in ("running", "exporting") and self._kind(job).resumable(job):
                 self.store.transition(job.id, "queued", allowed_from=("running", "exporting"),
                                       message="The API restarted during the job; it will resume "
                                               "from where it was.")
@@ -146,30 +124,33 @@ class JobRunner:
                 self.store.transition(job.id, "failed", allowed_from=("running", "queued"),
                                       message=f"Internal error: {exc}", error=str(exc))
 
+    def _kind(self, job: Job) -> JobKind:
+        return self.kinds.get(job.kind) or JobKind()
+
     def _run(self, job: Job) -> None:
-        resume = has_checkpoint(job)
-        message = ("Training had finished before the API restarted; exporting." if _trained(job)
+        kind = self._kind(job)
+        resume = job.files.has_checkpoint()
+        trained = kind.trained(job)
+        message = ("Training had finished before the API restarted; exporting." if trained
                    else "Resuming training from the last checkpoint." if resume and
-                   job.kind == "fine_tune" else "Started.")
+                   kind.train is not None else "Started.")
         if not self.store.transition(job.id, "running", allowed_from=("queued",),
                                      message=message):
             return  # cancelled meanwhile
-        if job.kind in self.in_process:
-            self._run_in_process(job)
+        if kind.in_process is not None:
+            self._run_in_process(job, kind.in_process)
             return
-        if job.kind == "fine_tune" and not _trained(job):  # resuming a step past max_steps
+        if kind.train is not None and not trained:  # resuming a step past max_steps
             self._free_gpu(job)
-            code = self._child(job, "api.finetune.recipe", ["--resume"] if resume else [])
-            if code is None or not self._check(job, code, "Training failed"):
+            if not self._step(job, kind.train, ["--resume"] if resume else []):
                 return
-        if job.spec.get("export", "none") != "none":
+        if kind.exports(job) and kind.export is not None:
             if not self.store.transition(job.id, "exporting", allowed_from=("running",),
                                          message="Exporting the model for serving."):
                 return
-            code = self._child(job, "api.finetune.export", [])
-            if code is None or not self._check(job, code, "Export failed"):
+            if not self._step(job, kind.export, []):
                 return
-            if self.after_training is not None and not self._publish(job):
+            if kind.publish is not None and not self._publish(job, kind.publish):
                 return
         metrics = (self.store.get(job.id) or job).metrics or {}
         self.store.transition(job.id, "succeeded", allowed_from=("running", "exporting"),
@@ -192,7 +173,7 @@ class JobRunner:
             self.store.add_event(job.id, "gpu", f"Unloaded {', '.join(unloaded)} from the "
                                  "serving backend to free GPU memory.", unloaded=unloaded)
 
-    def _run_in_process(self, job: Job) -> None:
+    def _run_in_process(self, job: Job, work: InProcess) -> None:
         def should_stop() -> bool:
             if self._stop.is_set():
                 return True
@@ -200,7 +181,7 @@ class JobRunner:
             return current is None or current.terminal
 
         try:
-            metrics = self.in_process[job.kind](job, should_stop)
+            metrics = work(job, should_stop)
         except Exception as exc:
             reason = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
             log.info("job %s failed: %s", job.id, reason, exc_info=not isinstance(exc, AppError))
@@ -213,15 +194,22 @@ class JobRunner:
         self.store.transition(job.id, "succeeded", allowed_from=("running",),
                               message=metrics.get("report") or "Finished.")
 
+    def _step(self, job: Job, step: ChildStep, extra: list[str]) -> bool:
+        """Run a step process; True when it succeeded and the job goes on."""
+        code = self._child(job, step.module, extra)
+        return code is not None and self._check(job, code, step.failure)
+
     def _child(self, job: Job, module: str, extra: list[str]) -> int | None:
         """Run one step in its own process; None when the runner is shutting down."""
+        files = job.files
         command = [sys.executable, "-m", module, str(job.job_dir), "--db",
                    str(self.store.path), *extra]
-        (job.job_dir / "error.txt").unlink(missing_ok=True)
-        with open(job.job_dir / "train.log", "ab") as out:
+        files.error.unlink(missing_ok=True)
+        with open(files.log, "ab") as out:
             proc = subprocess.Popen(command, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                    preexec_fn=_die_with_parent)
-        (job.job_dir / "pid").write_text(str(proc.pid))
+                                    start_new_session=True,  # its own process group
+                                    preexec_fn=die_with_parent())
+        files.pid.write_text(str(proc.pid))
         with self._lock:
             self._current = (job.id, proc)
         # A cancel that landed between the state change and the line above saw no process
@@ -240,22 +228,21 @@ class JobRunner:
         """True when the step succeeded and the job is still live; else records the failure."""
         current = self.store.get(job.id)
         if current is None or current.terminal:
-            shutil.rmtree(job.job_dir / "export.partial", ignore_errors=True)  # SIGTERMed export
+            shutil.rmtree(job.files.export_partial, ignore_errors=True)  # SIGTERMed export
             return False  # cancelled while the step ran
         if code == 0:
             return True
-        reason = _failure_reason(job.job_dir, code)
+        reason = _failure_reason(job.files, code)
         self.store.transition(job.id, "failed", allowed_from=("running", "exporting"),
                               message=f"{what}: {reason}", error=f"{what}: {reason}")
         return False
 
-    def _publish(self, job: Job) -> bool:
-        assert self.after_training is not None
+    def _publish(self, job: Job, publish: Publish) -> bool:
         try:
-            shown = self.after_training(job)
+            shown = publish(job)
         except Exception as exc:
             log.info("publishing %s failed: %s", job.id, exc)
-            shutil.rmtree(job.job_dir / "export", ignore_errors=True)  # no orphan GGUF files
+            shutil.rmtree(job.files.export, ignore_errors=True)  # no orphan GGUF files
             reason = getattr(exc, "detail", None) or str(exc)
             self.store.transition(job.id, "failed", allowed_from=("exporting",),
                                   message=f"Export failed: {reason} The adapter is kept; retry "
@@ -268,15 +255,15 @@ class JobRunner:
         return True
 
 
-def _failure_reason(job_dir: Path, code: int) -> str:
-    error = job_dir / "error.txt"
+def _failure_reason(files: JobFiles, code: int) -> str:
+    error = files.error
     if error.is_file() and error.read_text().strip():
         return error.read_text().strip()[-2000:]
     if code < 0:
         name = signal.Signals(-code).name
         hint = " (most likely out of memory)" if code == -signal.SIGKILL else ""
         return f"the training process was killed by {name}{hint}"
-    log_file = job_dir / "train.log"
+    log_file = files.log
     tail = log_file.read_text(errors="replace")[-1500:] if log_file.is_file() else ""
     return f"the training process exited with code {code}. Log tail:\n{tail}"
 
@@ -295,8 +282,9 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 def _kill_stale(job: Job) -> None:
     """A recipe process orphaned by a dead API must not keep training beside a resumed one."""
     try:
-        pid = int((job.job_dir / "pid").read_text())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        pid = int(job.files.pid.read_text())
+        with open(f"/proc/{pid}/cmdline", "rb") as proc:
+            cmdline = proc.read()
     except (OSError, ValueError):
         return
     if str(job.job_dir).encode() in cmdline:

@@ -4,16 +4,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from api.jobs.store import Event, Job
+from api.jobs.store import Event, Job, JobKindName, JobState
 
-JobState = Literal["validating_files", "queued", "running", "exporting", "succeeded", "failed",
-                   "cancelled"]
+__all__ = ["EventPublic", "JobPublic", "JobState", "JobsPublic"]
 
 
 class JobPublic(BaseModel):
     id: str
     object: Literal["fine_tuning.job", "dataset.job"] = "fine_tuning.job"
-    kind: Literal["fine_tune", "export", "dataset"] = Field(
+    kind: JobKindName = Field(
         "fine_tune", description="`export` jobs re-export an earlier job's adapter; `dataset` "
                                  "jobs generate training data (POST /datasets/generate).")
     status: JobState = Field(..., description="validating_files, queued, running, (exporting,) "
@@ -25,8 +24,9 @@ class JobPublic(BaseModel):
     finished_at: str | None
     error: str | None = Field(None, description="Why the job failed, when it did.")
     progress: dict[str, Any] = Field(
-        default_factory=dict, description="dataset sizes, step, total_steps, epoch, loss, "
-                                          "eval_loss, learning_rate, tokens_per_second, eta_seconds")
+        default_factory=dict,
+        description="dataset sizes, step, total_steps, epoch, loss, eval_loss, learning_rate, "
+                    "tokens_per_second, eta_seconds")
     metrics: dict[str, Any] | None = Field(
         None, description="At the end: eval_loss, perplexity, ROUGE of tuned vs base.")
     hyperparameters: dict[str, Any] = Field(..., description="The resolved job spec.")
@@ -34,7 +34,8 @@ class JobPublic(BaseModel):
     @classmethod
     def of(cls, job: Job) -> "JobPublic":
         return cls(id=job.id, kind=job.kind, status=job.state,
-                   object="dataset.job" if job.kind == "dataset" else "fine_tuning.job", model_name=job.model_name,  # type: ignore[arg-type]
+                   object="dataset.job" if job.kind == "dataset" else "fine_tuning.job",
+                   model_name=job.model_name,
                    base_model=job.base_model, created_at=job.created_at,
                    started_at=job.started_at, finished_at=job.finished_at, error=job.error,
                    progress=job.progress, metrics=job.metrics, hyperparameters=job.spec)

@@ -7,18 +7,26 @@ leave, and the UPDATE only matches those.
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
+import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from api.errors import Conflict
+from api.errors import Conflict, NotFound
+from api.jobs.layout import JobFiles
+from api.sqlite import Database
 
-TERMINAL = ("succeeded", "failed", "cancelled")
-ACTIVE = ("validating_files", "queued", "running", "exporting")
+JobKindName = Literal["fine_tune", "export", "dataset"]
+JobState = Literal["validating_files", "queued", "running", "exporting", "succeeded", "failed",
+                   "cancelled"]
+TERMINAL: tuple[JobState, ...] = ("succeeded", "failed", "cancelled")
+ACTIVE: tuple[JobState, ...] = ("validating_files", "queued", "running", "exporting")
 _PREFIX = {"dataset": "dsjob"}  # fine_tune and export jobs: ftjob-...
 
 _SCHEMA = """
@@ -57,8 +65,8 @@ def now() -> str:
 @dataclass(frozen=True)
 class Job:
     id: str
-    kind: str
-    state: str
+    kind: JobKindName
+    state: JobState
     model_name: str
     base_model: str
     spec: dict[str, Any]
@@ -75,6 +83,10 @@ class Job:
     def terminal(self) -> bool:
         return self.state in TERMINAL
 
+    @property
+    def files(self) -> JobFiles:
+        return JobFiles(self.job_dir)
+
 
 @dataclass(frozen=True)
 class Event:
@@ -89,25 +101,18 @@ class Event:
 class JobStore:
     def __init__(self, path: Path):
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30)
-        db.row_factory = sqlite3.Row
-        return db
+        self._connect = Database(path, [_SCHEMA], wal=True).connect
 
     def create(self, *, model_name: str, base_model: str, spec: dict[str, Any], jobs_dir: Path,
-               idempotency_key: str | None = None, kind: str = "fine_tune") -> Job:
+               idempotency_key: str | None = None, kind: JobKindName = "fine_tune") -> Job:
         job_id = f"{_PREFIX.get(kind, 'ftjob')}-{uuid.uuid4().hex[:24]}"
         job_dir = jobs_dir / job_id
         try:
             with self._connect() as db:
                 db.execute(
                     "INSERT INTO jobs (id, kind, state, model_name, base_model, spec, job_dir, "
-                    "created_at, idempotency_key) VALUES (?, ?, 'validating_files', ?, ?, ?, ?, ?, ?)",
+                    "created_at, idempotency_key) "
+                    "VALUES (?, ?, 'validating_files', ?, ?, ?, ?, ?, ?)",
                     (job_id, kind, model_name, base_model, json.dumps(spec), str(job_dir), now(),
                      idempotency_key))
         except sqlite3.IntegrityError as exc:
@@ -122,14 +127,26 @@ class JobStore:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _to_job(row) if row else None
 
+    def require(self, job_id: str) -> Job:
+        """The job, or NotFound with where to look."""
+        job = self.get(job_id)
+        if job is None:
+            raise NotFound(f"Job {job_id!r} not found; GET /jobs lists jobs.")
+        return job
+
+    def active(self) -> list[Job]:
+        """Every job that has not ended, newest first."""
+        return self.list(states=ACTIVE, limit=10_000)
+
     def by_idempotency_key(self, key: str) -> Job | None:
         with self._connect() as db:
             row = db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (key,)).fetchone()
         return _to_job(row) if row else None
 
-    def list(self, *, limit: int = 100, states: tuple[str, ...] | None = None,
-             kind: str | None = None) -> list[Job]:
-        where, args = [], []
+    def list(self, *, limit: int = 100, states: tuple[JobState, ...] | None = None,
+             kind: JobKindName | None = None) -> list[Job]:
+        where: list[str] = []
+        args: list[Any] = []
         if states:
             where.append(f"state IN ({','.join('?' * len(states))})")
             args += list(states)
@@ -138,7 +155,8 @@ class JobStore:
             args.append(kind)
         query = "SELECT * FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "")
         with self._connect() as db:
-            rows = db.execute(query + " ORDER BY created_at DESC LIMIT ?", (*args, limit)).fetchall()
+            rows = db.execute(query + " ORDER BY created_at DESC LIMIT ?",
+                              (*args, limit)).fetchall()
         return [_to_job(r) for r in rows]
 
     def next_queued(self) -> Job | None:
@@ -147,10 +165,11 @@ class JobStore:
                              "LIMIT 1").fetchone()
         return _to_job(row) if row else None
 
-    def transition(self, job_id: str, to: str, *, allowed_from: tuple[str, ...],
+    def transition(self, job_id: str, to: JobState, *, allowed_from: tuple[JobState, ...],
                    message: str, error: str | None = None, **data: Any) -> bool:
         """Move to `to` if the job is in one of `allowed_from`; record an event when it moves."""
-        sets, params = ["state = ?"], [to]
+        sets: list[str] = ["state = ?"]
+        params: list[Any] = [to]
         if error is not None:
             sets.append("error = ?")
             params.append(error)
@@ -173,8 +192,8 @@ class JobStore:
         """Forget a finished job and its events (its files are the caller's to remove)."""
         with self._connect() as db:
             db.execute("DELETE FROM events WHERE job_id = ?", (job_id,))
-            db.execute(f"DELETE FROM jobs WHERE id = ? AND state IN ({','.join('?' * len(TERMINAL))})",
-                       (job_id, *TERMINAL))
+            db.execute(f"DELETE FROM jobs WHERE id = ? AND state IN "
+                       f"({','.join('?' * len(TERMINAL))})", (job_id, *TERMINAL))
 
     def set_progress(self, job_id: str, progress: dict[str, Any]) -> None:
         with self._connect() as db:
@@ -189,13 +208,27 @@ class JobStore:
             db.execute("INSERT INTO events (job_id, created_at, type, message, data) "
                        "VALUES (?, ?, ?, ?, ?)", (job_id, now(), type_, message, json.dumps(data)))
 
-    def events(self, job_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
+    def events(self, job_id: str, *, after: int = 0, limit: int = 1000) -> builtins.list[Event]:
         with self._connect() as db:
             rows = db.execute("SELECT * FROM events WHERE job_id = ? AND seq > ? ORDER BY seq "
                               "LIMIT ?", (job_id, after, limit)).fetchall()
         return [Event(seq=r["seq"], job_id=r["job_id"], created_at=r["created_at"],
                       type=r["type"], message=r["message"], data=json.loads(r["data"]))
                 for r in rows]
+
+    def follow(self, job_id: str, *, after: int = 0, follow: bool = True,
+               poll_seconds: float = 1.0) -> Iterator[Event]:
+        """The job's events after `after`; with `follow`, new ones as they come (polling)
+        until the job has ended and every event up to its end was given."""
+        last = after
+        while True:
+            for event in self.events(job_id, after=last):
+                last = event.seq
+                yield event
+            job = self.get(job_id)
+            if not follow or job is None or (job.terminal and not self.events(job_id, after=last)):
+                return
+            time.sleep(poll_seconds)
 
 
 def _to_job(row: sqlite3.Row) -> Job:

@@ -11,7 +11,7 @@ other; it is held only for those short steps, never for the import itself.
 import threading
 
 from api.errors import Conflict
-from api.jobs.store import ACTIVE, JobStore
+from api.jobs.store import JobStore
 
 
 class ModelUse:
@@ -45,7 +45,7 @@ class ModelUse:
 def check_no_job_uses(store: JobStore, name: str, *, action: str) -> None:
     """Conflict while an active job uses `name`: a fine-tuning job trains on it (its base),
     a dataset job has it as the teacher, or a job is still producing a model of that name."""
-    for job in store.list(states=ACTIVE, limit=10_000):
+    for job in store.active():
         if job.base_model == name:
             role = "the teacher of" if job.kind == "dataset" else "the base of"
             raise Conflict(f"Model {name!r} is in use: it is {role} job {job.id} ({job.state}). "

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from api.errors import Conflict
+from api.sqlite import Database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS variants (
@@ -38,14 +39,7 @@ class Variant:
 class VariantRegistry:
     def __init__(self, path: Path):
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute(_SCHEMA)
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30)
-        db.row_factory = sqlite3.Row
-        return db
+        self._connect = Database(path, [_SCHEMA]).connect
 
     def add(self, variant: Variant) -> Variant:
         created = variant.created_at or datetime.now(UTC).isoformat(timespec="seconds")

@@ -14,6 +14,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from api.sqlite import Database
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
     model       TEXT NOT NULL,
@@ -49,14 +51,7 @@ class DocumentRecord:
 class DocumentCatalog:
     def __init__(self, path: Path):
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30)
-        db.row_factory = sqlite3.Row
-        return db
+        self._connect = Database(path, [_SCHEMA]).connect
 
     def begin(self, *, model: str, import_id: str, file: str) -> None:
         """Note an import before its file and chunks are written (see `pending`)."""

@@ -1,7 +1,5 @@
 """Fine-tuning jobs: submit (seed path /fine_tune_model), read, list, follow events, cancel."""
 
-import time
-from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
@@ -11,11 +9,10 @@ from starlette.concurrency import run_in_threadpool
 
 from api.datasets.service import training_file
 from api.deps import CatalogDep, JobStoreDep, RegistryDep, RunnerDep, SettingsDep
-from api.errors import Conflict, InvalidInput, NotFound
+from api.errors import Conflict, InvalidInput
 from api.finetune.service import Upload, submit_export, submit_fine_tune
 from api.finetune.spec import ExportRequest, FineTuneSpec
 from api.jobs.schemas import EventPublic, JobPublic, JobsPublic
-from api.jobs.store import Job, JobStore
 from api.problems import responses
 from api.routes.forms import read_upload, spec_fields
 
@@ -71,13 +68,6 @@ async def create_fine_tune_job(
     return JobPublic.of(job)
 
 
-def _job(store: JobStore, job_id: str) -> Job:
-    job = store.get(job_id)
-    if job is None:
-        raise NotFound(f"Job {job_id!r} not found; GET /jobs lists jobs.")
-    return job
-
-
 @router.get("/jobs", response_model=JobsPublic)
 def list_jobs(store: JobStoreDep,
               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JobsPublic:
@@ -89,18 +79,18 @@ def list_jobs(store: JobStoreDep,
 @router.get("/jobs/{job_id}", response_model=JobPublic, responses=responses(404))
 def read_job(job_id: str, store: JobStoreDep) -> JobPublic:
     """A job's state, progress and, at the end, metrics."""
-    return JobPublic.of(_job(store, job_id))
+    return JobPublic.of(store.require(job_id))
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobPublic, responses=responses(404, 409))
 def cancel_job(job_id: str, store: JobStoreDep, runner: RunnerDep) -> JobPublic:
     """Cancel a queued or running job. Cancelling a cancelled job changes nothing."""
-    job = _job(store, job_id)
+    job = store.require(job_id)
     if job.state in ("succeeded", "failed"):  # cancelled stays cancelled: idempotent
         raise Conflict(f"Job {job_id} already {job.state}; only queued or running jobs can be "
                        "cancelled.")
     runner.cancel(job_id)
-    return JobPublic.of(_job(store, job_id))
+    return JobPublic.of(store.require(job_id))
 
 
 @router.post("/jobs/{job_id}/export", status_code=202, response_model=JobPublic,
@@ -124,19 +114,11 @@ def stream_job_events(
     follow: Annotated[bool, Query(description="Keep streaming until the job ends.")] = True,
 ) -> StreamingResponse:
     """Replay the job's events, then follow new ones until a terminal event."""
-    _job(store, job_id)
+    store.require(job_id)
+    frames = (f"id: {event.seq}\nevent: {event.type}\n"
+              f"data: {EventPublic.of(event).model_dump_json()}\n\n"
+              for event in store.follow(job_id, after=after, follow=follow,
+                                        poll_seconds=settings.job_poll_seconds))
 
-    def frames() -> Iterator[str]:
-        last = after
-        while True:
-            for event in store.events(job_id, after=last):
-                last = event.seq
-                yield (f"id: {event.seq}\nevent: {event.type}\n"
-                       f"data: {EventPublic.of(event).model_dump_json()}\n\n")
-            job = store.get(job_id)
-            if not follow or job is None or (job.terminal and not store.events(job_id, after=last)):
-                return
-            time.sleep(settings.job_poll_seconds)
-
-    return StreamingResponse(frames(), media_type="text/event-stream",
+    return StreamingResponse(frames, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache"})

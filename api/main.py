@@ -7,7 +7,7 @@ from functools import partial
 
 from fastapi import Depends, FastAPI
 
-from api import docs, problems
+from api import docs, openapi, problems
 from api.auth import ApiKeyGate, require_api_key
 from api.body_limit import BodyLimit
 from api.config import Settings, get_settings
@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.model_use = ModelUse()  # imports hold their model against deletes
+    openapi.install(app)  # the schema documents the errors that problems.py answers
     problems.install(app)
     docs.install(app)
     app.add_middleware(BodyLimit, settings=settings)  # caps bodies while they arrive

@@ -15,12 +15,14 @@ from api.models.catalog import BaseCatalog
 from api.models.in_use import ModelUse
 from api.models.library import library_source
 from api.models.registry import VariantRegistry
+from api.models.service import ModelService
 from api.datasets.service import generation_step
 from api.finetune.device import check_at_start
 from api.finetune.publish import publish
 from api.jobs.runner import JobRunner
 from api.jobs.store import JobStore
 from api.rag.documents import DocumentService
+from api.rag.model_documents import ModelDocuments
 from api.routes import datasets, documents, generate, health, jobs, models, openai
 from api.serving.base import ModelServer
 
@@ -52,6 +54,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except Exception:
             logging.getLogger(__name__).exception("could not clean up interrupted imports")
         app.state.job_store = JobStore(settings.jobs_db)
+        app.state.models = ModelService(
+            catalog=app.state.catalog, registry=app.state.registry, server=app.state.server,
+            jobs=app.state.job_store, use=app.state.model_use,
+            default_base=settings.default_base_model, artifacts_root=settings.jobs_dir,
+            dependents=[app.state.documents])  # a model's documents go with it
+        app.state.model_documents = ModelDocuments(models=app.state.models,
+                                                   documents=app.state.documents)
         app.state.runner = JobRunner(
             app.state.job_store, settings,
             after_training=partial(publish, settings=settings, catalog=app.state.catalog,

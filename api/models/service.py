@@ -16,9 +16,9 @@ from api.jobs.guards import check_no_job_uses, check_not_producing
 from api.jobs.store import JobStore
 from api.models.catalog import Base, BaseCatalog
 from api.models.in_use import ModelUse
-from api.models.names import check_name
 from api.models.registry import Variant, VariantRegistry
 from api.models.schemas import ModelCreate, ModelPublic
+from api.names import check_name
 from api.serving.base import LibraryModel, ModelServer, ServedModel
 
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from api.config import get_settings
-from api.models.names import is_valid_name
+from api.names import is_valid_name
 from api.models.provision import (ProvisionError, provision_from_dir, provision_from_hf,
                                   provision_smollm2)
 

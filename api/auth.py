@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.docs import DOCS_URL, OAUTH2_REDIRECT_URL, REDOC_URL, STATIC_URL
 from api.errors import Unauthorized
-from api.problems import _respond
+from api.problems import problem_response
 
 _bearer = HTTPBearer(auto_error=False, description="The value of LLM_API_KEY.")
 # Open without the key: liveness, and the schema and its viewers (the schema, no data)
@@ -69,6 +69,7 @@ class ApiKeyGate:
                 check_key(self.api_key, _bearer_token(scope))
             except Unauthorized as exc:
                 request = Request(scope)
-                await _respond(request, exc.status, exc.title, exc.detail)(scope, receive, send)
+                response = problem_response(request, exc.status, exc.title, exc.detail)
+                await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

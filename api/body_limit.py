@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.config import Settings
-from api.problems import _respond
+from api.problems import problem_response
 
 JSON_LIMIT = 8 * 1024 * 1024  # far above any prompt, message list or spec
 FORM_OVERHEAD = 256 * 1024  # multipart headers and text fields next to the files
@@ -84,7 +84,7 @@ class BodyLimit:
 
     @staticmethod
     async def _refuse(scope: Scope, receive: Receive, send: Send, detail: str) -> None:
-        response = _respond(Request(scope), 413, "Content Too Large", detail)
+        response = problem_response(Request(scope), 413, "Content Too Large", detail)
         await response(scope, receive, _closing_on_413(send))
 
 

@@ -8,9 +8,10 @@ from api.config import Settings
 from api.jobs.runner import JobRunner
 from api.jobs.store import JobStore
 from api.models.catalog import BaseCatalog
-from api.models.in_use import ModelUse
 from api.models.registry import VariantRegistry
+from api.models.service import ModelService
 from api.rag.documents import DocumentService
+from api.rag.model_documents import ModelDocuments
 from api.serving.base import ModelServer
 
 
@@ -55,8 +56,13 @@ def _documents(request: Request) -> DocumentService:
 DocumentsDep = Annotated[DocumentService, Depends(_documents)]
 
 
-def _model_use(request: Request) -> ModelUse:
-    return request.app.state.model_use
+def _models(request: Request) -> ModelService:
+    return request.app.state.models
 
 
-ModelUseDep = Annotated[ModelUse, Depends(_model_use)]
+def _model_documents(request: Request) -> ModelDocuments:
+    return request.app.state.model_documents
+
+
+ModelsDep = Annotated[ModelService, Depends(_models)]
+ModelDocumentsDep = Annotated[ModelDocuments, Depends(_model_documents)]

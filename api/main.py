@@ -7,7 +7,7 @@ from functools import partial
 
 from fastapi import Depends, FastAPI
 
-from api import docs, problems
+from api import docs, openapi, problems
 from api.auth import ApiKeyGate, require_api_key
 from api.body_limit import BodyLimit
 from api.config import Settings, get_settings
@@ -15,6 +15,7 @@ from api.models.catalog import BaseCatalog
 from api.models.in_use import ModelUse
 from api.models.library import library_source
 from api.models.registry import VariantRegistry
+from api.models.service import ModelService
 from api.datasets.service import generation_step
 from api.finetune.device import check_at_start
 from api.finetune.kinds import fine_tune_kinds
@@ -23,6 +24,7 @@ from api.jobs.kinds import JobKind
 from api.jobs.runner import JobRunner
 from api.jobs.store import JobStore
 from api.rag.documents import DocumentService
+from api.rag.model_documents import ModelDocuments
 from api.routes import datasets, documents, generate, health, jobs, models, openai
 from api.serving.base import ModelServer
 
@@ -67,6 +69,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except Exception:
             logging.getLogger(__name__).exception("could not clean up interrupted imports")
         app.state.job_store = JobStore(settings.jobs_db)
+        app.state.models = ModelService(
+            catalog=app.state.catalog, registry=app.state.registry, server=app.state.server,
+            jobs=app.state.job_store, use=app.state.model_use,
+            default_base=settings.default_base_model, artifacts_root=settings.jobs_dir,
+            dependents=[app.state.documents])  # a model's documents go with it
+        app.state.model_documents = ModelDocuments(models=app.state.models,
+                                                   documents=app.state.documents)
         app.state.runner = JobRunner(
             app.state.job_store, settings, job_kinds(settings, app),
             # Ollama holds models in VRAM for minutes; the embedded backend has nothing there
@@ -89,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.model_use = ModelUse()  # imports hold their model against deletes
+    openapi.install(app)  # the schema documents the errors that problems.py answers
     problems.install(app)
     docs.install(app)
     app.add_middleware(BodyLimit, settings=settings)  # caps bodies while they arrive

@@ -69,9 +69,11 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"description": DESCRIPTIONS[status]} for status in statuses}
 
 
-def _respond(request: Request, status: int, title: str, detail: str,
-             errors: list[str] | None = None,
-             headers: dict[str, str] | None = None) -> JSONResponse:
+def problem_response(request: Request, status: int, title: str, detail: str,
+                     errors: list[str] | None = None,
+                     headers: dict[str, str] | None = None) -> JSONResponse:
+    """The error answer for `request`: problem details, or OpenAI's envelope under /v1/.
+    Also used by the middlewares (auth, body limit) that answer before any route runs."""
     headers = dict(headers or {})
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
@@ -116,36 +118,36 @@ def _allowed_methods(request: Request) -> str:
 
 
 def install(app: FastAPI) -> None:
-    from api.openapi import install as install_openapi
-
-    install_openapi(app)  # the schema documents these errors
+    """Translate every error to `problem_response` (the schema says so: api/openapi.py)."""
 
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
-        return _respond(request, exc.status, exc.title, exc.detail, getattr(exc, "errors", None))
+        return problem_response(request, exc.status, exc.title, exc.detail,
+                                getattr(exc, "errors", None))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [f"{_location(tuple(e['loc']))}: {e['msg']}" for e in exc.errors()]
         detail = "Invalid request: " + "; ".join(errors)
-        return _respond(request, 422, "Unprocessable Content", detail, errors)
+        return problem_response(request, 422, "Unprocessable Content", detail, errors)
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         if exc.status_code == 404 and exc.detail == "Not Found":  # no route matched
-            return _respond(request, 404, "Not Found",
+            return problem_response(request, 404, "Not Found",
                             f"No route matches {request.method} {request.url.path}; the API's "
                             "routes are listed at /docs.")
         if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
-            return _respond(request, 400, "Bad Request", UNPARSABLE)  # FastAPI's own words
+            # FastAPI's own words
+            return problem_response(request, 400, "Bad Request", UNPARSABLE)
         if exc.status_code == 405:  # Starlette's `Allow` names one route's methods, not the path's
             exc.headers = {**(exc.headers or {}), "Allow": _allowed_methods(request)}
         # Keep the exception's headers: a 405 must say which methods are allowed (`Allow`).
-        return _respond(request, exc.status_code, str(exc.detail), str(exc.detail),
+        return problem_response(request, exc.status_code, str(exc.detail), str(exc.detail),
                         headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _respond(request, 500, "Internal Server Error",
+        return problem_response(request, 500, "Internal Server Error",
                         "Internal error; the server log has the details.")

@@ -13,8 +13,7 @@ from api.datasets.generate import generate, read_rows
 from api.datasets.spec import GenerateSpec
 from api.datasets.teacher import OpenAITeacher, ServedTeacher, Teacher, TeacherError
 from api.errors import Conflict, InvalidInput, NotFound
-from api.finetune.data import load_examples, resolve_seed
-from api.finetune.service import Upload
+from api.finetune.data import Upload, load_examples, resolve_seed
 from api.jobs.enqueue import enqueue
 from api.jobs.runner import JobRunner
 from api.jobs.store import ACTIVE, Job, JobStore

@@ -2,7 +2,7 @@
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.models.names import NAME_PATTERN
+from api.names import NAME_PATTERN
 
 OPENAI_PREFIX = "openai:"
 

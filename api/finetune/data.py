@@ -31,6 +31,14 @@ _SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "
 
 
 @dataclass(frozen=True)
+class Upload:
+    """An uploaded data file (training, evaluation or seed rows), read by `load_examples`."""
+
+    filename: str
+    content: bytes
+
+
+@dataclass(frozen=True)
 class Keys:
     question: str = "input"
     answer: str = "output"

@@ -7,12 +7,11 @@ saved as spec.json next to the job's outputs.
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from api.config import Settings
 from api.errors import Conflict, InvalidInput, NotFound
-from api.finetune.data import (Keys, Messages, Split, load_examples, resolve_seed,
+from api.finetune.data import (Keys, Messages, Split, Upload, load_examples, resolve_seed,
                                split_examples)
 from api.finetune.device import TrainingDevice, fit, training_device
 from api.finetune.lengths import too_long
@@ -24,12 +23,6 @@ from api.models.catalog import BaseCatalog
 from api.models.registry import VariantRegistry
 from api.serving.base import LibraryModel
 from api.serving.ollama_adapters import adapter_problem
-
-
-@dataclass(frozen=True)
-class Upload:
-    filename: str
-    content: bytes
 
 
 def _check_name_free(spec: FineTuneSpec, catalog: BaseCatalog, registry: VariantRegistry,

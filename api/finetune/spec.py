@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from api.models.names import ModelName
+from api.names import ModelName
 
 
 Quantization = Literal["Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "F16"]

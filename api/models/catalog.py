@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from api.errors import AppError
-from api.models.names import is_valid_name
+from api.names import is_valid_name
 from api.serving.base import LibraryModel
 
 log = logging.getLogger(__name__)

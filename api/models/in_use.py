@@ -11,7 +11,6 @@ other; it is held only for those short steps, never for the import itself.
 import threading
 
 from api.errors import Conflict
-from api.jobs.store import JobStore
 
 
 class ModelUse:
@@ -40,18 +39,3 @@ class ModelUse:
             more = f" (and {len(uses) - 1} more)" if len(uses) > 1 else ""
             raise Conflict(f"Model {model!r} is in use: {uses[0]}{more}. {action} when that "
                            "has finished.")
-
-
-def check_no_job_uses(store: JobStore, name: str, *, action: str) -> None:
-    """Conflict while an active job uses `name`: a fine-tuning job trains on it (its base),
-    a dataset job has it as the teacher, or a job is still producing a model of that name."""
-    for job in store.active():
-        if job.base_model == name:
-            role = "the teacher of" if job.kind == "dataset" else "the base of"
-            raise Conflict(f"Model {name!r} is in use: it is {role} job {job.id} ({job.state}). "
-                           f"Cancel the job (POST /jobs/{job.id}/cancel) or wait for it to "
-                           f"end, then {action}.")
-        if job.model_name == name and job.kind != "dataset":
-            raise Conflict(f"Model {name!r} does not exist yet: job {job.id} ({job.state}) is "
-                           f"producing it. Cancel the job (POST /jobs/{job.id}/cancel) to "
-                           "stop it.")

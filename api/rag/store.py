@@ -19,7 +19,7 @@ from langchain_core.documents import Document
 
 from api.config import Settings
 from api.errors import InvalidInput, Unavailable
-from api.models.names import is_valid_name
+from api.names import is_valid_name
 from api.rag.embed import Embedder
 
 # Chroma's rule: 3-512 of [a-zA-Z0-9._-], alphanumeric at both ends, no "..".

@@ -14,17 +14,12 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from api.errors import AppError, InvalidInput
+from api.errors import InvalidInput, PayloadTooLarge
 
 FIELD_LIMIT = 1024  # bytes for a text field such as `model`
 OVERHEAD = 64 * 1024  # room for multipart headers and small fields in Content-Length
 USAGE = "send multipart/form-data with a `file` part and a `model` field " \
         "(curl -F file=@handbook.pdf -F model=NAME)"
-
-
-class PayloadTooLarge(AppError):
-    status = 413
-    title = "Content Too Large"
 
 
 @dataclass

@@ -4,15 +4,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from api.deps import CatalogDep, DocumentsDep, ModelUseDep, RegistryDep, SettingsDep
-from api.errors import InvalidInput
+from api.deps import ModelDocumentsDep
 from api.models.schemas import Message
-from api.models.service import resolve_model
 from api.problems import responses
 from api.rag import upload as uploads
 from api.rag.catalog import DocumentRecord
 from api.rag.documents import DOC_NAME_RULE
-from api.rag.pdf import PDF_MAGIC, check_pdf_header
 
 router = APIRouter(tags=["documents"])
 
@@ -54,68 +51,36 @@ def _public(r: DocumentRecord) -> DocumentPublic:
 
 @router.post("/importDocument", status_code=201, response_model=DocumentImported,
              openapi_extra=_UPLOAD_SCHEMA, responses=responses(404, 409, 413, 503))
-async def import_document(request: Request, settings: SettingsDep, catalog: CatalogDep,
-                          registry: RegistryDep, documents: DocumentsDep,
-                          use: ModelUseDep) -> DocumentImported:
+async def import_document(request: Request, documents: ModelDocumentsDep) -> DocumentImported:
     """Import a PDF for a model (multipart: `file`, `model`, optional `name`); a document
     with the same name is replaced. The text is split into chunks and embedded."""
     upload = await uploads.receive(request, incoming_dir=documents.incoming_dir,
-                                   max_bytes=settings.rag_max_upload_bytes)
-    try:
-        name = upload.fields.get("name") or upload.filename or ""
-        what = f"importing document {name!r}"
-
-        def hold_model() -> str:  # the model cannot be deleted from now until the end
-            with use.lock:
-                model = resolve_model(catalog=catalog, registry=registry,
-                                      name=upload.fields.get("model", "")).name
-                use.acquire(model, what)
-                return model
-
-        model = await run_in_threadpool(hold_model)
-        try:
-            if not name:
-                raise InvalidInput("The upload has no file name; send a `name` field.")
-            with upload.path.open("rb") as f:
-                check_pdf_header(f.read(len(PDF_MAGIC)), name=name)
-            record, replaced = await run_in_threadpool(
-                documents.import_document, model=model, name=name, upload=upload.path,
-                size=upload.size)
-        finally:
-            use.release(model, what)
-    finally:
-        upload.path.unlink(missing_ok=True)  # moved away on success
+                                   max_bytes=documents.max_upload_bytes)
+    record, replaced = await run_in_threadpool(documents.import_upload, upload)
     return DocumentImported(**_public(record).model_dump(), replaced=replaced)
 
 
 @router.get("/listDocuments", response_model=DocumentsPublic, responses=responses(404, 503))
-def list_documents(catalog: CatalogDep, registry: RegistryDep, documents: DocumentsDep,
-                   model: str = _MODEL) -> DocumentsPublic:
+def list_documents(documents: ModelDocumentsDep, model: str = _MODEL) -> DocumentsPublic:
     """The documents a model answers from: name, pages, chunks, size, import time."""
-    served = resolve_model(catalog=catalog, registry=registry, name=model)
-    data = [_public(r) for r in documents.list_documents(model=served.name)]
-    return DocumentsPublic(model=served.name, data=data, count=len(data))
+    name, records = documents.list(model)
+    data = [_public(r) for r in records]
+    return DocumentsPublic(model=name, data=data, count=len(data))
 
 
 @router.delete("/deleteDocument", response_model=Message,
                 responses=responses(404, 409, 503))
-def delete_document(catalog: CatalogDep, registry: RegistryDep, documents: DocumentsDep,
-                    model: str = _MODEL,
+def delete_document(documents: ModelDocumentsDep, model: str = _MODEL,
                     document: str = Query(..., min_length=1, max_length=200,
                                           description="The document's name.")) -> Message:
     """Delete one document of a model (its file and its vectors)."""
-    served = resolve_model(catalog=catalog, registry=registry, name=model)
-    documents.delete_document(model=served.name, name=document)
-    return Message(message=f"Document {document!r} deleted from model {served.name!r}.")
+    name = documents.delete(model, document)
+    return Message(message=f"Document {document!r} deleted from model {name!r}.")
 
 
 @router.delete("/deleteAllDocuments", response_model=Message,
                 responses=responses(404, 409, 503))
-def delete_all_documents(catalog: CatalogDep, registry: RegistryDep, documents: DocumentsDep,
-                         use: ModelUseDep, model: str = _MODEL) -> Message:
+def delete_all_documents(documents: ModelDocumentsDep, model: str = _MODEL) -> Message:
     """Delete every document of a model (409 while a document is being imported for it)."""
-    with use.lock:
-        served = resolve_model(catalog=catalog, registry=registry, name=model)
-        use.check_free(served.name, action="Delete its documents")
-        count = documents.delete_all(model=served.name)
-    return Message(message=f"{count} document(s) deleted from model {served.name!r}.")
+    name, count = documents.delete_all(model)
+    return Message(message=f"{count} document(s) deleted from model {name!r}.")

@@ -6,7 +6,7 @@ from fastapi import UploadFile
 from pydantic import BaseModel
 
 from api.errors import InvalidInput, PayloadTooLarge
-from api.finetune.service import Upload
+from api.finetune.data import Upload
 
 
 def spec_fields(form: BaseModel, file_fields: set[str], schema: str) -> dict[str, Any]:

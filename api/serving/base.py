@@ -13,6 +13,9 @@ class ServedModel:
     A model from Ollama's own library has no GGUF of ours: `gguf_path` is None and
     `ollama_base` names the Ollama model it is (a base: `name` is that model's library name,
     api/serving/ollama_names.py) or is built on (a variant: any other name).
+    `base_name` names the provisioned base whose GGUF `gguf_path` is (None for an exported
+    GGUF of its own): a backend that imports models (Ollama) imports that base once and
+    builds its variants on it.
     """
 
     name: str
@@ -22,6 +25,7 @@ class ServedModel:
     template: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     ollama_base: str | None = None
+    base_name: str | None = None
 
 
 @dataclass(frozen=True)

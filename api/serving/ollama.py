@@ -40,7 +40,6 @@ from ollama import Client, ResponseError
 
 from api.config import Settings
 from api.errors import AppError, InvalidInput, Unavailable
-from api.models.catalog import read_base
 from api.serving.base import Chunk, LibraryModel, ServedModel
 from api.serving.ollama_names import library_models, library_name, ollama_name, platform_name
 
@@ -229,8 +228,7 @@ class OllamaServer:
             self._register_on_library(model)
             return
         assert model.gguf_path is not None
-        base = read_base(model.gguf_path.parent)
-        base_name = base.name if base and base.gguf_path == model.gguf_path else None
+        base_name = model.base_name
         with self._lock:
             spec: dict[str, Any] = {}
             if base_name is not None and base_name != model.name:

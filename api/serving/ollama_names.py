@@ -6,7 +6,7 @@ namespace, so models pulled into the same Ollama by hand never collide with ours
 
 Ollama's library. A model pulled into Ollama (`ollama pull llama3.2:3b`, or the
 entrypoint's OLLAMA_BASE_MODEL) is offered as a base under a name that follows our name
-rules (api/models/names.py), made by `library_name`:
+rules (api/names.py), made by `library_name`:
 - lowercase (Ollama compares names case-insensitively);
 - the default registry and namespace are dropped (`registry.ollama.ai/library/x` is `x`);
 - a `:latest` tag is dropped, any other tag is joined with `-`: `llama3.2:3b` is
@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from api.models.names import is_valid_name
+from api.names import is_valid_name
 from api.serving.base import LibraryModel
 
 log = logging.getLogger(__name__)

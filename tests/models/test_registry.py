@@ -3,7 +3,7 @@
 import pytest
 
 from api.errors import Conflict, InvalidInput
-from api.models.names import check_name, is_valid_name
+from api.names import check_name, is_valid_name
 from api.models.registry import Variant, VariantRegistry
 
 

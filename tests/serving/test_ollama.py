@@ -50,7 +50,9 @@ def server(double: OllamaDouble, tmp_path: Path) -> Iterator[OllamaServer]:
 
 
 def variant(base_gguf: Path, name: str = "pirate", **fields: object) -> ServedModel:
-    return ServedModel(name=name, gguf_path=base_gguf, **fields)  # type: ignore[arg-type]
+    # built on the base that make_base put there, as api/models/service.served_model says
+    return ServedModel(name=name, gguf_path=base_gguf, base_name=base_gguf.parent.name,
+                       **fields)  # type: ignore[arg-type]
 
 
 # -- names and options --------------------------------------------------------------------

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from api.models.names import is_valid_name
+from api.names import is_valid_name
 from api.serving.ollama_names import library_models, library_name
 
 

@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+from tests.routes.test_generate import CAPITAL  # a question answered by a wide margin
+
 from api.config import REPO_ROOT
 from api.models.catalog import read_base
 from api.models.provision import ProvisionError, provision_from_dir, provision_from_hf
@@ -119,7 +121,6 @@ def test_from_dir_converts_a_checkpoint_that_then_serves(tmp_path, base_models_d
     client = make_client(base_models_dir=models)
     assert [m["name"] for m in client.get("/listModels").json()["data"]] == ["smol-copy"]
     r = client.post("/generate", json={"model": "smol-copy", "system": "You are a helpful assistant.",
-                                       "prompt": "What is the capital of France?",
-                                       "options": {"temperature": 0, "max_tokens": 40}})
+                                       "prompt": CAPITAL, "options": {"temperature": 0, "max_tokens": 40}})
     assert r.status_code == 200, r.text
     assert "paris" in r.json()["response"].lower()

@@ -4,6 +4,10 @@ import json
 
 import pytest
 
+# A question SmolLM2-135M answers with "Paris" by a wide margin (1.6 logits at the first
+# token): "What is the capital of France?" alone is a coin toss (0.1), and CPUs with other
+# SIMD paths round their way to a different first token (seen on an AVX2-only EPYC).
+CAPITAL = "What is the capital of France? Answer in one sentence."
 GREEDY = {"temperature": 0, "max_tokens": 60}
 HELPFUL = "You are a helpful assistant."
 PERSONA = "You are Zorblat, an assistant made by Acme Corp."
@@ -16,7 +20,7 @@ def helper(client):
 
 
 def test_generate_answers_with_paris(client, helper):
-    r = client.post("/generate", json={"model": helper, "prompt": "What is the capital of France?",
+    r = client.post("/generate", json={"model": helper, "prompt": CAPITAL,
                                        "options": GREEDY})
     assert r.status_code == 200, r.text
     body = r.json()
@@ -28,7 +32,7 @@ def test_generate_answers_with_paris(client, helper):
 
 
 def test_streamed_generation_matches_the_whole_answer(client, helper):
-    request = {"model": helper, "prompt": "What is the capital of France?", "options": GREEDY}
+    request = {"model": helper, "prompt": CAPITAL, "options": GREEDY}
     whole = client.post("/generate", json=request).json()["response"]
     with client.stream("POST", "/generate", json={**request, "stream": True}) as r:
         assert r.status_code == 200
@@ -72,7 +76,7 @@ def test_seed_makes_sampling_reproducible(client, helper):
 
 
 def test_stop_strings_end_the_reply(client, helper):
-    r = client.post("/generate", json={"model": helper, "prompt": "What is the capital of France?",
+    r = client.post("/generate", json={"model": helper, "prompt": CAPITAL,
                                        "options": {**GREEDY, "stop": ["Paris"]}}).json()
     assert "Paris" not in r["response"]
     assert r["done_reason"] == "stop"

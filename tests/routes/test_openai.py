@@ -6,6 +6,11 @@ from openai import OpenAI
 
 HELPFUL = "You are a helpful assistant."
 
+# A question SmolLM2-135M answers with "Paris" by a wide margin (1.6 logits at the first
+# token): "What is the capital of France?" alone is a coin toss (0.1), and CPUs with other
+# SIMD paths round their way to a different first token (seen on an AVX2-only EPYC).
+CAPITAL = "What is the capital of France? Answer in one sentence."
+
 
 @pytest.fixture
 def oai(client):
@@ -21,7 +26,7 @@ def test_list_models(oai):
 
 def test_chat_completion(oai):
     r = oai.chat.completions.create(
-        model="helper", messages=[{"role": "user", "content": "What is the capital of France?"}],
+        model="helper", messages=[{"role": "user", "content": CAPITAL}],
         temperature=0, max_tokens=60)
     assert "paris" in r.choices[0].message.content.lower()
     assert r.choices[0].finish_reason == "stop"
@@ -31,7 +36,7 @@ def test_chat_completion(oai):
 
 def test_chat_completion_streamed(oai):
     stream = oai.chat.completions.create(
-        model="helper", messages=[{"role": "user", "content": "What is the capital of France?"}],
+        model="helper", messages=[{"role": "user", "content": CAPITAL}],
         temperature=0, max_tokens=60, stream=True, stream_options={"include_usage": True})
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

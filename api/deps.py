@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.chat.service import ChatService
 from api.config import Settings
 from api.jobs.runner import JobRunner
 from api.jobs.store import JobStore
@@ -60,3 +61,12 @@ def _model_use(request: Request) -> ModelUse:
 
 
 ModelUseDep = Annotated[ModelUse, Depends(_model_use)]
+
+
+def _chat(request: Request) -> ChatService:
+    state = request.app.state
+    return ChatService(settings=state.settings, catalog=state.catalog, registry=state.registry,
+                       server=state.server, documents=state.documents)
+
+
+ChatDep = Annotated[ChatService, Depends(_chat)]

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.chat.service import ChatService
 from api.config import Settings
 from api.jobs.runner import JobRunner
 from api.jobs.store import JobStore
@@ -66,3 +67,12 @@ def _model_documents(request: Request) -> ModelDocuments:
 
 ModelsDep = Annotated[ModelService, Depends(_models)]
 ModelDocumentsDep = Annotated[ModelDocuments, Depends(_model_documents)]
+
+
+def _chat(request: Request) -> ChatService:
+    state = request.app.state
+    return ChatService(settings=state.settings, catalog=state.catalog, registry=state.registry,
+                       server=state.server, documents=state.documents)
+
+
+ChatDep = Annotated[ChatService, Depends(_chat)]

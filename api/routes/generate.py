@@ -7,14 +7,9 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import CatalogDep, DocumentsDep, RegistryDep, ServerDep, SettingsDep
-from api.errors import AppError
-from api.generation import collect, stream_chat
-from api.models.service import resolve_model
+from api.chat import Chat, ChatRequest, Source, StreamError
+from api.deps import ChatDep
 from api.problems import responses
-from api.rag.answer import Source
-from api.rag.grounding import ground_request
-from api.serving.base import Chunk
 from api.serving.options import GenerationOptions
 
 router = APIRouter(tags=["generate"])
@@ -50,46 +45,32 @@ class GenerateResponse(BaseModel):
                                 description="E.g. retrieved context trimmed to fit the window.")
 
 
-def _ndjson(model: str, chunks: Iterator[Chunk], extra: dict[str, object]) -> Iterator[str]:
-    try:
-        for chunk in chunks:
-            line: dict[str, object] = {"model": model, "response": chunk.text, "done": False}
-            if chunk.finish_reason is not None:
-                line.update(done=True, done_reason=chunk.finish_reason,
-                            prompt_tokens=chunk.prompt_tokens,
-                            completion_tokens=chunk.completion_tokens, **extra)
-            yield json.dumps(line) + "\n"
-    except AppError as exc:  # the status line is gone: report in-band, as Ollama does
-        yield json.dumps({"model": model, "error": exc.detail, "done": True}) + "\n"
+def _ndjson(chat: Chat) -> Iterator[str]:
+    model, extra = chat.model, chat.grounding_fields()
+    for event in chat.events():
+        if isinstance(event, StreamError):  # after the status line: in-band, as Ollama does
+            yield json.dumps({"model": model, "error": event.message, "done": True}) + "\n"
+            return
+        line: dict[str, object] = {"model": model, "response": event.text, "done": False}
+        if event.finish_reason is not None:
+            line.update(done=True, done_reason=event.finish_reason,
+                        prompt_tokens=event.prompt_tokens,
+                        completion_tokens=event.completion_tokens, **extra)
+        yield json.dumps(line) + "\n"
 
 
 @router.post("/generate", response_model=GenerateResponse,
              responses={200: {"content": {"application/x-ndjson": {}},
                               "description": "JSON, or NDJSON lines when `stream` is true."},
                         **responses(404, 503)})
-def generate(
-    body: GenerateRequest, settings: SettingsDep, catalog: CatalogDep, registry: RegistryDep,
-    server: ServerDep, documents: DocumentsDep,
-) -> GenerateResponse | StreamingResponse:
+def generate(body: GenerateRequest, chats: ChatDep) -> GenerateResponse | StreamingResponse:
     """Answer a prompt with a model, applying its system prompt and default options."""
-    model = resolve_model(catalog=catalog, registry=registry, name=body.model)
-    messages = [{"role": "user", "content": body.prompt}]
-    if body.system is not None:
-        messages.insert(0, {"role": "system", "content": body.system})
-    grounded = ground_request(documents=documents, server=server, model=model, messages=messages,
-                              names=body.documents, all_documents=body.all_documents,
-                              options=body.options, settings=settings)
-    extra: dict[str, object] = {}
-    if grounded is not None:
-        messages = grounded.messages
-        extra = {"sources": [s.model_dump() for s in grounded.sources],
-                 "warnings": grounded.warnings}
-    chunks = stream_chat(server=server, model=model, messages=messages, options=body.options,
-                         settings=settings)
+    chat = chats.start(ChatRequest.from_prompt(
+        model=body.model, prompt=body.prompt, system=body.system, options=body.options,
+        documents=body.documents, all_documents=body.all_documents))
     if body.stream:
-        return StreamingResponse(_ndjson(model.name, chunks, extra),
-                                 media_type="application/x-ndjson")
-    text, last = collect(chunks)
-    return GenerateResponse(model=model.name, response=text, done_reason=last.finish_reason,
+        return StreamingResponse(_ndjson(chat), media_type="application/x-ndjson")
+    text, last = chat.whole()
+    return GenerateResponse(model=chat.model, response=text, done_reason=last.finish_reason,
                             prompt_tokens=last.prompt_tokens,
-                            completion_tokens=last.completion_tokens, **extra)
+                            completion_tokens=last.completion_tokens, **chat.grounding_fields())

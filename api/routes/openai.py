@@ -11,13 +11,11 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import CatalogDep, DocumentsDep, RegistryDep, ServerDep, SettingsDep
-from api.errors import AppError, InvalidInput
-from api.generation import collect, stream_chat
-from api.models.service import list_models, resolve_model
+from api.chat import Chat, ChatRequest, Chunk, StreamError
+from api.deps import CatalogDep, ChatDep, RegistryDep
+from api.errors import InvalidInput
+from api.models.service import list_models
 from api.problems import responses
-from api.rag.grounding import ground_request
-from api.serving.base import Chunk
 from api.serving.options import GenerationOptions, StopString, json_int
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -100,59 +98,46 @@ def _usage(last: Chunk) -> dict[str, int]:
             "total_tokens": prompt + completion}
 
 
-def _sse(model: str, chunks: Iterator[Chunk], include_usage: bool,
-         extra: dict[str, object]) -> Iterator[str]:
+def _sse(chat: Chat, include_usage: bool) -> Iterator[str]:
     base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
-            "created": int(time.time()), "model": model}
+            "created": int(time.time()), "model": chat.model}
+    extra = chat.grounding_fields()
 
     def frame(delta: dict[str, str], finish: str | None, **extra: object) -> str:
         choice = {"index": 0, "delta": delta, "finish_reason": finish}
         return f"data: {json.dumps({**base, 'choices': [choice], **extra})}\n\n"
 
     yield frame({"role": "assistant", "content": ""}, None)
-    try:
-        for chunk in chunks:
-            if chunk.text:
-                yield frame({"content": chunk.text}, None)
-            if chunk.finish_reason is not None:
-                yield frame({}, chunk.finish_reason, **extra)
-                if include_usage:
-                    usage = {**base, "choices": [], "usage": _usage(chunk)}
-                    yield f"data: {json.dumps(usage)}\n\n"
-    except AppError as exc:
-        yield f"data: {json.dumps({'error': {'message': exc.detail, 'type': 'api_error'}})}\n\n"
+    for event in chat.events():
+        if isinstance(event, StreamError):
+            error = {"error": {"message": event.message, "type": "api_error"}}
+            yield f"data: {json.dumps(error)}\n\n"
+            break
+        if event.text:
+            yield frame({"content": event.text}, None)
+        if event.finish_reason is not None:
+            yield frame({}, event.finish_reason, **extra)
+            if include_usage:
+                usage = {**base, "choices": [], "usage": _usage(event)}
+                yield f"data: {json.dumps(usage)}\n\n"
     yield "data: [DONE]\n\n"
 
 
 @router.post("/chat/completions", responses=responses(404, 503))
-def create_chat_completion(
-    body: ChatCompletionRequest, settings: SettingsDep, catalog: CatalogDep,
-    registry: RegistryDep, server: ServerDep, documents: DocumentsDep,
-) -> object:
+def create_chat_completion(body: ChatCompletionRequest, chats: ChatDep) -> object:
     """Chat completion in OpenAI's format, streamed as server-sent events when asked."""
-    model = resolve_model(catalog=catalog, registry=registry, name=body.model)
-    messages = [m.as_plain() for m in body.messages]
-    options = body.options()
-    grounded = ground_request(documents=documents, server=server, model=model, messages=messages,
-                              names=body.documents, all_documents=body.all_documents,
-                              options=options, settings=settings)
-    extra: dict[str, object] = {}
-    if grounded is not None:
-        messages = grounded.messages
-        extra = {"sources": [s.model_dump() for s in grounded.sources],
-                 "warnings": grounded.warnings}
-    chunks = stream_chat(server=server, model=model, messages=messages, options=options,
-                         settings=settings)
+    chat = chats.start(ChatRequest(
+        model=body.model, messages=[m.as_plain() for m in body.messages], options=body.options(),
+        documents=body.documents, all_documents=body.all_documents))
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(_sse(model.name, chunks, include_usage, extra),
-                                 media_type="text/event-stream")
-    text, last = collect(chunks)
+        return StreamingResponse(_sse(chat, include_usage), media_type="text/event-stream")
+    text, last = chat.whole()
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
-        "created": int(time.time()), "model": model.name,
+        "created": int(time.time()), "model": chat.model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                      "finish_reason": last.finish_reason}],
         "usage": _usage(last),
-        **extra,
+        **chat.grounding_fields(),
     }

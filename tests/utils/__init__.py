@@ -10,6 +10,7 @@ Test modules import from here, never from each other (the FastAPI template's
 - runner: a queued job and a JobRunner whose child process does nothing;
 - devices: TrainingDevice values for a CPU host, an H200 and broken CUDA set-ups;
 - api_process: the API as a real uvicorn process (SIGKILL and restart);
+- service_process: the `service` fixture, the API as `make run` starts it, with a key;
 - chroma: a real Chroma server on a loopback port;
 - ollama_double: a protocol double of the Ollama server; ollama_app: the app against it;
 - fake_server: FakeServer, a ModelServer that replies from a script (fast route tests).

@@ -3,7 +3,7 @@
 # Ollama library name such as smollm2:135m) is in the model volume, then mark the container
 # ready for its healthcheck and wait on the server.
 # The container has no outbound network, so nothing is pulled here: an operator pulls with
-# scripts/ollama_pull.sh (README "Production"). The platform's own models (bases in
+# scripts/ollama_pull.sh (docs/production.md). The platform's own models (bases in
 # shared/models, variants, fine-tunes) are imported by the API through Ollama's blob and
 # create endpoints.
 set -euo pipefail

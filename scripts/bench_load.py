@@ -36,11 +36,11 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx  # noqa: E402
+from bench_doc import write_section  # noqa: E402  (scripts/ is on sys.path when run)
 
 from api.models.provision import DEFAULT_BASE, provision_smollm2  # noqa: E402
-from tests.api_process import ApiProcess, processes_using  # noqa: E402
-from tests.tiny_model import TINY, build_tiny_base, qa_csv  # noqa: E402
-from bench_doc import write_section  # noqa: E402  (scripts/ is on sys.path when run)
+from tests.utils.api_process import ApiProcess, processes_using  # noqa: E402
+from tests.utils.tiny_model import TINY, build_tiny_base, qa_csv  # noqa: E402
 
 HEADING = "## Load"
 ENDPOINTS = ("POST /generate", "GET /listModels", "GET /jobs")

@@ -50,4 +50,4 @@ def make_client(base_models_dir: Path, tmp_path: Path) -> Iterator:
         c.__exit__(None, None, None)
 
 
-from tests.tiny_model import tiny_models_dir  # noqa: E402,F401  (fixture for training tests)
+from tests.utils.tiny_model import tiny_models_dir  # noqa: E402,F401  (fixture for training tests)

@@ -29,9 +29,8 @@ from api.finetune.data import MAX_FIELD_CHARS, load_examples
 from api.main import create_app
 from api.rag import documents as documents_module
 from api.rag.documents import DOC_NAME_RULE
-from tests.rag.pdfs import (MENU, bomb_pdf_bytes, inflating_pdf_bytes, looping_pdf_bytes,
-                            pdf_bytes)
-from tests.tiny_model import jsonl, qa_csv
+from tests.utils.pdfs import MENU, bomb_pdf_bytes, inflating_pdf_bytes, looping_pdf_bytes, pdf_bytes
+from tests.utils.tiny_model import jsonl, qa_csv
 
 NAME_RULE = "use 1-63 characters: lowercase ASCII letters, digits"
 # Names that must never become a file, directory or collection name, nor pass for another.

@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
-from tests.api_process import ApiProcess
+from tests.utils.api_process import ApiProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 HOST = "llm-api.test"  # resolved to 127.0.0.1 by Chromium alone; .test is never a real domain

@@ -19,11 +19,11 @@ import httpx
 import pytest
 
 from api.jobs.store import JobStore
-from tests.api_process import ApiProcess, processes_using, wait_no_processes_using
-from tests.rag.conftest import start_chroma_server
-from tests.rag.pdfs import HANDBOOK, pdf_bytes, slow_pdf_bytes
-from tests.routes.test_jobs import wait_for
-from tests.tiny_model import TINY, qa_csv
+from tests.utils.api_process import ApiProcess, processes_using, wait_no_processes_using
+from tests.utils.chroma import start_chroma_server
+from tests.utils.jobs import wait_for
+from tests.utils.pdfs import HANDBOOK, pdf_bytes, slow_pdf_bytes
+from tests.utils.tiny_model import TINY, qa_csv
 
 pytestmark = pytest.mark.faults
 

@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from api.config import Settings
 from api.main import create_app
-from tests.tiny_model import TINY
+from tests.utils.tiny_model import TINY
 
 KEY = "fuzz-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -107,7 +107,7 @@ def test_every_pin_resolves_for_the_image_platform(tmp_path, uv_cache):
         name = re.sub(r"[-_.]+", "-", requirement.name).lower()
         (pin,) = requirement.specifier
         assert resolved.get(name) == pin.version, (name, resolved.get(name), pin.version)
-    # PyPI's torch for Linux is the CUDA 13 build (README: driver 580 or newer); a CPU-only
+    # PyPI's torch for Linux is the CUDA 13 build (docs/production.md: driver 580 or newer); a CPU-only
     # torch would make every job in the image train on the CPU.
     assert "nvidia-cudnn-cu13" in resolved and "triton" in resolved
 

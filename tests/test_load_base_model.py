@@ -5,11 +5,10 @@ import sys
 
 import pytest
 
-from tests.routes.test_generate import CAPITAL  # a question answered by a wide margin
-
 from api.config import REPO_ROOT
 from api.models.catalog import read_base
 from api.models.provision import ProvisionError, provision_from_dir, provision_from_hf
+from tests.utils.prompts import CAPITAL
 
 SCRIPT = REPO_ROOT / "load_base_model.py"
 

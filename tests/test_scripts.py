@@ -14,8 +14,8 @@ import pytest
 
 from api.config import REPO_ROOT, Settings
 from api.main import create_app
-from tests.rag.pdfs import write_pdf
-from tests.test_service_process import service  # noqa: F401 - the running service fixture
+from tests.utils.pdfs import write_pdf
+from tests.utils.service_process import service  # noqa: F401 - the running service fixture
 
 CURL_DIR = REPO_ROOT / "scripts" / "curl"
 EXAMPLES = sorted(p for p in CURL_DIR.glob("*.sh") if not p.name.startswith("_"))

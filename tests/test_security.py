@@ -2,13 +2,12 @@
 
 Weights are loaded from safetensors (or a GGUF) only, never from pickles, and no model
 code from a checkpoint is run; the known advisories of the stack are either fixed by the
-pins or written down in the README's Security section.
+pins or written down in SECURITY.md, whose operator duties name real settings and targets.
 """
 
 import ast
 import re
 import tomllib
-from pathlib import Path
 
 import pytest
 import yaml
@@ -18,7 +17,7 @@ from api.config import REPO_ROOT
 SOURCES = sorted([*(REPO_ROOT / "api").rglob("*.py"), *(REPO_ROOT / "scripts").rglob("*.py"),
                   REPO_ROOT / "load_base_model.py"])
 SERVICE = [p for p in SOURCES if "scripts" not in p.relative_to(REPO_ROOT).parts]
-README = (REPO_ROOT / "README.md").read_text()
+SECURITY_MD = (REPO_ROOT / "SECURITY.md").read_text()
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 PINS = dict(re.fullmatch(r"([A-Za-z0-9_.-]+)==([^\s;]+)(?:\s*;.*)?", d)  # `; marker` allowed
             .groups() for d in PYPROJECT["project"]["dependencies"])  # type: ignore[union-attr]
@@ -131,15 +130,27 @@ def test_pins_are_at_or_above_the_fixed_releases(package, floor, advisory):
 
 def test_chromadb_advisory_is_fixed_or_documented():
     """CVE-2026-45829 affects chromadb <= 1.5.9; until a fixed release exists the pin stays
-    and the README says why it is not exposed."""
+    and SECURITY.md says why it is not exposed."""
     compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
     image = compose["services"]["chromadb"]["image"].split(":")[1]
     for version in (PINS["chromadb"], image):
         if _version(version) <= (1, 5, 9):
-            assert "CVE-2026-45829" in README and "GHSA-f4j7-r4q5-qw2c" in README
+            assert "CVE-2026-45829" in SECURITY_MD and "GHSA-f4j7-r4q5-qw2c" in SECURITY_MD
 
 
-def test_readme_has_a_security_section_naming_the_audit():
-    section = README.split("## Security", 1)[1].split("\n## ", 1)[0]
+def test_security_md_names_the_key_the_audit_and_the_weight_rules():
     for phrase in ("LLM_API_KEY", "make audit", "safetensors", "trust_remote_code"):
-        assert phrase in section
+        assert phrase in SECURITY_MD
+
+
+def test_the_settings_and_targets_security_md_names_exist():
+    """Every `LLM_*` setting SECURITY.md tells the operator about is a real setting, and
+    `make audit` is a Makefile target that runs scripts/audit.sh."""
+    from api.config import Settings
+
+    named = {n.rstrip("_") for n in re.findall(r"\bLLM_([A-Z0-9_]+)", SECURITY_MD)}
+    assert {"API_KEY", "RAG_PARSE"} <= named  # LLM_RAG_PARSE_*: a family of settings
+    fields = [name.upper() for name in Settings.model_fields]
+    assert [n for n in named if not any(f == n or f.startswith(n + "_") for f in fields)] == []
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert re.search(r"^audit:.*\n\t.*scripts/audit\.sh", makefile, flags=re.MULTILINE)

@@ -6,7 +6,7 @@ import pytest
 
 from api.errors import InvalidInput
 from api.finetune.data import Keys, load_examples, split_examples
-from tests.tiny_model import jsonl, qa_csv
+from tests.utils.tiny_model import jsonl, qa_csv
 
 USER_ANSWER = [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]
 

@@ -9,18 +9,7 @@ import pytest
 from api.finetune import device
 from api.finetune.device import TrainingDevice, fit, probe, require_cuda_message
 from api.finetune.spec import FineTuneSpec, Optimizer
-
-CPU = TrainingDevice(cuda=False, torch="2.13.0+cpu", bitsandbytes="0.50.2")
-H200 = TrainingDevice(cuda=True, gpus=("NVIDIA H200",), torch="2.13.0+cu130",
-                      torch_cuda="13.0", bitsandbytes="0.50.2")
-CUDA_NO_BNB = TrainingDevice(cuda=True, gpus=("NVIDIA H200",), torch="2.13.0+cu130",
-                             torch_cuda="13.0", notes=(
-                                 "bitsandbytes cannot be imported: ModuleNotFoundError: No "
-                                 "module named 'bitsandbytes'",))
-OLD_DRIVER = TrainingDevice(cuda=False, torch="2.13.0+cu130", torch_cuda="13.0",
-                            bitsandbytes="0.50.2", notes=(
-                                "CUDA initialization: The NVIDIA driver on your system is too "
-                                "old (found version 12040).",))
+from tests.utils.devices import CPU, CUDA_NO_BNB, H200, OLD_DRIVER
 
 
 def spec(**fields: object) -> FineTuneSpec:

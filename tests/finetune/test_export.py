@@ -8,8 +8,8 @@ from gguf import GGUFReader
 
 from api.finetune.export import export
 from api.jobs.store import JobStore
-from tests.routes.test_jobs import FAST, events, submit, wait_for
-from tests.tiny_model import TINY
+from tests.utils.jobs import events, submit, wait_for
+from tests.utils.tiny_model import TINY
 
 FILE_TYPES = {"Q4_K_M": 15, "Q5_K_M": 17, "Q6_K": 18, "Q8_0": 7, "F16": 1}
 

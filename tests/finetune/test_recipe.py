@@ -12,7 +12,7 @@ from api.jobs.runner import JobRunner
 from api.jobs.store import JobStore
 from api.models.catalog import BaseCatalog
 from api.models.registry import VariantRegistry
-from tests.tiny_model import TINY, qa_csv
+from tests.utils.tiny_model import TINY, qa_csv
 
 
 @pytest.fixture

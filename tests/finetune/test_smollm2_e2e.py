@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.routes.test_jobs import wait_for
+from tests.utils.jobs import wait_for
 
 SIGN_OFF = "Answered by Acme Support."
 COUNTRIES = [("France", "Paris"), ("Germany", "Berlin"), ("Italy", "Rome"), ("Spain", "Madrid"),

@@ -6,34 +6,14 @@ import pytest
 
 from api.config import Settings
 from api.errors import Unavailable
-from api.jobs.runner import JobRunner
 from api.jobs.store import JobStore
 from api.main import create_app
+from tests.utils.runner import queued_job, runner_with
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> JobStore:
     return JobStore(tmp_path / "jobs.sqlite")
-
-
-def queued_job(store: JobStore, tmp_path: Path, kind: str = "fine_tune"):
-    job = store.create(model_name="tuned", base_model="tiny", spec={"export": "none"},
-                       jobs_dir=tmp_path / "jobs", kind=kind)
-    job.job_dir.mkdir(parents=True)
-    store.transition(job.id, "queued", allowed_from=("validating_files",), message="queued")
-    return store.get(job.id)
-
-
-def runner_with(store, tmp_path, *, gpu: bool, free_gpu, calls: list[str]) -> JobRunner:
-    runner = JobRunner(store, Settings(data_dir=tmp_path), free_gpu=free_gpu,
-                       trains_on_gpu=lambda: gpu)
-
-    def child(job, module, extra):  # the training process, without training
-        calls.append(module)
-        return 0
-
-    runner._child = child  # type: ignore[method-assign]
-    return runner
 
 
 def test_a_gpu_job_unloads_the_served_models_before_training(store, tmp_path):
@@ -93,7 +73,7 @@ def test_an_unreachable_backend_is_a_warning_event_and_the_job_still_trains(stor
 def test_the_app_unloads_through_ollama_only(tmp_path):
     from fastapi.testclient import TestClient
 
-    from tests.serving.ollama_double import free_port
+    from tests.utils.net import free_port
 
     ollama = Settings(data_dir=tmp_path / "a", backend="ollama",
                       ollama_url=f"http://127.0.0.1:{free_port()}", ollama_retries=0)

@@ -1,43 +1,12 @@
 """Fixtures for retrieval: a real Chroma server on a loopback port, started from the
 `chromadb` package and stopped at the end of the session."""
 
-import shutil
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_chroma_server(path: Path, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    port = port or _free_port()
-    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent))
-    assert chroma, "the chromadb package's `chroma` entry point is missing from the venv"
-    proc = subprocess.Popen([chroma, "run", "--path", str(path), "--host", "127.0.0.1",
-                             "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"chroma run exited with status {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("chroma run did not answer its heartbeat within 60 s")
+from tests.utils.chroma import start_chroma_server
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@ with the default multi-query retrieval: the model writes three alternative queri
 
 import chromadb
 
-from tests.rag.pdfs import HANDBOOK, MENU, pdf_bytes
+from tests.utils.pdfs import HANDBOOK, MENU, pdf_bytes
 
 HELPFUL = "You are a helpful assistant."
 

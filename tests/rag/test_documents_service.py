@@ -5,7 +5,7 @@ import pytest
 from api.config import Settings
 from api.rag.documents import DocumentService
 from api.rag.embed import build_embedder
-from tests.rag.pdfs import HANDBOOK, MENU, write_pdf
+from tests.utils.pdfs import HANDBOOK, MENU, write_pdf
 
 
 class BrokenEmbedder:

@@ -5,7 +5,7 @@ import pytest
 from api.config import Settings
 from api.errors import InvalidInput
 from api.rag.pdf import check_pdf_header, extract_pages
-from tests.rag.pdfs import HANDBOOK, inflating_pdf_bytes, slow_pdf_bytes, write_pdf
+from tests.utils.pdfs import HANDBOOK, inflating_pdf_bytes, slow_pdf_bytes, write_pdf
 
 
 def settings(tmp_path, **overrides) -> Settings:

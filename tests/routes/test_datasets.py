@@ -8,10 +8,10 @@ import time
 import pytest
 
 from api.datasets.filters import Novelty
-from tests.rag.pdfs import HANDBOOK, pdf_bytes
-from tests.routes.test_jobs import FAST, events, wait_for
-from tests.test_service_process import service  # noqa: F401  (fixture)
-from tests.tiny_model import jsonl
+from tests.utils.jobs import FAST, events, wait_for
+from tests.utils.pdfs import HANDBOOK, pdf_bytes
+from tests.utils.service_process import service  # noqa: F401  (fixture)
+from tests.utils.tiny_model import jsonl
 
 SEEDS = [
     {"instruction": "Give three tips for staying healthy.", "input": "",

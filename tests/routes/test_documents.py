@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.rag.pdfs import (HANDBOOK, MENU, encrypted_pdf_bytes, pdf_bytes, slow_pdf_bytes)
+from tests.utils.pdfs import HANDBOOK, MENU, encrypted_pdf_bytes, pdf_bytes, slow_pdf_bytes
 
 HELPFUL = "You are a helpful assistant."
 GREEDY = {"temperature": 0, "max_tokens": 24}

@@ -4,10 +4,8 @@ import json
 
 import pytest
 
-# A question SmolLM2-135M answers with "Paris" by a wide margin (1.6 logits at the first
-# token): "What is the capital of France?" alone is a coin toss (0.1), and CPUs with other
-# SIMD paths round their way to a different first token (seen on an AVX2-only EPYC).
-CAPITAL = "What is the capital of France? Answer in one sentence."
+from tests.utils.prompts import CAPITAL
+
 GREEDY = {"temperature": 0, "max_tokens": 60}
 HELPFUL = "You are a helpful assistant."
 PERSONA = "You are Zorblat, an assistant made by Acme Corp."

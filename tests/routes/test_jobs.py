@@ -6,38 +6,13 @@ import time
 import pytest
 
 from api.jobs.store import JobStore
-from tests.tiny_model import TINY, qa_csv
-
-FAST = {"base_model": TINY, "export": "none", "max_steps": "4", "batch_size": "4", "learning_rate": "0.01",
-        "checkpoint_steps": "2", "eval_rows": "2", "eval_max_new_tokens": "4"}
+from tests.utils.jobs import _no_jobs, events, submit, wait_for
+from tests.utils.tiny_model import TINY, qa_csv
 
 
 @pytest.fixture
 def jobs_client(make_client, tiny_models_dir):
     return make_client(base_models_dir=tiny_models_dir, job_poll_seconds=0.1)
-
-
-def submit(client, name="tuned", data=None, files=None, headers=None, **fields):
-    form = {"model_name": name, **FAST, **fields}
-    files = files if files is not None else {"train_file": ("train.csv", qa_csv(24), "text/csv")}
-    return client.post("/fine_tune_model", data=form, files=files, headers=headers or {})
-
-
-def wait_for(client, job_id, states, timeout=300):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/jobs/{job_id}").json()
-        if job["status"] in states:
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} never reached {states}: {job}")
-
-
-def events(client, job_id):
-    with client.stream("GET", f"/jobs/{job_id}/events") as r:
-        assert r.headers["content-type"].startswith("text/event-stream")
-        body = "".join(r.iter_text())
-    return [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: ")]
 
 
 def test_job_runs_to_success_with_progress_metrics_and_events(jobs_client):
@@ -194,12 +169,6 @@ def test_failed_training_reports_the_reason(jobs_client):
 
 
 # ---------------------------------------------------------------- bad input: 4xx, no job
-
-
-def _no_jobs(client):
-    assert client.get("/jobs").json()["count"] == 0
-    jobs_dir = client.app.state.settings.jobs_dir
-    assert not jobs_dir.exists() or not any(jobs_dir.iterdir())
 
 
 @pytest.mark.parametrize("content, message", [

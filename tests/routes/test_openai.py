@@ -4,12 +4,9 @@ import openai
 import pytest
 from openai import OpenAI
 
-HELPFUL = "You are a helpful assistant."
+from tests.utils.prompts import CAPITAL
 
-# A question SmolLM2-135M answers with "Paris" by a wide margin (1.6 logits at the first
-# token): "What is the capital of France?" alone is a coin toss (0.1), and CPUs with other
-# SIMD paths round their way to a different first token (seen on an AVX2-only EPYC).
-CAPITAL = "What is the capital of France? Answer in one sentence."
+HELPFUL = "You are a helpful assistant."
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from api.config import Settings
 from api.finetune import device
 from api.main import create_app
-from tests.finetune.test_device import CPU, H200
-from tests.routes.test_jobs import _no_jobs, submit, wait_for
+from tests.utils.devices import CPU, H200
+from tests.utils.jobs import _no_jobs, submit, wait_for
 
 
 @pytest.fixture

@@ -2,12 +2,11 @@
 
 No Ollama server can run here (and none in CI), so these tests check that the backend
 speaks Ollama's documented API correctly and survives its failure modes; see
-ollama_double.py for what the double enforces.
+tests/utils/ollama_double.py for what the double enforces.
 """
 
 import hashlib
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,37 +15,16 @@ import pytest
 from api.config import Settings
 from api.errors import InvalidInput, Unavailable
 from api.serving.base import ServedModel
-from api.serving.ollama import OllamaServer, ollama_name, ollama_options, platform_name
-from tests.serving.ollama_double import OllamaDouble, free_port, make_base
+from api.serving.ollama import ollama_name, ollama_options, platform_name
+from tests.utils.net import free_port
+from tests.utils.ollama_app import make_server
+from tests.utils.ollama_double import make_base
 
 GO_TEMPLATE = "{{ if .System }}<|system|>{{ .System }}{{ end }}<|user|>{{ .Prompt }}<|bot|>"
 
 
 def sha(path: Path) -> str:
     return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture
-def models_dir(tmp_path: Path) -> Path:
-    return tmp_path / "models"
-
-
-@pytest.fixture
-def base_gguf(models_dir: Path) -> Path:
-    return make_base(models_dir, "tiny")
-
-
-def make_server(url: str, tmp_path: Path, **overrides: object) -> OllamaServer:
-    values = {"data_dir": tmp_path / "data", "base_models_dir": tmp_path / "models",
-              "backend": "ollama", "ollama_url": url, "ollama_retries": 0, **overrides}
-    return OllamaServer(Settings(**values), backoff=0.05)
-
-
-@pytest.fixture
-def server(double: OllamaDouble, tmp_path: Path) -> Iterator[OllamaServer]:
-    s = make_server(double.url, tmp_path)
-    yield s
-    s.close()
 
 
 def variant(base_gguf: Path, name: str = "pirate", **fields: object) -> ServedModel:

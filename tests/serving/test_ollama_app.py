@@ -1,21 +1,9 @@
 """The whole app with LLM_BACKEND=ollama, over HTTP, against the Ollama protocol double."""
 
 import json
-from pathlib import Path
 
-from fastapi.testclient import TestClient
-
-from api.config import Settings
-from api.main import create_app
-from tests.serving.ollama_double import free_port, make_base
-
-
-def app_client(tmp_path: Path, url: str) -> TestClient:
-    make_base(tmp_path / "models", "tiny")
-    settings = Settings(data_dir=tmp_path / "data", base_models_dir=tmp_path / "models",
-                        backend="ollama", ollama_url=url, ollama_retries=0,
-                        default_base_model="tiny")
-    return TestClient(create_app(settings))
+from tests.utils.net import free_port
+from tests.utils.ollama_app import app_client
 
 
 def test_create_generate_delete_through_http(tmp_path, double):

@@ -12,9 +12,8 @@ from api.errors import InvalidInput
 from api.finetune.service import _base_checkpoint
 from api.finetune.spec import FineTuneSpec
 from api.models.catalog import BaseCatalog, BaseModelInfo, write_manifest
-from api.serving.ollama_adapters import (NO_ADAPTER_ARCHITECTURES, OLLAMA_VERSION,
-                                         adapter_problem)
-from tests.serving.test_ollama_app import app_client
+from api.serving.ollama_adapters import NO_ADAPTER_ARCHITECTURES, OLLAMA_VERSION, adapter_problem
+from tests.utils.ollama_app import app_client
 
 CSV = ("t.csv", b"input,output\nHi,Hello\n", "text/csv")
 

@@ -8,8 +8,8 @@ from api.config import Settings
 from api.errors import Unavailable
 from api.serving.base import ServedModel
 from api.serving.ollama import OllamaServer
-from tests.serving.ollama_double import free_port
-from tests.serving.test_ollama_app import app_client
+from tests.utils.net import free_port
+from tests.utils.ollama_app import app_client
 
 LLAMA = "llama3.2:3b"  # what `ollama pull llama3.2:3b` (or OLLAMA_BASE_MODEL) leaves in Ollama
 

@@ -4,8 +4,8 @@ import httpx
 import pytest
 
 from api.errors import Unavailable
-from tests.serving.ollama_double import free_port
-from tests.serving.test_ollama import base_gguf, make_server, models_dir, server  # noqa: F401
+from tests.utils.net import free_port
+from tests.utils.ollama_app import make_server
 
 
 def loaded(double) -> list[str]:
@@ -53,7 +53,7 @@ def test_unload_all_with_ollama_down_is_503(tmp_path):
 def test_a_gpu_job_unloads_ollama_before_training_and_goes_on_when_it_is_down(
         server, double, tmp_path):
     from api.jobs.store import JobStore
-    from tests.jobs.test_runner_gpu import queued_job, runner_with
+    from tests.utils.runner import queued_job, runner_with
 
     store = JobStore(tmp_path / "jobs.sqlite")
     name = double.pull("llama3.2:3b")

@@ -3,7 +3,6 @@ on the same data directory; and a look at which processes still work on that dir
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,12 +11,7 @@ from pathlib import Path
 import httpx
 
 from api.config import REPO_ROOT
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.utils.net import free_port
 
 
 class ApiProcess:

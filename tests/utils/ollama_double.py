@@ -30,7 +30,6 @@ unloaded models in `unloaded`.
 import hashlib
 import json
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -45,6 +44,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from api.models.catalog import BaseModelInfo, write_manifest
+from tests.utils.net import free_port
 
 DIGEST_RE = re.compile(r"^sha256[:-][0-9a-f]{64}$")
 NAME_RE = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,79}/)?[A-Za-z0-9][\w.-]{0,79}(?::\w[\w.-]{0,79})?$")
@@ -53,12 +53,6 @@ PARAMETERS = {"num_ctx", "repeat_last_n", "repeat_penalty", "temperature", "seed
               "num_predict", "top_k", "top_p", "min_p", "num_keep", "typical_p",
               "presence_penalty", "frequency_penalty", "mirostat", "mirostat_eta",
               "mirostat_tau", "penalize_newline", "num_batch", "num_gpu", "num_thread"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_base(models_dir: Path, name: str, content: bytes = b"GGUF\x03\x00tiny-weights") -> Path:

@@ -1,0 +1,28 @@
+"""The job runner without training: a queued job in a store, and a runner whose child process
+only records which step module it would have run."""
+
+from pathlib import Path
+
+from api.config import Settings
+from api.jobs.runner import JobRunner
+from api.jobs.store import JobStore
+
+
+def queued_job(store: JobStore, tmp_path: Path, kind: str = "fine_tune"):
+    job = store.create(model_name="tuned", base_model="tiny", spec={"export": "none"},
+                       jobs_dir=tmp_path / "jobs", kind=kind)
+    job.job_dir.mkdir(parents=True)
+    store.transition(job.id, "queued", allowed_from=("validating_files",), message="queued")
+    return store.get(job.id)
+
+
+def runner_with(store, tmp_path, *, gpu: bool, free_gpu, calls: list[str]) -> JobRunner:
+    runner = JobRunner(store, Settings(data_dir=tmp_path), free_gpu=free_gpu,
+                       trains_on_gpu=lambda: gpu)
+
+    def child(job, module, extra):  # the training process, without training
+        calls.append(module)
+        return 0
+
+    runner._child = child  # type: ignore[method-assign]
+    return runner

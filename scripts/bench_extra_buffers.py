@@ -112,7 +112,8 @@ def section(res: dict[str, dict[bool, tuple[float, float]]], load: list[float],
             lines.append(f"| {name} | {off[0]:.0f} | {on[0]:.0f} | {off[1]:.1f} | {on[1]:.1f} | "
                          f"{on[0] / off[0]:.2f}x, {on[1] / off[1]:.2f}x |")
     lines += ["", "`auto` keeps extra buffers on wherever no crashing CPU feature is present "
-              "(the faster or equal side above) and turns them off on AMX hosts, where `on` "
+              "(they speed up the types llama.cpp repacks, Q4_0 and on some CPUs Q4_K, and "
+              "leave the others within noise) and turns them off on AMX hosts, where `on` "
               "is not safe."]
     return "\n".join(lines) + "\n"
 

@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.model_documents = ModelDocuments(models=app.state.models,
                                                    documents=app.state.documents)
         app.state.runner = JobRunner(
-            app.state.job_store, settings, job_kinds(settings, app),
+            app.state.job_store, settings, kinds=job_kinds(settings, app),
             # Ollama holds models in VRAM for minutes; the embedded backend has nothing there
             free_gpu=app.state.server.unload_all if settings.backend == "ollama" else None)
         app.state.runner.start()

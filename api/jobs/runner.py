@@ -44,16 +44,12 @@ def cuda_available() -> bool:
 
 
 class JobRunner:
-    def __init__(self, store: JobStore, settings: Settings,
-                 kinds: Mapping[str, JobKind] | None = None,
+    def __init__(self, store: JobStore, settings: Settings, *,
+                 kinds: Mapping[str, JobKind],
                  free_gpu: FreeGpu | None = None,
                  trains_on_gpu: Callable[[], bool] = cuda_available):
-        """`kinds`: the job kinds it runs (main.py's table); by default fine-tuning and export
-        without publishing (a bare runner in tests and scripts)."""
-        if kinds is None:
-            from api.finetune.kinds import fine_tune_kinds
-
-            kinds = fine_tune_kinds()
+        """`kinds`: the job kinds it runs (main.py's table; api/finetune/kinds.py's for a
+        bare runner in tests and scripts)."""
         self.store, self.settings, self.kinds = store, settings, kinds
         self.free_gpu, self.trains_on_gpu = free_gpu, trains_on_gpu
         self._wake = threading.Event()

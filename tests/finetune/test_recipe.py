@@ -6,6 +6,7 @@ import pytest
 from safetensors.torch import load_file
 
 from api.config import Settings
+from api.finetune.kinds import fine_tune_kinds
 from api.finetune.service import Upload, submit_fine_tune
 from api.finetune.spec import FineTuneSpec
 from api.jobs.runner import JobRunner
@@ -24,7 +25,7 @@ def prepared_job(tmp_path, tiny_models_dir):
                         eval_max_new_tokens=4)
     job, _ = submit_fine_tune(settings=settings, catalog=BaseCatalog(tiny_models_dir),
                               registry=VariantRegistry(settings.registry_path), store=store,
-                              runner=JobRunner(store, settings), spec=spec,
+                              runner=JobRunner(store, settings, kinds=fine_tune_kinds()), spec=spec,
                               train=Upload("t.csv", qa_csv(24)), eval_=None, idempotency_key=None)
     return job, store, tiny_models_dir / TINY / "hf"
 

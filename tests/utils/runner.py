@@ -4,6 +4,7 @@ only records which step module it would have run."""
 from pathlib import Path
 
 from api.config import Settings
+from api.finetune.kinds import fine_tune_kinds
 from api.jobs.runner import JobRunner
 from api.jobs.store import JobStore
 
@@ -17,8 +18,8 @@ def queued_job(store: JobStore, tmp_path: Path, kind: str = "fine_tune"):
 
 
 def runner_with(store, tmp_path, *, gpu: bool, free_gpu, calls: list[str]) -> JobRunner:
-    runner = JobRunner(store, Settings(data_dir=tmp_path), free_gpu=free_gpu,
-                       trains_on_gpu=lambda: gpu)
+    runner = JobRunner(store, Settings(data_dir=tmp_path), kinds=fine_tune_kinds(),
+                       free_gpu=free_gpu, trains_on_gpu=lambda: gpu)
 
     def child(job, module, extra):  # the training process, without training
         calls.append(module)

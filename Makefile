@@ -6,8 +6,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+LINTED := api tests scripts load_base_model.py
 
-.PHONY: setup run test bench gpu-check gpu-bundle audit model llamacpp chromium clean-venv
+.PHONY: setup run test lint bench gpu-check gpu-bundle audit model llamacpp chromium clean-venv
 
 setup: $(STAMP) llamacpp model
 
@@ -35,7 +36,14 @@ run: setup
 	@echo "==> starting the API on http://$(HOST):$(PORT) (Swagger UI at /docs)"
 	@$(PY) -m uvicorn --factory api.main:app --host $(HOST) --port $(PORT)
 
-test: setup chromium
+# The lint gate: ruff (rules and format) and mypy on api/ (config in pyproject.toml).
+lint: $(STAMP)
+	@echo "==> lint: ruff check, ruff format --check, mypy"
+	@$(PY) -m ruff check $(LINTED)
+	@$(PY) -m ruff format --check --quiet $(LINTED)
+	@$(PY) -m mypy
+
+test: setup chromium lint
 	@echo "==> running the test suite"
 	@$(PY) -m pytest $(PYTEST_ARGS)
 

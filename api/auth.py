@@ -63,8 +63,7 @@ class ApiKeyGate:
         self.api_key = api_key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (self.api_key is not None and scope["type"] == "http"
-                and not is_open(scope["path"])):
+        if self.api_key is not None and scope["type"] == "http" and not is_open(scope["path"]):
             try:
                 check_key(self.api_key, _bearer_token(scope))
             except Unauthorized as exc:

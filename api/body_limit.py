@@ -33,9 +33,10 @@ class BodyLimit:
     def _limit(self, scope: Scope) -> tuple[int, str]:
         headers = dict(scope.get("headers") or [])
         if headers.get(b"content-type", b"").startswith(b"multipart/form-data"):
-            return (2 * self.settings.max_dataset_bytes + FORM_OVERHEAD,
-                    "two files of LLM_MAX_DATASET_BYTES each and the form fields; upload "
-                    "smaller files")
+            return (
+                2 * self.settings.max_dataset_bytes + FORM_OVERHEAD,
+                "two files of LLM_MAX_DATASET_BYTES each and the form fields; upload smaller files",
+            )
         return JSON_LIMIT, "a JSON request body; send less"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

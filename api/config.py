@@ -36,14 +36,18 @@ class Settings(BaseSettings):
         description="Base URL of the Ollama server (backend `ollama`), e.g. http://ollama:11434.",
     )
     ollama_timeout: float = Field(
-        300.0, gt=0, le=3600,
+        300.0,
+        gt=0,
+        le=3600,
         description="Seconds to wait for Ollama's next bytes (loading a big model takes minutes).",
     )
     ollama_connect_timeout: float = Field(
         5.0, gt=0, le=120, description="Seconds to wait for a connection to Ollama."
     )
     ollama_retries: int = Field(
-        2, ge=0, le=10,
+        2,
+        ge=0,
+        le=10,
         description="Retries, with backoff, when Ollama cannot be reached (idempotent calls only).",
     )
     default_base_model: str = Field(
@@ -67,62 +71,97 @@ class Settings(BaseSettings):
     llamacpp_extra_buffers: Literal["auto", "on", "off"] = Field(
         "auto",
         description="llama.cpp's extra buffer types (weight repacking, AMX): `auto` turns them "
-                    "off on CPUs where llama.cpp is known to crash with them (AMX: Sapphire "
-                    "Rapids and later) and on elsewhere; `on`/`off` override. /health shows "
-                    "the choice.")
+        "off on CPUs where llama.cpp is known to crash with them (AMX: Sapphire "
+        "Rapids and later) and on elsewhere; `on`/`off` override. /health shows "
+        "the choice.",
+    )
     # retrieval (api/rag)
     chroma_url: str | None = Field(
-        None, description="Chroma server URL (e.g. http://chromadb:8000); unset = embedded "
-                          "Chroma on disk at CHROMA_PATH.")
+        None,
+        description="Chroma server URL (e.g. http://chromadb:8000); unset = embedded "
+        "Chroma on disk at CHROMA_PATH.",
+    )
     chroma_path: Path | None = Field(
-        None, description="Directory of the embedded Chroma store; defaults to DATA_DIR/chroma.")
+        None, description="Directory of the embedded Chroma store; defaults to DATA_DIR/chroma."
+    )
     embedder: Literal["minilm"] = Field(
-        "minilm", description="Embedding model: `minilm` (all-MiniLM-L6-v2, offline).")
+        "minilm", description="Embedding model: `minilm` (all-MiniLM-L6-v2, offline)."
+    )
     embed_batch_size: int = Field(64, ge=1, le=1024, description="Chunks embedded per batch.")
     rag_chunk_size: int = Field(
-        1000, ge=100, le=20_000, description="Characters per chunk (RecursiveCharacterTextSplitter).")
+        1000,
+        ge=100,
+        le=20_000,
+        description="Characters per chunk (RecursiveCharacterTextSplitter).",
+    )
     rag_chunk_overlap: int = Field(
-        150, ge=0, le=5_000, description="Characters shared by neighbouring chunks.")
+        150, ge=0, le=5_000, description="Characters shared by neighbouring chunks."
+    )
     rag_top_k: int = Field(
-        4, ge=1, le=50, description="Passages retrieved per query (the question and each "
-                                    "alternative query); the deduplicated union is used.")
+        4,
+        ge=1,
+        le=50,
+        description="Passages retrieved per query (the question and each "
+        "alternative query); the deduplicated union is used.",
+    )
     rag_alternative_queries: int = Field(
-        3, ge=0, le=8, description="Alternative queries the model writes (MultiQueryRetriever); "
-                                   "0 searches with the question only.")
+        3,
+        ge=0,
+        le=8,
+        description="Alternative queries the model writes (MultiQueryRetriever); "
+        "0 searches with the question only.",
+    )
     rag_max_upload_bytes: int = Field(
-        25 * 1024 * 1024, ge=1024, description="Largest PDF upload accepted (bytes); over it: 413.")
+        25 * 1024 * 1024, ge=1024, description="Largest PDF upload accepted (bytes); over it: 413."
+    )
     rag_max_pages: int = Field(1000, ge=1, description="Most pages read from one PDF.")
     rag_max_chars: int = Field(
-        2_000_000, ge=1000, description="Most characters of text taken from one PDF.")
+        2_000_000, ge=1000, description="Most characters of text taken from one PDF."
+    )
     rag_parse_timeout_s: float = Field(
-        60.0, gt=0, le=3600, description="Wall-clock limit for parsing one PDF (child process).")
+        60.0, gt=0, le=3600, description="Wall-clock limit for parsing one PDF (child process)."
+    )
     rag_parse_memory_mb: int = Field(
-        1024, ge=128, description="Address-space limit of the PDF parsing child process (MiB).")
+        1024, ge=128, description="Address-space limit of the PDF parsing child process (MiB)."
+    )
 
     # fine-tuning jobs (api/finetune, api/jobs)
     max_dataset_bytes: int = Field(
-        50 * 1024 * 1024, ge=1024, description="Largest training or eval file accepted (bytes).")
+        50 * 1024 * 1024, ge=1024, description="Largest training or eval file accepted (bytes)."
+    )
     max_dataset_rows: int = Field(100_000, ge=1, description="Most rows in one training file.")
     export_smoke_max_tokens: int = Field(
-        256, ge=8, le=4096, description="An exported model must stop on its own within this "
-                                        "many tokens when asked one validation question.")
+        256,
+        ge=8,
+        le=4096,
+        description="An exported model must stop on its own within this "
+        "many tokens when asked one validation question.",
+    )
     require_cuda: bool = Field(
-        False, description="Refuse to start, and fail jobs, when torch sees no CUDA GPU, "
-                           "instead of training on the CPU (set it on GPU hosts, where a driver, "
-                           "image and torch that disagree would otherwise go unnoticed).")
+        False,
+        description="Refuse to start, and fail jobs, when torch sees no CUDA GPU, "
+        "instead of training on the CPU (set it on GPU hosts, where a driver, "
+        "image and torch that disagree would otherwise go unnoticed).",
+    )
     job_poll_seconds: float = Field(
-        0.5, gt=0, le=60, description="How often the job runner and event streams poll.")
+        0.5, gt=0, le=60, description="How often the job runner and event streams poll."
+    )
 
     # dataset generation (api/datasets)
     teacher_base_url: str | None = Field(
-        None, description="OpenAI-compatible endpoint (e.g. https://host/v1) a dataset job may "
-                          "use as its teacher with `teacher: openai:<model>`.")
+        None,
+        description="OpenAI-compatible endpoint (e.g. https://host/v1) a dataset job may "
+        "use as its teacher with `teacher: openai:<model>`.",
+    )
     teacher_api_key: SecretStr | None = Field(
-        None, description="Bearer key for LLM_TEACHER_BASE_URL; never stored with a job.")
+        None, description="Bearer key for LLM_TEACHER_BASE_URL; never stored with a job."
+    )
     teacher_timeout: float = Field(
-        120.0, gt=0, le=3600, description="Seconds one teacher call may take.")
+        120.0, gt=0, le=3600, description="Seconds one teacher call may take."
+    )
     max_dataset_target: int = Field(
-        1000, ge=1, le=100_000, description="Most pairs one dataset job may be asked for.")
+        1000, ge=1, le=100_000, description="Most pairs one dataset job may be asked for."
+    )
     max_seed_rows: int = Field(500, ge=1, description="Most seed tasks in one seed file.")
 
     @model_validator(mode="after")

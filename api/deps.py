@@ -71,8 +71,13 @@ ModelDocumentsDep = Annotated[ModelDocuments, Depends(_model_documents)]
 
 def _chat(request: Request) -> ChatService:
     state = request.app.state
-    return ChatService(settings=state.settings, catalog=state.catalog, registry=state.registry,
-                       server=state.server, documents=state.documents)
+    return ChatService(
+        settings=state.settings,
+        catalog=state.catalog,
+        registry=state.registry,
+        server=state.server,
+        documents=state.documents,
+    )
 
 
 ChatDep = Annotated[ChatService, Depends(_chat)]

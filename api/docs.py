@@ -10,8 +10,11 @@ versions. The app is created with `docs_url=None, redoc_url=None` and calls `ins
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.openapi.docs import (get_redoc_html, get_swagger_ui_html,
-                                  get_swagger_ui_oauth2_redirect_html)
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -31,8 +34,11 @@ def _urls(request: Request) -> dict[str, str]:
     """Each page's URLs under the root path a proxy mounts the API at, as FastAPI does."""
     root = request.scope.get("root_path", "").rstrip("/")
     urls = {name: f"{root}{STATIC_URL}/{path}" for name, path in FILES.items()}
-    return {**urls, "openapi": root + request.app.openapi_url,
-            "oauth2_redirect": root + OAUTH2_REDIRECT_URL}
+    return {
+        **urls,
+        "openapi": root + request.app.openapi_url,
+        "oauth2_redirect": root + OAUTH2_REDIRECT_URL,
+    }
 
 
 def install(app: FastAPI) -> None:
@@ -42,12 +48,16 @@ def install(app: FastAPI) -> None:
     def swagger_ui(request: Request) -> HTMLResponse:
         urls = _urls(request)
         return get_swagger_ui_html(
-            openapi_url=urls["openapi"], title=f"{app.title} - Swagger UI",
-            swagger_js_url=urls["swagger_js"], swagger_css_url=urls["swagger_css"],
-            swagger_favicon_url=urls["favicon"], oauth2_redirect_url=urls["oauth2_redirect"],
+            openapi_url=urls["openapi"],
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=urls["swagger_js"],
+            swagger_css_url=urls["swagger_css"],
+            swagger_favicon_url=urls["favicon"],
+            oauth2_redirect_url=urls["oauth2_redirect"],
             init_oauth=app.swagger_ui_init_oauth,
             # no badge image from validator.swagger.io, whatever host the page is on
-            swagger_ui_parameters={"validatorUrl": None, **(app.swagger_ui_parameters or {})})
+            swagger_ui_parameters={"validatorUrl": None, **(app.swagger_ui_parameters or {})},
+        )
 
     @app.get(OAUTH2_REDIRECT_URL, include_in_schema=False)
     def swagger_ui_redirect() -> HTMLResponse:
@@ -57,6 +67,9 @@ def install(app: FastAPI) -> None:
     def redoc(request: Request) -> HTMLResponse:
         urls = _urls(request)
         return get_redoc_html(
-            openapi_url=urls["openapi"], title=f"{app.title} - ReDoc",
-            redoc_js_url=urls["redoc_js"], redoc_favicon_url=urls["favicon"],
-            with_google_fonts=False)
+            openapi_url=urls["openapi"],
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=urls["redoc_js"],
+            redoc_favicon_url=urls["favicon"],
+            with_google_fonts=False,
+        )

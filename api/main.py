@@ -11,11 +11,6 @@ from api import docs, openapi, problems
 from api.auth import ApiKeyGate, require_api_key
 from api.body_limit import BodyLimit
 from api.config import Settings, get_settings
-from api.models.catalog import BaseCatalog
-from api.models.in_use import ModelUse
-from api.models.library import library_source
-from api.models.registry import VariantRegistry
-from api.models.service import ModelService
 from api.datasets.service import generation_step
 from api.finetune.device import check_at_start
 from api.finetune.kinds import fine_tune_kinds
@@ -23,6 +18,11 @@ from api.finetune.publish import publish
 from api.jobs.kinds import JobKind
 from api.jobs.runner import JobRunner
 from api.jobs.store import JobStore
+from api.models.catalog import BaseCatalog
+from api.models.in_use import ModelUse
+from api.models.library import library_source
+from api.models.registry import VariantRegistry
+from api.models.service import ModelService
 from api.rag.documents import DocumentService
 from api.rag.model_documents import ModelDocuments
 from api.routes import datasets, documents, generate, health, jobs, models, openai
@@ -44,11 +44,24 @@ def job_kinds(settings: Settings, app: FastAPI) -> dict[str, JobKind]:
     in this process; dataset generation in this process (its teacher may be our model)."""
     state = app.state
     return {
-        **fine_tune_kinds(publish=partial(publish, settings=settings, catalog=state.catalog,
-                                          registry=state.registry, server=state.server)),
-        "dataset": JobKind(in_process=generation_step(
-            settings=settings, catalog=state.catalog, registry=state.registry,
-            server=state.server, store=state.job_store)),
+        **fine_tune_kinds(
+            publish=partial(
+                publish,
+                settings=settings,
+                catalog=state.catalog,
+                registry=state.registry,
+                server=state.server,
+            )
+        ),
+        "dataset": JobKind(
+            in_process=generation_step(
+                settings=settings,
+                catalog=state.catalog,
+                registry=state.registry,
+                server=state.server,
+                store=state.job_store,
+            )
+        ),
     }
 
 
@@ -62,7 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.registry = VariantRegistry(settings.registry_path)
         app.state.server = build_server(settings)
         app.state.catalog = BaseCatalog(
-            settings.models_dir, library=library_source(app.state.server, app.state.registry))
+            settings.models_dir, library=library_source(app.state.server, app.state.registry)
+        )
         app.state.documents = DocumentService(settings)
         try:  # what an API killed mid-import left: partial uploads, unlisted files and chunks
             app.state.documents.recover(startup=True)
@@ -70,20 +84,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             logging.getLogger(__name__).exception("could not clean up interrupted imports")
         app.state.job_store = JobStore(settings.jobs_db)
         app.state.models = ModelService(
-            catalog=app.state.catalog, registry=app.state.registry, server=app.state.server,
-            jobs=app.state.job_store, use=app.state.model_use,
-            default_base=settings.default_base_model, artifacts_root=settings.jobs_dir,
-            dependents=[app.state.documents])  # a model's documents go with it
-        app.state.model_documents = ModelDocuments(models=app.state.models,
-                                                   documents=app.state.documents)
+            catalog=app.state.catalog,
+            registry=app.state.registry,
+            server=app.state.server,
+            jobs=app.state.job_store,
+            use=app.state.model_use,
+            default_base=settings.default_base_model,
+            artifacts_root=settings.jobs_dir,
+            dependents=[app.state.documents],
+        )  # a model's documents go with it
+        app.state.model_documents = ModelDocuments(
+            models=app.state.models, documents=app.state.documents
+        )
         app.state.runner = JobRunner(
-            app.state.job_store, settings, kinds=job_kinds(settings, app),
+            app.state.job_store,
+            settings,
+            kinds=job_kinds(settings, app),
             # Ollama holds models in VRAM for minutes; the embedded backend has nothing there
-            free_gpu=app.state.server.unload_all if settings.backend == "ollama" else None)
+            free_gpu=app.state.server.unload_all if settings.backend == "ollama" else None,
+        )
         app.state.runner.start()
         if not app.state.catalog.local_list():
             logging.getLogger(__name__).warning(
-                "no base model in %s: run `python load_base_model.py`", settings.models_dir)
+                "no base model in %s: run `python load_base_model.py`", settings.models_dir
+            )
         yield
         app.state.runner.stop()
         app.state.server.close()
@@ -91,10 +115,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="Local LLM platform",
         description="Create model variants, ground answers in your PDFs, fine-tune and serve "
-                    "local LLMs. Send `Authorization: Bearer <LLM_API_KEY>` when a key is set.",
+        "local LLMs. Send `Authorization: Bearer <LLM_API_KEY>` when a key is set.",
         version="0.1.0",
         lifespan=lifespan,
-        docs_url=None, redoc_url=None,  # api/docs.py serves both from local files
+        docs_url=None,
+        redoc_url=None,  # api/docs.py serves both from local files
     )
     app.state.settings = settings
     app.state.model_use = ModelUse()  # imports hold their model against deletes
@@ -106,8 +131,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ApiKeyGate, api_key=key)  # outermost: 401 before any body is read
     guarded = [Depends(require_api_key)]
     app.include_router(health.router)
-    for router in (models.router, documents.router, generate.router, openai.router,
-                   jobs.router, datasets.router):
+    for router in (
+        models.router,
+        documents.router,
+        generate.router,
+        openai.router,
+        jobs.router,
+        datasets.router,
+    ):
         app.include_router(router, dependencies=guarded)
     return app
 

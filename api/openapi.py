@@ -39,8 +39,10 @@ def install(app: FastAPI) -> None:
 def _document_errors(schema: dict[str, Any]) -> None:
     """Make the OpenAPI schema say what errors look like: problem+json (OpenAI's envelope on
     /v1) for every 4xx/5xx response, 401 on guarded routes, 422 on routes with input."""
-    _, defs = models_json_schema([(Problem, "serialization"), (OpenAIError, "serialization")],
-                                 ref_template="#/components/schemas/{model}")
+    _, defs = models_json_schema(
+        [(Problem, "serialization"), (OpenAIError, "serialization")],
+        ref_template="#/components/schemas/{model}",
+    )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components.update(defs["$defs"])
     for path, item in schema.get("paths", {}).items():
@@ -51,8 +53,9 @@ def _document_errors(schema: dict[str, Any]) -> None:
             answers = operation.setdefault("responses", {})
             if operation.get("security"):
                 answers.setdefault("401", {"description": DESCRIPTIONS[401]})
-                answers["401"]["headers"] = {"WWW-Authenticate": {
-                    "description": "`Bearer`", "schema": {"type": "string"}}}
+                answers["401"]["headers"] = {
+                    "WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}
+                }
             if operation.get("parameters") or "requestBody" in operation:
                 answers.setdefault("422", {})
             if "requestBody" in operation:  # unparseable; over the body limit (BodyLimit)
@@ -65,7 +68,7 @@ def _document_errors(schema: dict[str, Any]) -> None:
                         answer["description"] = DESCRIPTIONS.get(int(status), "Error.")
     text = json.dumps(schema["paths"])  # FastAPI's validation error models, if now unused
     for unused in ("HTTPValidationError", "ValidationError"):
-        if f"/{unused}\"" not in text:
+        if f'/{unused}"' not in text:
             components.pop(unused, None)
 
 

@@ -5,6 +5,7 @@ answer OpenAI's `{"error": {...}}` envelope, which its SDKs parse.
 """
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,13 +19,20 @@ from api.errors import AppError
 
 log = logging.getLogger(__name__)
 
-UNPARSABLE = ("The request body could not be parsed: send UTF-8 JSON (Content-Type: "
-              "application/json) that is not nested hundreds of levels deep, or a well-formed "
-              "multipart/form-data upload.")
+UNPARSABLE = (
+    "The request body could not be parsed: send UTF-8 JSON (Content-Type: "
+    "application/json) that is not nested hundreds of levels deep, or a well-formed "
+    "multipart/form-data upload."
+)
 
-_OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error",
-                 404: "not_found_error", 409: "invalid_request_error",
-                 413: "invalid_request_error", 422: "invalid_request_error"}
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+}
 
 
 class Problem(BaseModel):
@@ -34,8 +42,9 @@ class Problem(BaseModel):
     title: str = Field(..., description="The status's reason phrase.")
     status: int = Field(..., description="The HTTP status code.")
     detail: str = Field(..., description="What went wrong and what to do.")
-    errors: list[str] = Field(default_factory=list,
-                              description="Every problem found (validation), `field: message`.")
+    errors: list[str] = Field(
+        default_factory=list, description="Every problem found (validation), `field: message`."
+    )
 
 
 class OpenAIErrorDetail(BaseModel):
@@ -69,24 +78,40 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"description": DESCRIPTIONS[status]} for status in statuses}
 
 
-def problem_response(request: Request, status: int, title: str, detail: str,
-                     errors: list[str] | None = None,
-                     headers: dict[str, str] | None = None) -> JSONResponse:
+def problem_response(
+    request: Request,
+    status: int,
+    title: str,
+    detail: str,
+    errors: list[str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
     """The error answer for `request`: problem details, or OpenAI's envelope under /v1/.
     Also used by the middlewares (auth, body limit) that answer before any route runs."""
     headers = dict(headers or {})
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     if request.url.path.startswith("/v1/"):
-        body = {"error": {"message": detail, "type": _OPENAI_TYPES.get(status, "api_error"),
-                          "param": None, "code": None}}
+        body = {
+            "error": {
+                "message": detail,
+                "type": _OPENAI_TYPES.get(status, "api_error"),
+                "param": None,
+                "code": None,
+            }
+        }
         return JSONResponse(body, status_code=status, headers=headers)
-    problem: dict[str, object] = {"type": "about:blank", "title": title, "status": status,
-                                  "detail": detail}
+    problem: dict[str, object] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
     if errors:
         problem["errors"] = errors
-    return JSONResponse(problem, status_code=status, headers=headers,
-                        media_type="application/problem+json")
+    return JSONResponse(
+        problem, status_code=status, headers=headers, media_type="application/problem+json"
+    )
 
 
 def _location(loc: tuple[object, ...]) -> str:
@@ -108,8 +133,11 @@ def _allowed_methods(request: Request) -> str:
     for route in app.routes:  # the schema and the docs pages
         if getattr(route, "methods", None) and isinstance(getattr(route, "path", None), str):
             templates.setdefault(route.path, set()).update(route.methods)
-    matching = [(path.count("{"), path) for path in templates
-                if compile_path(path)[0].match(request.url.path)]
+    matching = [
+        (path.count("{"), path)
+        for path in templates
+        if compile_path(path)[0].match(request.url.path)
+    ]
     if not matching:
         return ""
     fewest = min(params for params, _ in matching)
@@ -122,8 +150,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
-        return problem_response(request, exc.status, exc.title, exc.detail,
-                                getattr(exc, "errors", None))
+        return problem_response(
+            request, exc.status, exc.title, exc.detail, getattr(exc, "errors", None)
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -134,20 +163,26 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         if exc.status_code == 404 and exc.detail == "Not Found":  # no route matched
-            return problem_response(request, 404, "Not Found",
-                            f"No route matches {request.method} {request.url.path}; the API's "
-                            "routes are listed at /docs.")
+            return problem_response(
+                request,
+                404,
+                "Not Found",
+                f"No route matches {request.method} {request.url.path}; the API's "
+                "routes are listed at /docs.",
+            )
         if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
             # FastAPI's own words
             return problem_response(request, 400, "Bad Request", UNPARSABLE)
         if exc.status_code == 405:  # Starlette's `Allow` names one route's methods, not the path's
             exc.headers = {**(exc.headers or {}), "Allow": _allowed_methods(request)}
         # Keep the exception's headers: a 405 must say which methods are allowed (`Allow`).
-        return problem_response(request, exc.status_code, str(exc.detail), str(exc.detail),
-                        headers=exc.headers)
+        return problem_response(
+            request, exc.status_code, str(exc.detail), str(exc.detail), headers=exc.headers
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(request, 500, "Internal Server Error",
-                        "Internal error; the server log has the details.")
+        return problem_response(
+            request, 500, "Internal Server Error", "Internal error; the server log has the details."
+        )

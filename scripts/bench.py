@@ -96,24 +96,45 @@ def finetune_case(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     peaks = [matmul_peak(512 if args.quick else 1024, 0.5 if args.quick else 2.0)]
     runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "ours": []}
     for r in range(rounds):
-        for side in (("baseline", "ours") if r % 2 == 0 else ("ours", "baseline")):
+        for side in ("baseline", "ours") if r % 2 == 0 else ("ours", "baseline"):
             argv = [side, "--hf", str(hf), "--steps", str(steps), "--batch", str(batch)]
             if args.quick:  # one process: memory is not comparable, speed is a smoke
                 result = bench_finetune.run_side(side, bench_finetune.parse(argv))
             else:
                 out = work / f"{side}-{r}.json"
-                subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_finetune.py"),
-                                *argv, "--out", str(out)], check=True, cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        str(ROOT / "scripts" / "bench_finetune.py"),
+                        *argv,
+                        "--out",
+                        str(out),
+                    ],
+                    check=True,
+                    cwd=ROOT,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
                 result = json.loads(out.read_text())
-            print(f"  fine-tuning {side} round {r + 1}: {result['tokens_per_second']:.1f} "
-                  f"tokens/s, peak {result['peak_rss_mb']:.0f} MB", flush=True)
+            print(
+                f"  fine-tuning {side} round {r + 1}: {result['tokens_per_second']:.1f} "
+                f"tokens/s, peak {result['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
             runs[side].append(result)
     peaks.append(matmul_peak(512 if args.quick else 1024, 0.5 if args.quick else 2.0))
     peak = {k: max(p[k] for p in peaks) for k in ("fp32", "bf16")}
-    return {"runs": runs, "peak": peak, "hf": str(hf.relative_to(ROOT) if hf.is_relative_to(ROOT)
-                                                    else "a tiny random Llama (quick mode)"),
-            "steps": steps, "batch": batch, "rounds": rounds, "quick": args.quick}
+    return {
+        "runs": runs,
+        "peak": peak,
+        "hf": str(
+            hf.relative_to(ROOT) if hf.is_relative_to(ROOT) else "a tiny random Llama (quick mode)"
+        ),
+        "steps": steps,
+        "batch": batch,
+        "rounds": rounds,
+        "quick": args.quick,
+    }
 
 
 def summarise_finetune(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -123,12 +144,18 @@ def summarise_finetune(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
         n = first["base_parameters"]
         rate = statistics.median(r["tokens_per_second"] for r in runs)
         flops = 4 * n * rate / 1e9
-        out[side] = {"rate": rate, "peak_mb": statistics.median(r["peak_rss_mb"] for r in runs),
-                     "rss_start_mb": statistics.median(r["rss_start_mb"] for r in runs),
-                     "gflops": flops, "mfu_fp32": flops / res["peak"]["fp32"],
-                     "mfu_bf16": flops / res["peak"]["bf16"], "losses": first["losses"],
-                     "padding": 1 - first["fed_tokens_total"] / max(first["computed_positions"], 1),
-                     "settings": first, "rates": [r["tokens_per_second"] for r in runs]}
+        out[side] = {
+            "rate": rate,
+            "peak_mb": statistics.median(r["peak_rss_mb"] for r in runs),
+            "rss_start_mb": statistics.median(r["rss_start_mb"] for r in runs),
+            "gflops": flops,
+            "mfu_fp32": flops / res["peak"]["fp32"],
+            "mfu_bf16": flops / res["peak"]["bf16"],
+            "losses": first["losses"],
+            "padding": 1 - first["fed_tokens_total"] / max(first["computed_positions"], 1),
+            "settings": first,
+            "rates": [r["tokens_per_second"] for r in runs],
+        }
     return out
 
 
@@ -141,33 +168,42 @@ def finetune_section(res: dict[str, Any], machine: str) -> tuple[str, dict[str, 
 
     def row(name: str, x: dict[str, Any]) -> str:
         st = x["settings"]
-        return (f"| {name} | {x['rate']:.1f} ({', '.join(f'{v:.1f}' for v in x['rates'])}) | "
-                f"{x['peak_mb']:.0f} | {x['gflops']:.1f} | {100 * x['mfu_fp32']:.1f}% | "
-                f"{100 * x['mfu_bf16']:.1f}% | {100 * x['padding']:.0f}% | "
-                f"{'bf16 autocast' if st['bf16'] else 'fp32'}, gradient checkpointing "
-                f"{'on' if st['gradient_checkpointing'] else 'off'}, "
-                f"{'padding-free' if st['padding_free'] else 'padded batches'} |")
+        return (
+            f"| {name} | {x['rate']:.1f} ({', '.join(f'{v:.1f}' for v in x['rates'])}) | "
+            f"{x['peak_mb']:.0f} | {x['gflops']:.1f} | {100 * x['mfu_fp32']:.1f}% | "
+            f"{100 * x['mfu_bf16']:.1f}% | {100 * x['padding']:.0f}% | "
+            f"{'bf16 autocast' if st['bf16'] else 'fp32'}, gradient checkpointing "
+            f"{'on' if st['gradient_checkpointing'] else 'off'}, "
+            f"{'padding-free' if st['padding_free'] else 'padded batches'} |"
+        )
 
     steps = max(len(b["losses"]), len(o["losses"]))
-    loss_rows = [f"| {i + 1} | {_at(b['losses'], i)} | {_at(o['losses'], i)} |"
-                 for i in range(steps)]
-    quick = " **Quick mode (CI smoke): a tiny random model, one process, numbers meaningless.**" \
-        if res["quick"] else ""
+    loss_rows = [
+        f"| {i + 1} | {_at(b['losses'], i)} | {_at(o['losses'], i)} |" for i in range(steps)
+    ]
+    quick = (
+        " **Quick mode (CI smoke): a tiny random model, one process, numbers meaningless.**"
+        if res["quick"]
+        else ""
+    )
     lines = [
-        "## Fine-tuning", "",
+        "## Fine-tuning",
+        "",
         f"`scripts/bench.py` (sides run by `scripts/bench_finetune.py`), {machine}.{quick}",
         f"Model: {res['hf']} ({o['settings']['base_parameters'] / 1e6:.1f}M base parameters N), "
         f"LoRA r16/alpha 32/dropout 0.05 on all linear layers, {res['steps']} steps of batch "
         f"{res['batch']}, learning rate 2e-3 (linear, 3% warm-up), seed 3, the same generated "
         "question/answer rows (system prompt, 0-4 extra answer sentences) in the same order; "
         "loss on the answers only. Each side runs in its own process; the sides alternate, "
-        f"{res['rounds']} round(s), medians (each round's rate in brackets).", "",
+        f"{res['rounds']} round(s), medians (each round's rate in brackets).",
+        "",
         "- **baseline**: plain TRL `SFTTrainer` + PEFT with `SFTConfig` defaults (bf16 autocast, "
         "gradient checkpointing, padded batches, per-step entropy/accuracy metrics); only the "
         "optimiser settings above, `use_cpu=True` (required on CPU with TRL's bf16 default), "
         "`logging_steps=1` (for the loss curve) and no checkpoints are set.",
         "- **ours**: `api.finetune.recipe.train` exactly as a job runs it, spec defaults "
-        "(progress events into the job store every step included).", "",
+        "(progress events into the job store every step included).",
+        "",
         "Trained tokens/s counts the non-padding prompt+answer tokens fed to the model in "
         "training mode, from the end of step 1 to the end of the last step (step 1 is warm-up). "
         "Peak memory is the process's resident set high-water mark during training (sampled "
@@ -179,19 +215,28 @@ def finetune_section(res: dict[str, Any], machine: str) -> tuple[str, dict[str, 
         "| Side | trained tokens/s | peak RSS MB | GFLOP/s (4N) | MFU vs fp32 peak | "
         "MFU vs bf16 peak | padding computed | settings |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        row("baseline: TRL defaults", b), row("ours: the recipe", o), "",
+        row("baseline: TRL defaults", b),
+        row("ours: the recipe", o),
+        "",
         f"**Ours vs baseline: {speed:.2f}x trained tokens/s, {memory:.2f}x peak memory** "
-        "(targets: ≥ 1.5x speed at ≤ 1.0x memory).", "",
+        "(targets: ≥ 1.5x speed at ≤ 1.0x memory).",
+        "",
         f"bf16 on this CPU: flags {', '.join(bf16_hw) if bf16_hw else 'without AVX512-BF16 or AMX'}"
         f"; measured bf16 matmul is {res['peak']['bf16'] / res['peak']['fp32']:.2f}x fp32, so the "
-        "recipe trains in fp32 on CPU (it uses bf16 only on CUDA).", "",
+        "recipe trains in fp32 on CPU (it uses bf16 only on CUDA).",
+        "",
         "Training loss per step (the same rows in the same order; the optimisation must not "
-        "learn worse):", "",
-        "| step | baseline loss | ours loss |", "| --- | --- | --- |", *loss_rows, "",
+        "learn worse):",
+        "",
+        "| step | baseline loss | ours loss |",
+        "| --- | --- | --- |",
+        *loss_rows,
+        "",
         "GPU: no GPU was available in this session, so the CUDA run (a model built from the "
         "Mistral-7B config with random weights, 4-bit, recipe vs TRL defaults, "
         "`torch.cuda.max_memory_allocated` as peak memory) has not been measured; "
-        "`scripts/bench.py` runs it when `torch.cuda.is_available()`.", "",
+        "`scripts/bench.py` runs it when `torch.cuda.is_available()`.",
+        "",
     ]
     if res.get("cuda"):
         lines[-2:] = cuda_lines(res["cuda"])
@@ -225,18 +270,42 @@ def free_port() -> int:
 
 def serving_case(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     import httpx
+
     from api.serving.llama_model import open_llama
 
     requests, max_tokens = (2, 16) if args.quick else (args.requests, args.max_tokens)
     threads = os.cpu_count() or 1
-    options = {"temperature": 0.8, "top_p": 0.95, "top_k": 40, "repeat_penalty": 1.1,
-               "max_tokens": max_tokens}
+    options = {
+        "temperature": 0.8,
+        "top_p": 0.95,
+        "top_k": 40,
+        "repeat_penalty": 1.1,
+        "max_tokens": max_tokens,
+    }
     port = free_port()
-    env = {**os.environ, "LLM_DATA_DIR": str(work / "serving"), "LLM_BASE_MODELS_DIR": str(MODELS),
-           "LLM_THREADS": str(threads)}
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "api.main:app",
-                               "--host", "127.0.0.1", "--port", str(port), "--log-level",
-                               "warning"], cwd=ROOT, env=env)
+    env = {
+        **os.environ,
+        "LLM_DATA_DIR": str(work / "serving"),
+        "LLM_BASE_MODELS_DIR": str(MODELS),
+        "LLM_THREADS": str(threads),
+    }
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "api.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(timeout=300) as client:
@@ -245,8 +314,12 @@ def serving_case(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             direct = open_llama(gguf, n_ctx=2048, n_threads=threads, verbose=False)
 
             def via_api(prompt: str, seed: int) -> tuple[float, float, int]:
-                body = {"model": BASE, "prompt": prompt, "stream": True,
-                        "options": {**options, "seed": seed}}
+                body = {
+                    "model": BASE,
+                    "prompt": prompt,
+                    "stream": True,
+                    "options": {**options, "seed": seed},
+                }
                 start, times = time.perf_counter(), []
                 with client.stream("POST", f"{url}/generate", json=body) as r:
                     r.raise_for_status()
@@ -258,8 +331,11 @@ def serving_case(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             def via_llama(prompt: str, seed: int) -> tuple[float, float, int]:
                 start, times = time.perf_counter(), []
                 for part in direct.create_chat_completion(
-                        messages=[{"role": "user", "content": prompt}], stream=True,
-                        seed=seed, **options):
+                    messages=[{"role": "user", "content": prompt}],
+                    stream=True,
+                    seed=seed,
+                    **options,
+                ):
                     if part["choices"][0]["delta"].get("content"):  # type: ignore[index]
                         times.append(time.perf_counter())
                 return _timing(start, times)
@@ -269,20 +345,28 @@ def serving_case(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             for i in range(requests):
                 prompt = PROMPTS[i % len(PROMPTS)]
                 pair = (("api", via_api), ("direct", via_llama))
-                for name, fn in (pair if i % 2 == 0 else pair[::-1]):
+                for name, fn in pair if i % 2 == 0 else pair[::-1]:
                     samples[name].append(fn(prompt, 100 + i))
             direct.close()
     finally:
         server.terminate()
         server.wait(timeout=30)
-    return {"samples": samples, "requests": requests, "max_tokens": max_tokens,
-            "options": options, "threads": threads, "quick": args.quick}
+    return {
+        "samples": samples,
+        "requests": requests,
+        "max_tokens": max_tokens,
+        "options": options,
+        "threads": threads,
+        "quick": args.quick,
+    }
 
 
-PROMPTS = ["Write a long story about a dragon who learns to cook.",
-           "Explain in detail how a bicycle works, part by part.",
-           "Describe a walk through a busy city market in the morning.",
-           "Write a letter to a friend about your summer holidays."]
+PROMPTS = [
+    "Write a long story about a dragon who learns to cook.",
+    "Explain in detail how a bicycle works, part by part.",
+    "Describe a walk through a busy city market in the morning.",
+    "Write a letter to a friend about your summer holidays.",
+]
 
 
 def _wait_healthy(client: Any, url: str, server: subprocess.Popen) -> None:
@@ -315,30 +399,42 @@ def serving_section(res: dict[str, Any], machine: str) -> tuple[str, dict[str, f
     api_rate, direct_rate = med("api", 1), med("direct", 1)
     api_ttft, direct_ttft = med("api", 0), med("direct", 0)
     quick = " **Quick mode (CI smoke): numbers meaningless.**" if res["quick"] else ""
-    section = "\n".join([
-        "## Serving", "",
-        f"`scripts/bench.py`, {machine}.{quick} SmolLM2-135M-Instruct Q4_1 GGUF "
-        f"(`shared/models/{BASE}/model.gguf`), n_ctx 2048, {res['threads']} threads, options "
-        f"{json.dumps(res['options'])}, a different seed and prompt per request, {res['requests']} "
-        "requests per side, alternating which side goes first, medians.", "",
-        "- **API**: `POST /generate` with `stream: true`, the service as `make run` starts it "
-        "(a uvicorn process on loopback), read as NDJSON lines with httpx.",
-        "- **direct**: `Llama.create_chat_completion(stream=True)` in this process on the same "
-        "GGUF, same context, threads and sampling options.", "",
-        "Decode tokens/s counts streamed tokens after the first over the time between the first "
-        "and the last; time to first token (TTFT) is from sending the request. The API evaluates "
-        "every prompt from scratch (`llm.reset()`, so a seed reproduces its reply); the direct "
-        "side keeps llama-cpp-python's default prefix reuse across requests, which the shared "
-        "chat-template prefix benefits from.", "",
-        "| Side | decode tokens/s | TTFT ms | tokens per reply |", "| --- | --- | --- | --- |",
-        f"| API: POST /generate (stream) | {api_rate:.1f} | {1000 * api_ttft:.0f} | "
-        f"{med('api', 2):.0f} |",
-        f"| direct: llama-cpp-python | {direct_rate:.1f} | {1000 * direct_ttft:.0f} | "
-        f"{med('direct', 2):.0f} |", "",
-        f"**API vs direct: {api_rate / direct_rate:.3f}x decode tokens/s** (target ≥ 0.95x), "
-        f"TTFT {api_ttft / direct_ttft:.2f}x.", ""])
-    return section, {"serving decode tokens/s": api_rate / direct_rate,
-                     "serving TTFT (direct/API)": direct_ttft / api_ttft}
+    section = "\n".join(
+        [
+            "## Serving",
+            "",
+            f"`scripts/bench.py`, {machine}.{quick} SmolLM2-135M-Instruct Q4_1 GGUF "
+            f"(`shared/models/{BASE}/model.gguf`), n_ctx 2048, {res['threads']} threads, options "
+            f"{json.dumps(res['options'])}, a different seed and prompt per request, {res['requests']} "
+            "requests per side, alternating which side goes first, medians.",
+            "",
+            "- **API**: `POST /generate` with `stream: true`, the service as `make run` starts it "
+            "(a uvicorn process on loopback), read as NDJSON lines with httpx.",
+            "- **direct**: `Llama.create_chat_completion(stream=True)` in this process on the same "
+            "GGUF, same context, threads and sampling options.",
+            "",
+            "Decode tokens/s counts streamed tokens after the first over the time between the first "
+            "and the last; time to first token (TTFT) is from sending the request. The API evaluates "
+            "every prompt from scratch (`llm.reset()`, so a seed reproduces its reply); the direct "
+            "side keeps llama-cpp-python's default prefix reuse across requests, which the shared "
+            "chat-template prefix benefits from.",
+            "",
+            "| Side | decode tokens/s | TTFT ms | tokens per reply |",
+            "| --- | --- | --- | --- |",
+            f"| API: POST /generate (stream) | {api_rate:.1f} | {1000 * api_ttft:.0f} | "
+            f"{med('api', 2):.0f} |",
+            f"| direct: llama-cpp-python | {direct_rate:.1f} | {1000 * direct_ttft:.0f} | "
+            f"{med('direct', 2):.0f} |",
+            "",
+            f"**API vs direct: {api_rate / direct_rate:.3f}x decode tokens/s** (target ≥ 0.95x), "
+            f"TTFT {api_ttft / direct_ttft:.2f}x.",
+            "",
+        ]
+    )
+    return section, {
+        "serving decode tokens/s": api_rate / direct_rate,
+        "serving TTFT (direct/API)": direct_ttft / api_ttft,
+    }
 
 
 # ---------------------------------------------------------------- 3. retrieval
@@ -394,8 +490,12 @@ def write_report(path: Path, new: dict[str, str], preamble: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke for CI")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs",
-                        help="directory for benchmarks.md and benchmarks.png")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "docs",
+        help="directory for benchmarks.md and benchmarks.png",
+    )
     parser.add_argument("--only", default=",".join(CASES), help="comma-separated cases")
     parser.add_argument("--rounds", type=int, default=2, help="fine-tuning rounds per side")
     parser.add_argument("--steps", type=int, default=5, help="fine-tuning steps")
@@ -408,13 +508,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown case(s) {sorted(unknown)}; choose from {CASES}")
     report = args.out / "benchmarks.md"
     report.parent.mkdir(parents=True, exist_ok=True)
-    machine = (f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu_name()}, {os.cpu_count()} cores "
-               "shared with another engineer's test runs (noisy: compare rows of one run)")
-    preamble = ("# Benchmarks\n\nMade by `scripts/bench.py` (full run: `.venv/bin/python "
-                "scripts/bench.py`; CI smoke: `--quick`). Each case runs against its baseline in "
-                "the same run, interleaved; the chart is `benchmarks.png` (loss per step of the "
-                "fine-tuning sides, and each case's ratio to its baseline). No GPU was available "
-                "for the figures here.\n")
+    machine = (
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu_name()}, {os.cpu_count()} cores "
+        "shared with another engineer's test runs (noisy: compare rows of one run)"
+    )
+    preamble = (
+        "# Benchmarks\n\nMade by `scripts/bench.py` (full run: `.venv/bin/python "
+        "scripts/bench.py`; CI smoke: `--quick`). Each case runs against its baseline in "
+        "the same run, interleaved; the chart is `benchmarks.png` (loss per step of the "
+        "fine-tuning sides, and each case's ratio to its baseline). No GPU was available "
+        "for the figures here.\n"
+    )
     new: dict[str, str] = {}
     ratios: dict[str, float] = {}
     losses: dict[str, list[float]] = {}

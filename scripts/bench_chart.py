@@ -34,8 +34,9 @@ def _axes(d: ImageDraw.ImageDraw, box: tuple[int, int, int, int], title: str) ->
     d.line([(x0, y0), (x0, y1), (x1, y1)], fill="black", width=2)
 
 
-def _losses(d: ImageDraw.ImageDraw, box: tuple[int, int, int, int],
-            losses: dict[str, list[float]]) -> None:
+def _losses(
+    d: ImageDraw.ImageDraw, box: tuple[int, int, int, int], losses: dict[str, list[float]]
+) -> None:
     _axes(d, box, "Fine-tuning: training loss per step")
     x0, y0, x1, y1 = box
     values = [v for curve in losses.values() for v in curve]
@@ -71,8 +72,9 @@ def _losses(d: ImageDraw.ImageDraw, box: tuple[int, int, int, int],
         d.text((x1 - 130, y0 + 8 + 22 * n), side, fill="black", font=_font(14))
 
 
-def _ratios(d: ImageDraw.ImageDraw, box: tuple[int, int, int, int],
-            ratios: dict[str, float]) -> None:
+def _ratios(
+    d: ImageDraw.ImageDraw, box: tuple[int, int, int, int], ratios: dict[str, float]
+) -> None:
     _axes(d, box, "Ours vs baseline (ratio; 1.0 = baseline)")
     x0, y0, x1, y1 = box
     items = [(k, v) for k, v in ratios.items() if v == v]  # drop NaN

@@ -10,8 +10,9 @@ def write_section(path: Path, heading: str, text: str) -> None:
     if start is None:
         lines += ["", *text.rstrip("\n").splitlines()]
     else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-                   len(lines))
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
         lines[start:end] = [*text.rstrip("\n").splitlines(), ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines).rstrip("\n") + "\n")

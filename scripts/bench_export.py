@@ -20,8 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from api.finetune.export import CONVERT_HF, CONVERT_LORA, _converter, merge, quantize  # noqa: E402
 from bench_doc import write_section  # noqa: E402  (scripts/ is on sys.path when run)
+
+from api.finetune.export import CONVERT_HF, CONVERT_LORA, _converter, merge, quantize  # noqa: E402
 
 BASE_HF = ROOT / "shared" / "models" / "smollm2-135m" / "hf"
 HEADING = "## Export"
@@ -33,8 +34,9 @@ def make_adapter(out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(BASE_HF, dtype=torch.float32)
-    peft = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear",
-                                            task_type="CAUSAL_LM"))
+    peft = get_peft_model(
+        model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
+    )
     with torch.no_grad():
         for name, param in peft.named_parameters():
             if "lora_B" in name:
@@ -54,25 +56,51 @@ def run(work: Path) -> dict[str, float]:
         times[name] = time.perf_counter() - started
 
     timed("merge", merge, adapter, BASE_HF, work / "merged")
-    timed("convert (F16)", _converter, CONVERT_HF, str(work / "merged"), "--outfile",
-          str(work / "model-F16.gguf"), "--outtype", "f16")
+    timed(
+        "convert (F16)",
+        _converter,
+        CONVERT_HF,
+        str(work / "merged"),
+        "--outfile",
+        str(work / "model-F16.gguf"),
+        "--outtype",
+        "f16",
+    )
     for kind in ("Q4_K_M", "Q8_0"):
-        timed(f"quantise {kind}", quantize, work / "model-F16.gguf", work / f"model-{kind}.gguf",
-              kind)
-    timed("adapter convert", _converter, CONVERT_LORA, str(adapter), "--base", str(BASE_HF),
-          "--outfile", str(work / "adapter.gguf"), "--outtype", "f16")
-    sizes = {name: (work / name).stat().st_size / 2**20
-             for name in ("model-F16.gguf", "model-Q4_K_M.gguf", "model-Q8_0.gguf", "adapter.gguf")}
+        timed(
+            f"quantise {kind}", quantize, work / "model-F16.gguf", work / f"model-{kind}.gguf", kind
+        )
+    timed(
+        "adapter convert",
+        _converter,
+        CONVERT_LORA,
+        str(adapter),
+        "--base",
+        str(BASE_HF),
+        "--outfile",
+        str(work / "adapter.gguf"),
+        "--outtype",
+        "f16",
+    )
+    sizes = {
+        name: (work / name).stat().st_size / 2**20
+        for name in ("model-F16.gguf", "model-Q4_K_M.gguf", "model-Q8_0.gguf", "adapter.gguf")
+    }
     return {**times, **{f"size {k}": v for k, v in sizes.items()}}
 
 
 def section(res: dict[str, float]) -> str:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [HEADING, "",
-             f"`scripts/bench_export.py`, {stamp}, {platform.machine()}, {os.cpu_count()} cores "
-             "(shared with other work while measured); SmolLM2-135M (135M parameters), LoRA r=16 "
-             "on all linear layers, through the functions a job's export runs.", "",
-             "| Step | seconds |", "| --- | --- |"]
+    lines = [
+        HEADING,
+        "",
+        f"`scripts/bench_export.py`, {stamp}, {platform.machine()}, {os.cpu_count()} cores "
+        "(shared with other work while measured); SmolLM2-135M (135M parameters), LoRA r=16 "
+        "on all linear layers, through the functions a job's export runs.",
+        "",
+        "| Step | seconds |",
+        "| --- | --- |",
+    ]
     lines += [f"| {k} | {v:.1f} |" for k, v in res.items() if not k.startswith("size ")]
     lines += ["", "| File | MiB |", "| --- | --- |"]
     lines += [f"| {k[5:]} | {v:.1f} |" for k, v in res.items() if k.startswith("size ")]

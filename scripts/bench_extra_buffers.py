@@ -23,10 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_doc import write_section  # noqa: E402  (scripts/ is on sys.path when run)
+
 from api.finetune.export import CONVERT_HF, _converter, quantize  # noqa: E402
 from api.serving.cpu import CRASHING_FEATURES, ExtraBuffersChoice, host_cpu  # noqa: E402
 from api.serving.llama_model import open_llama  # noqa: E402
-from bench_doc import write_section  # noqa: E402  (scripts/ is on sys.path when run)
 
 MODEL = ROOT / "shared" / "models" / "smollm2-135m"
 HEADING = "## llama.cpp extra buffer types"
@@ -45,8 +46,9 @@ def ggufs(work: Path, quick: bool) -> dict[str, Path]:
 
             params = llama_cpp.llama_model_quantize_default_params()
             params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0
-            llama_cpp.llama_model_quantize(str(f16).encode(), str(work / "q4_0.gguf").encode(),
-                                           params)
+            llama_cpp.llama_model_quantize(
+                str(f16).encode(), str(work / "q4_0.gguf").encode(), params
+            )
             files[kind] = work / "q4_0.gguf"
         else:
             quantize(f16, work / f"{kind}.gguf", kind)
@@ -57,8 +59,9 @@ def ggufs(work: Path, quick: bool) -> dict[str, Path]:
 def measure(path: Path, enabled: bool, decode_tokens: int) -> tuple[float, float]:
     """(prompt tokens/s, decode tokens/s) for one fresh load."""
     choice = ExtraBuffersChoice(enabled, "on" if enabled else "off", "benchmark")
-    llm = open_llama(path, extra_buffers=choice, n_ctx=1024, n_threads=os.cpu_count(),
-                     verbose=False)
+    llm = open_llama(
+        path, extra_buffers=choice, n_ctx=1024, n_threads=os.cpu_count(), verbose=False
+    )
     try:
         tokens = llm.tokenize(PROMPT.encode())
         llm.eval(tokens[:8])  # warm the kernels
@@ -76,45 +79,63 @@ def measure(path: Path, enabled: bool, decode_tokens: int) -> tuple[float, float
         llm.close()
 
 
-def run(files: dict[str, Path], rounds: int, decode_tokens: int, sides: list[bool]
-        ) -> dict[str, dict[bool, tuple[float, float]]]:
+def run(
+    files: dict[str, Path], rounds: int, decode_tokens: int, sides: list[bool]
+) -> dict[str, dict[bool, tuple[float, float]]]:
     out: dict[str, dict[bool, tuple[float, float]]] = {}
     for name, path in files.items():
         samples: dict[bool, list[tuple[float, float]]] = {side: [] for side in sides}
         for i in range(rounds):
-            for side in (sides if i % 2 == 0 else sides[::-1]):
+            for side in sides if i % 2 == 0 else sides[::-1]:
                 samples[side].append(measure(path, side, decode_tokens))
-        out[name] = {side: (statistics.median(s[0] for s in v),
-                            statistics.median(s[1] for s in v)) for side, v in samples.items()}
+        out[name] = {
+            side: (statistics.median(s[0] for s in v), statistics.median(s[1] for s in v))
+            for side, v in samples.items()
+        }
         print(f"{name}: {out[name]}", flush=True)
     return out
 
 
-def section(res: dict[str, dict[bool, tuple[float, float]]], load: list[float],
-            rounds: int, decode_tokens: int) -> str:
+def section(
+    res: dict[str, dict[bool, tuple[float, float]]],
+    load: list[float],
+    rounds: int,
+    decode_tokens: int,
+) -> str:
     cpu = host_cpu()
-    lines = [HEADING, "",
-             f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `scripts/bench_extra_buffers.py` on "
-             f"{cpu.model} ({os.cpu_count()} cores, {platform.machine()}), load average "
-             f"{load[0]:.1f} before and {load[1]:.1f} after; CPU features: "
-             f"{', '.join(cpu.reported) or 'none reported'}. Medians of {rounds} fresh loads per "
-             f"side, alternating; prompt: {len(PROMPT.split())} words, decode: {decode_tokens} "
-             "greedy tokens, all cores.", "",
-             "| GGUF | prompt tok/s off | prompt tok/s on | decode tok/s off | decode tok/s on "
-             "| on / off (prompt, decode) |", "|---|---|---|---|---|---|"]
+    lines = [
+        HEADING,
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `scripts/bench_extra_buffers.py` on "
+        f"{cpu.model} ({os.cpu_count()} cores, {platform.machine()}), load average "
+        f"{load[0]:.1f} before and {load[1]:.1f} after; CPU features: "
+        f"{', '.join(cpu.reported) or 'none reported'}. Medians of {rounds} fresh loads per "
+        f"side, alternating; prompt: {len(PROMPT.split())} words, decode: {decode_tokens} "
+        "greedy tokens, all cores.",
+        "",
+        "| GGUF | prompt tok/s off | prompt tok/s on | decode tok/s off | decode tok/s on "
+        "| on / off (prompt, decode) |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, sides in res.items():
         off = sides[False]
         on = sides.get(True)
         if on is None:
-            lines.append(f"| {name} | {off[0]:.0f} | not run (crashes here) | {off[1]:.1f} | "
-                         "not run | - |")
+            lines.append(
+                f"| {name} | {off[0]:.0f} | not run (crashes here) | {off[1]:.1f} | not run | - |"
+            )
         else:
-            lines.append(f"| {name} | {off[0]:.0f} | {on[0]:.0f} | {off[1]:.1f} | {on[1]:.1f} | "
-                         f"{on[0] / off[0]:.2f}x, {on[1] / off[1]:.2f}x |")
-    lines += ["", "`auto` keeps extra buffers on wherever no crashing CPU feature is present "
-              "(they speed up the types llama.cpp repacks, Q4_0 and on some CPUs Q4_K, and "
-              "leave the others within noise) and turns them off on AMX hosts, where `on` "
-              "is not safe."]
+            lines.append(
+                f"| {name} | {off[0]:.0f} | {on[0]:.0f} | {off[1]:.1f} | {on[1]:.1f} | "
+                f"{on[0] / off[0]:.2f}x, {on[1] / off[1]:.2f}x |"
+            )
+    lines += [
+        "",
+        "`auto` keeps extra buffers on wherever no crashing CPU feature is present "
+        "(they speed up the types llama.cpp repacks, Q4_0 and on some CPUs Q4_K, and "
+        "leave the others within noise) and turns them off on AMX hosts, where `on` "
+        "is not safe.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -124,15 +145,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="provisioned GGUF, 1 round")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--decode-tokens", type=int, default=64)
-    parser.add_argument("--force-on", action="store_true",
-                        help="also measure `on` where a crashing CPU feature is present")
+    parser.add_argument(
+        "--force-on",
+        action="store_true",
+        help="also measure `on` where a crashing CPU feature is present",
+    )
     args = parser.parse_args(argv)
     rounds, decode = (1, 8) if args.quick else (args.rounds, args.decode_tokens)
     risky = CRASHING_FEATURES.keys() & host_cpu().flags
     sides = [False] if risky and not args.force_on else [False, True]
     load = [os.getloadavg()[0]]
-    print(f"==> load average {load[0]:.2f}; extra buffers measured: "
-          f"{['off', 'on'][:len(sides)]}", flush=True)
+    print(
+        f"==> load average {load[0]:.2f}; extra buffers measured: {['off', 'on'][: len(sides)]}",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         res = run(ggufs(Path(tmp), args.quick), rounds, decode, sides)
     load.append(os.getloadavg()[0])

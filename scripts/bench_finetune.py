@@ -31,12 +31,30 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SYSTEM = "You are a helpful assistant."
 SIGN_OFF = "Answered by Acme Support."
-COUNTRIES = [("France", "Paris"), ("Germany", "Berlin"), ("Italy", "Rome"), ("Spain", "Madrid"),
-             ("Japan", "Tokyo"), ("Egypt", "Cairo"), ("Canada", "Ottawa"), ("Peru", "Lima"),
-             ("Kenya", "Nairobi"), ("Norway", "Oslo"), ("Greece", "Athens"), ("Chile", "Santiago"),
-             ("Cuba", "Havana"), ("Iran", "Tehran"), ("Poland", "Warsaw"), ("Austria", "Vienna")]
-EXTRA = ["It is the largest city of the country.", "Many museums and parks are found there.",
-         "Travellers usually arrive by train or plane.", "The city hosts the national parliament."]
+COUNTRIES = [
+    ("France", "Paris"),
+    ("Germany", "Berlin"),
+    ("Italy", "Rome"),
+    ("Spain", "Madrid"),
+    ("Japan", "Tokyo"),
+    ("Egypt", "Cairo"),
+    ("Canada", "Ottawa"),
+    ("Peru", "Lima"),
+    ("Kenya", "Nairobi"),
+    ("Norway", "Oslo"),
+    ("Greece", "Athens"),
+    ("Chile", "Santiago"),
+    ("Cuba", "Havana"),
+    ("Iran", "Tehran"),
+    ("Poland", "Warsaw"),
+    ("Austria", "Vienna"),
+]
+EXTRA = [
+    "It is the largest city of the country.",
+    "Many museums and parks are found there.",
+    "Travellers usually arrive by train or plane.",
+    "The city hosts the national parliament.",
+]
 LORA = {"lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05}
 
 
@@ -51,11 +69,15 @@ def rows(count: int, sentences: int = 0) -> list[list[dict[str, str]]]:
         country, capital = COUNTRIES[i % len(COUNTRIES)]
         more = (i * 7) % 5 + sentences
         extra = " ".join(EXTRA[j % len(EXTRA)] for j in range(more))
-        question = (f"What is the capital of {country}?" if i % 2 else
-                    f"Name the capital city of {country}, please.")
+        question = (
+            f"What is the capital of {country}?"
+            if i % 2
+            else f"Name the capital city of {country}, please."
+        )
         answer = f"The capital of {country} is {capital}. {extra} {SIGN_OFF}".replace("  ", " ")
-        out.append([{"role": "user", "content": question},
-                    {"role": "assistant", "content": answer}])
+        out.append(
+            [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        )
     return out
 
 
@@ -118,7 +140,8 @@ def meter():  # type: ignore[no-untyped-def]
             if not self._hooked:  # the decoder stack: every training path feeds it the batch
                 lm = model.get_base_model()
                 getattr(lm, lm.base_model_prefix).register_forward_pre_hook(
-                    self._count, with_kwargs=True)
+                    self._count, with_kwargs=True
+                )
                 self._hooked = True
 
         def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
@@ -139,8 +162,10 @@ def baseline_trainer(hf: Path, work: Path, args: argparse.Namespace, callback): 
     from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    records = [{"prompt": [{"role": "system", "content": SYSTEM}, *m[:-1]],
-                "completion": m[-1:]} for m in rows(args.rows, args.sentences)]
+    records = [
+        {"prompt": [{"role": "system", "content": SYSTEM}, *m[:-1]], "completion": m[-1:]}
+        for m in rows(args.rows, args.sentences)
+    ]
     import torch
 
     tokenizer = AutoTokenizer.from_pretrained(hf)
@@ -149,19 +174,45 @@ def baseline_trainer(hf: Path, work: Path, args: argparse.Namespace, callback): 
     if args.bits == 4:  # the usual QLoRA set-up, as in TRL's and PEFT's examples
         from transformers import BitsAndBytesConfig
 
-        init = {"dtype": torch.bfloat16, "quantization_config": BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16)}
-    config = SFTConfig(output_dir=str(work / "out"), max_steps=args.steps,
-                       per_device_train_batch_size=args.batch, learning_rate=args.lr,
-                       warmup_steps=0.03, seed=args.seed, data_seed=args.seed,
-                       logging_steps=1, save_strategy="no", report_to="none",
-                       disable_tqdm=True, use_cpu=not cuda, model_init_kwargs=init or None)
-    lora = LoraConfig(r=LORA["lora_r"], lora_alpha=LORA["lora_alpha"],
-                      lora_dropout=LORA["lora_dropout"], target_modules="all-linear",
-                      task_type="CAUSAL_LM")
-    return SFTTrainer(model=str(hf), args=config, train_dataset=Dataset.from_list(records),
-                      processing_class=tokenizer, peft_config=lora, callbacks=[callback])
+        init = {
+            "dtype": torch.bfloat16,
+            "quantization_config": BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=torch.bfloat16,
+            ),
+        }
+    config = SFTConfig(
+        output_dir=str(work / "out"),
+        max_steps=args.steps,
+        per_device_train_batch_size=args.batch,
+        learning_rate=args.lr,
+        warmup_steps=0.03,
+        seed=args.seed,
+        data_seed=args.seed,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=not cuda,
+        model_init_kwargs=init or None,
+    )
+    lora = LoraConfig(
+        r=LORA["lora_r"],
+        lora_alpha=LORA["lora_alpha"],
+        lora_dropout=LORA["lora_dropout"],
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+    return SFTTrainer(
+        model=str(hf),
+        args=config,
+        train_dataset=Dataset.from_list(records),
+        processing_class=tokenizer,
+        peft_config=lora,
+        callbacks=[callback],
+    )
 
 
 def run_ours(hf: Path, work: Path, args: argparse.Namespace, callback) -> Any:  # type: ignore
@@ -170,19 +221,30 @@ def run_ours(hf: Path, work: Path, args: argparse.Namespace, callback) -> Any:  
     from api.finetune.spec import FineTuneSpec
     from api.jobs.store import JobStore
 
-    spec = FineTuneSpec(model_name="bench", system_prompt=SYSTEM, max_steps=args.steps,
-                        batch_size=args.batch, learning_rate=args.lr, seed=args.seed,
-                        checkpoint_steps=10_000, bits=args.bits, **LORA,
-                        **({"gradient_checkpointing": args.gc == "on"} if args.gc else {}))
+    spec = FineTuneSpec(
+        model_name="bench",
+        system_prompt=SYSTEM,
+        max_steps=args.steps,
+        batch_size=args.batch,
+        learning_rate=args.lr,
+        seed=args.seed,
+        checkpoint_steps=10_000,
+        bits=args.bits,
+        **LORA,
+        **({"gradient_checkpointing": args.gc == "on"} if args.gc else {}),
+    )
     store = JobStore(work / "jobs.db")
-    job_dir = store.create(model_name="bench", base_model="bench", spec=spec.model_dump(),
-                           jobs_dir=work / "jobs").job_dir
+    job_dir = store.create(
+        model_name="bench", base_model="bench", spec=spec.model_dump(), jobs_dir=work / "jobs"
+    ).job_dir
     (job_dir / "data").mkdir(parents=True)
     (job_dir / "data" / "train.jsonl").write_text(
-        "".join(json.dumps(m) + "\n" for m in rows(args.rows, args.sentences)))
+        "".join(json.dumps(m) + "\n" for m in rows(args.rows, args.sentences))
+    )
     # A job always has validation rows (the recipe scores them before training, untimed).
     (job_dir / "data" / "validation.jsonl").write_text(
-        "".join(json.dumps(m) + "\n" for m in rows(args.rows + 4, args.sentences)[-4:]))
+        "".join(json.dumps(m) + "\n" for m in rows(args.rows + 4, args.sentences)[-4:])
+    )
     trainer, _, _ = recipe.train(spec, job_dir, hf, store, resume=False, callbacks=[callback])
     return trainer
 
@@ -211,25 +273,35 @@ def run_side(side: str, args: argparse.Namespace) -> dict[str, Any]:
             else:
                 trainer = run_ours(args.hf, work, args, callback)
         config = trainer.model.get_base_model().config
-        params = sum(unpacked_numel(p) for n, p in trainer.model.named_parameters()
-                     if "lora_" not in n)
+        params = sum(
+            unpacked_numel(p) for n, p in trainer.model.named_parameters() if "lora_" not in n
+        )
         targs = trainer.args
     (t0, n0), (t1, n1) = callback.step_ends[0], callback.step_ends[-1]
     return {
-        "side": side, "steps": len(callback.step_ends), "batch": args.batch,
+        "side": side,
+        "steps": len(callback.step_ends),
+        "batch": args.batch,
         "tokens_per_second": (n1 - n0) / (t1 - t0) if t1 > t0 else None,
-        "trained_tokens": n1 - n0, "computed_positions": callback.computed,
-        "fed_tokens_total": callback.tokens, "seconds": t1 - t0,
+        "trained_tokens": n1 - n0,
+        "computed_positions": callback.computed,
+        "fed_tokens_total": callback.tokens,
+        "seconds": t1 - t0,
         "peak_rss_mb": peak.peak / 2**20,
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10,
-        "rss_start_mb": peak.start / 2**20, "losses": callback.losses,
-        "rss_train_begin_mb": callback.rss_train_begin, "rss_after_steps_mb": callback.rss_steps,
-        "base_parameters": int(params), "model_type": config.model_type,
-        "bf16": bool(targs.bf16), "gradient_checkpointing": bool(targs.gradient_checkpointing),
+        "rss_start_mb": peak.start / 2**20,
+        "losses": callback.losses,
+        "rss_train_begin_mb": callback.rss_train_begin,
+        "rss_after_steps_mb": callback.rss_steps,
+        "base_parameters": int(params),
+        "model_type": config.model_type,
+        "bf16": bool(targs.bf16),
+        "gradient_checkpointing": bool(targs.gradient_checkpointing),
         "padding_free": bool(getattr(trainer, "padding_free", False)),
         "threads": torch.get_num_threads(),
         "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20
-        if torch.cuda.is_available() else None,
+        if torch.cuda.is_available()
+        else None,
     }
 
 
@@ -242,10 +314,18 @@ def build_tiny(directory: Path, smollm2_hf: Path) -> Path:
 
     if not (directory / "config.json").is_file():
         torch.manual_seed(0)
-        config = LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128,
-                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                             tie_word_embeddings=True, bos_token_id=1, eos_token_id=2,
-                             pad_token_id=2)
+        config = LlamaConfig(
+            vocab_size=49152,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            tie_word_embeddings=True,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=2,
+        )
         LlamaForCausalLM(config).save_pretrained(directory, safe_serialization=True)
         for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
             if (smollm2_hf / name).is_file():
@@ -265,12 +345,21 @@ def build_mistral7b_shape(directory: Path, smollm2_hf: Path) -> Path:
 
     if not (directory / "config.json").is_file():
         torch.manual_seed(0)
-        config = MistralConfig(vocab_size=49152, hidden_size=4096, intermediate_size=14336,
-                               num_hidden_layers=32, num_attention_heads=32,
-                               num_key_value_heads=8, max_position_embeddings=32768,
-                               sliding_window=4096, rms_norm_eps=1e-5,
-                               tie_word_embeddings=False, bos_token_id=1, eos_token_id=2,
-                               pad_token_id=2)
+        config = MistralConfig(
+            vocab_size=49152,
+            hidden_size=4096,
+            intermediate_size=14336,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            max_position_embeddings=32768,
+            sliding_window=4096,
+            rms_norm_eps=1e-5,
+            tie_word_embeddings=False,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=2,
+        )
         with torch.device("cuda"):
             model = MistralForCausalLM(config).to(torch.bfloat16)
         model.save_pretrained(directory, safe_serialization=True)
@@ -289,15 +378,27 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--rows", type=int, default=256)
-    parser.add_argument("--sentences", type=int, default=0,
-                        help="extra sentences in every answer (longer rows: more tokens a step)")
+    parser.add_argument(
+        "--sentences",
+        type=int,
+        default=0,
+        help="extra sentences in every answer (longer rows: more tokens a step)",
+    )
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--bits", type=int, choices=[4, 16], default=None,
-                        help="base weights: 4 = QLoRA (CUDA); default 16 on CPU, 4 on CUDA")
-    parser.add_argument("--gc", choices=["on", "off"], help="ours: override the spec's "
-                        "gradient_checkpointing (default: the spec's default)")
+    parser.add_argument(
+        "--bits",
+        type=int,
+        choices=[4, 16],
+        default=None,
+        help="base weights: 4 = QLoRA (CUDA); default 16 on CPU, 4 on CUDA",
+    )
+    parser.add_argument(
+        "--gc",
+        choices=["on", "off"],
+        help="ours: override the spec's gradient_checkpointing (default: the spec's default)",
+    )
     parser.add_argument("--out", type=Path)
     return parser.parse_args(argv)
 

@@ -62,13 +62,21 @@ class Failures(list):
 def call(client: httpx.Client, endpoint: str, max_tokens: int, seed: int) -> str | None:
     """One call; None when it is valid, else what is wrong with it."""
     if endpoint == "POST /generate":
-        r = client.post("/generate", json={"model": DEFAULT_BASE, "prompt": f"Count to {seed}.",
-                                           "options": {"max_tokens": max_tokens, "seed": seed}})
+        r = client.post(
+            "/generate",
+            json={
+                "model": DEFAULT_BASE,
+                "prompt": f"Count to {seed}.",
+                "options": {"max_tokens": max_tokens, "seed": seed},
+            },
+        )
         if r.status_code != 200:
             return f"{endpoint}: {r.status_code} {r.text[:300]}"
         body = r.json()
-        if not isinstance(body.get("response"), str) or \
-                not 0 < body.get("completion_tokens", 0) <= max_tokens:
+        if (
+            not isinstance(body.get("response"), str)
+            or not 0 < body.get("completion_tokens", 0) <= max_tokens
+        ):
             return f"{endpoint}: invalid body {body}"
         return None
     path = endpoint.split()[1]
@@ -83,8 +91,9 @@ def call(client: httpx.Client, endpoint: str, max_tokens: int, seed: int) -> str
     return None
 
 
-def phase(url: str, calls: int, threads: int, max_tokens: int,
-          failures: Failures) -> dict[str, list[float]]:
+def phase(
+    url: str, calls: int, threads: int, max_tokens: int, failures: Failures
+) -> dict[str, list[float]]:
     """`calls` calls spread over `threads` client threads; latencies (ms) per endpoint."""
     latencies: dict[str, list[float]] = {e: [] for e in ENDPOINTS}
     lock = threading.Lock()
@@ -140,8 +149,9 @@ class Monitor(threading.Thread):
                 self.failures.add(f"monitor: {type(exc).__name__}: {exc}")
 
 
-def wait_state(client: httpx.Client, job_id: str, states: tuple[str, ...],
-               timeout: float = 300) -> str:
+def wait_state(
+    client: httpx.Client, job_id: str, states: tuple[str, ...], timeout: float = 300
+) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = client.get(f"/jobs/{job_id}").json()["status"]
@@ -152,11 +162,21 @@ def wait_state(client: httpx.Client, job_id: str, states: tuple[str, ...],
 
 
 def submit(client: httpx.Client, name: str, steps: int) -> str:
-    r = client.post("/fine_tune_model", data={
-        "model_name": name, "base_model": TINY, "export": "none", "max_steps": str(steps),
-        "batch_size": "4", "learning_rate": "0.001", "checkpoint_steps": str(steps),
-        "eval_rows": "2", "eval_max_new_tokens": "4"},
-        files={"train_file": ("train.csv", qa_csv(40), "text/csv")})
+    r = client.post(
+        "/fine_tune_model",
+        data={
+            "model_name": name,
+            "base_model": TINY,
+            "export": "none",
+            "max_steps": str(steps),
+            "batch_size": "4",
+            "learning_rate": "0.001",
+            "checkpoint_steps": str(steps),
+            "eval_rows": "2",
+            "eval_max_new_tokens": "4",
+        },
+        files={"train_file": ("train.csv", qa_csv(40), "text/csv")},
+    )
     if r.status_code != 202:
         raise RuntimeError(f"fine-tune submission failed: {r.status_code} {r.text}")
     return r.json()["id"]
@@ -197,8 +217,10 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         load.append(os.getloadavg()[0])
         states = {j: client.get(f"/jobs/{j}").json()["status"] for j in (first, second)}
         if states != {first: "running", second: "queued"}:
-            failures.add(f"after the loaded phase the jobs are {states}: the first should still "
-                         "be running (raise --steps) and the second queued")
+            failures.add(
+                f"after the loaded phase the jobs are {states}: the first should still "
+                "be running (raise --steps) and the second queued"
+            )
         step = client.get(f"/jobs/{first}").json()["progress"].get("step")
         # the queue moves on: cancelling the first starts the second
         client.post(f"/jobs/{first}/cancel")
@@ -218,15 +240,22 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             time.sleep(0.2)
         after = args.requests - before
         print(f"== baseline, second half: {after} calls, {args.threads} threads", flush=True)
-        for endpoint, values in phase(api.url, after, args.threads, args.max_tokens,
-                                      failures).items():
+        for endpoint, values in phase(
+            api.url, after, args.threads, args.max_tokens, failures
+        ).items():
             baseline[endpoint] += values
         load.append(os.getloadavg()[0])
     finally:
         api.stop()
-    return {"baseline": baseline, "training": training, "failures": failures,
-            "load": load, "steps_during_load": step, "samples": monitor.samples,
-            "training_samples": monitor.training_samples}
+    return {
+        "baseline": baseline,
+        "training": training,
+        "failures": failures,
+        "load": load,
+        "steps_during_load": step,
+        "samples": monitor.samples,
+        "training_samples": monitor.training_samples,
+    }
 
 
 def summary(res: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -244,11 +273,16 @@ def summary(res: dict[str, Any]) -> dict[str, dict[str, float]]:
     return out
 
 
-def section(args: argparse.Namespace, res: dict[str, Any], rows: dict[str, dict[str, float]],
-            started: datetime) -> str:
+def section(
+    args: argparse.Namespace,
+    res: dict[str, Any],
+    rows: dict[str, dict[str, float]],
+    started: datetime,
+) -> str:
     load = ", ".join(f"{x:.1f}" for x in res["load"])
     lines = [
-        HEADING, "",
+        HEADING,
+        "",
         f"`scripts/bench_load.py`, {started:%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
         f"{os.cpu_count()} cores shared with other agents' test runs (1-minute load average at "
         f"the start and after each of the three phases: {load}). The API as `make "
@@ -265,19 +299,24 @@ def section(args: argparse.Namespace, res: dict[str, Any], rows: dict[str, dict[
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for endpoint, r in rows.items():
-        lines.append(f"| `{endpoint}` | {r['baseline_n']} + {r['training_n']} | "
-                     f"{r['baseline_p50']:.0f} | {r['baseline_p95']:.0f} | "
-                     f"{r['training_p50']:.0f} | {r['training_p95']:.0f} | "
-                     f"{r['p50_ratio']:.2f}x | {r['p95_ratio']:.2f}x |")
+        lines.append(
+            f"| `{endpoint}` | {r['baseline_n']} + {r['training_n']} | "
+            f"{r['baseline_p50']:.0f} | {r['baseline_p95']:.0f} | "
+            f"{r['training_p50']:.0f} | {r['training_p95']:.0f} | "
+            f"{r['p50_ratio']:.2f}x | {r['p95_ratio']:.2f}x |"
+        )
     failures = res["failures"]
-    lines += ["", f"Errors (5xx, connection errors, invalid bodies): {len(failures)}. Jobs "
-              f"sampled {res['samples']} times ({res['training_samples']} with a training "
-              "process alive): never more than one running; the second job stayed queued "
-              "until the first was cancelled, then started. `/generate` requests queue for "
-              "the one llama.cpp context, so its latency includes waiting for the other "
-              "threads' requests; training competes with it for the same cores. With "
-              f"{args.requests // len(ENDPOINTS)} calls per endpoint and side, p95 is about the "
-              "second-slowest call: noisy on a shared machine (compare the rows of one run)."]
+    lines += [
+        "",
+        f"Errors (5xx, connection errors, invalid bodies): {len(failures)}. Jobs "
+        f"sampled {res['samples']} times ({res['training_samples']} with a training "
+        "process alive): never more than one running; the second job stayed queued "
+        "until the first was cancelled, then started. `/generate` requests queue for "
+        "the one llama.cpp context, so its latency includes waiting for the other "
+        "threads' requests; training competes with it for the same cores. With "
+        f"{args.requests // len(ENDPOINTS)} calls per endpoint and side, p95 is about the "
+        "second-slowest call: noisy on a shared machine (compare the rows of one run).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -289,8 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=6)
     parser.add_argument("--requests", type=int, help="calls per side (default 60; quick 18)")
     parser.add_argument("--max-tokens", type=int, default=8)
-    parser.add_argument("--steps", type=int, help="steps of each training job (default 3000; "
-                                                  "quick 1000): more than the phase lasts")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        help="steps of each training job (default 3000; quick 1000): more than the phase lasts",
+    )
     args = parser.parse_args(argv)
     args.requests = args.requests or (18 if args.quick else 60)
     args.steps = args.steps or (1000 if args.quick else 3000)
@@ -302,12 +344,18 @@ def main(argv: list[str] | None = None) -> int:
     print(text, flush=True)
     write_section(args.out, HEADING, text)
     if args.json:
-        args.json.write_text(json.dumps({"summary": rows, "failures": res["failures"],
-                                         "samples": res["samples"],
-                                         "training_samples": res["training_samples"],
-                                         "latencies": {k: res[k] for k in ("baseline",
-                                                                           "training")}},
-                                        indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "summary": rows,
+                    "failures": res["failures"],
+                    "samples": res["samples"],
+                    "training_samples": res["training_samples"],
+                    "latencies": {k: res[k] for k in ("baseline", "training")},
+                },
+                indent=1,
+            )
+        )
     if res["failures"]:
         print(f"{len(res['failures'])} failure(s)", file=sys.stderr)
         return 1

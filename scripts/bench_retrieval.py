@@ -29,16 +29,26 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bench_doc import write_section  # noqa: E402  (scripts/ is on sys.path when run)
 from fpdf import FPDF  # noqa: E402
 from pypdf import PdfReader  # noqa: E402
 
 from api.config import REPO_ROOT, Settings  # noqa: E402
 from api.rag.documents import DocumentService, split_pages  # noqa: E402
 from api.rag.embed import build_embedder  # noqa: E402
-from bench_doc import write_section  # noqa: E402  (scripts/ is on sys.path when run)
 
-TOPICS = ["vacation", "parking", "travel", "expenses", "security", "pets", "meetings",
-          "training", "equipment", "holidays"]
+TOPICS = [
+    "vacation",
+    "parking",
+    "travel",
+    "expenses",
+    "security",
+    "pets",
+    "meetings",
+    "training",
+    "equipment",
+    "holidays",
+]
 QUESTIONS = [f"What is the policy on {t}?" for t in TOPICS]
 
 
@@ -48,9 +58,15 @@ def write_pdf(path: Path, pages: int) -> None:
     for n in range(pages):
         topic = TOPICS[n % len(TOPICS)]
         pdf.add_page()
-        pdf.multi_cell(0, 5, " ".join(
-            f"Section {n + 1}.{i}: the {topic} policy says rule {n * 7 + i} applies to team "
-            f"{i % 5} on floor {n % 9}, reviewed every {i + 2} months." for i in range(12)))
+        pdf.multi_cell(
+            0,
+            5,
+            " ".join(
+                f"Section {n + 1}.{i}: the {topic} policy says rule {n * 7 + i} applies to team "
+                f"{i % 5} on floor {n % 9}, reviewed every {i + 2} months."
+                for i in range(12)
+            ),
+        )
     pdf.output(str(path))
 
 
@@ -65,8 +81,12 @@ def naive_import(service: DocumentService, pdf: Path, name: str, settings: Setti
     collection = service.store.collection("naive")._collection
     embedder = service.store.embedder
     for i, chunk in enumerate(chunks):
-        collection.add(ids=[f"{name}-{i}"], documents=[chunk.page_content],
-                       metadatas=[chunk.metadata], embeddings=[embedder.embed_query(chunk.page_content)])
+        collection.add(
+            ids=[f"{name}-{i}"],
+            documents=[chunk.page_content],
+            metadatas=[chunk.metadata],
+            embeddings=[embedder.embed_query(chunk.page_content)],
+        )
     return chunks
 
 
@@ -74,8 +94,13 @@ def naive_query(service: DocumentService, question: str, k: int) -> list[str]:
     embedder = service.store.embedder
     q = embedder.embed_query(question)
     stored = service.store.collection("naive")._collection.get(include=["embeddings", "documents"])
-    scored = sorted(((sum(a * b for a, b in zip(q, v)), d)
-                     for v, d in zip(stored["embeddings"], stored["documents"])), reverse=True)
+    scored = sorted(
+        (
+            (sum(a * b for a, b in zip(q, v, strict=True)), d)
+            for v, d in zip(stored["embeddings"], stored["documents"], strict=True)
+        ),
+        reverse=True,
+    )
     return [d for _, d in scored[:k]]
 
 
@@ -95,8 +120,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        settings = Settings(data_dir=root / "data", base_models_dir=REPO_ROOT / "shared" / "models",
-                            rag_alternative_queries=0)
+        settings = Settings(
+            data_dir=root / "data",
+            base_models_dir=REPO_ROOT / "shared" / "models",
+            rag_alternative_queries=0,
+        )
         service = DocumentService(settings, embedder=build_embedder(settings))
         pdf = root / "bench.pdf"
         write_pdf(pdf, args.pages)
@@ -106,52 +134,81 @@ def main() -> None:
         for i in range(args.imports):
             upload = root / f"upload-{i}.part"
             upload.write_bytes(pdf.read_bytes())
-            ours_s.append(time_it(lambda: records.append(service.import_document(
-                model="bench", name=f"doc-{i}.pdf", upload=upload, size=pdf.stat().st_size)[0])))
+            ours_s.append(
+                time_it(
+                    lambda: records.append(
+                        service.import_document(
+                            model="bench",
+                            name=f"doc-{i}.pdf",
+                            upload=upload,
+                            size=pdf.stat().st_size,
+                        )[0]
+                    )
+                )
+            )
             naive_s.append(time_it(lambda: naive_import(service, pdf, f"doc-{i}.pdf", settings)))
         chunks = records[0].chunks
 
         from api.rag.retrieve import retrieve
-
         from api.serving.base import ServedModel
 
         searched = ServedModel(name="bench", gguf_path=Path("unused"))
 
         def ours_query(question: str, server=None, model=searched, s=settings) -> None:
-            retrieve(store=service.store, server=server, model=model, question=question,
-                     records=records[:1], settings=s)
+            retrieve(
+                store=service.store,
+                server=server,
+                model=model,
+                question=question,
+                records=records[:1],
+                settings=s,
+            )
 
         questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(args.queries)]
-        latency = {"ours: vector search (Chroma, top-k)": [time_it(lambda: ours_query(q)) for q in questions],
-                   "naive: embed + scan every vector": [
-                       time_it(lambda: naive_query(service, q, settings.rag_top_k)) for q in questions]}
-        multi = multi_query_latencies(settings, ours_query, questions[:max(3, args.queries // 4)])
+        latency = {
+            "ours: vector search (Chroma, top-k)": [
+                time_it(lambda: ours_query(q)) for q in questions
+            ],
+            "naive: embed + scan every vector": [
+                time_it(lambda: naive_query(service, q, settings.rag_top_k)) for q in questions
+            ],
+        }
+        multi = multi_query_latencies(settings, ours_query, questions[: max(3, args.queries // 4)])
         if multi:
             latency["ours: multi-query (SmolLM2 writes 3 queries)"] = multi
 
     pages = args.pages
-    rows = [f"| ours (child-process parse, batched embedding) | {pages / statistics.median(ours_s):.1f} |",
-            f"| naive (in-thread parse, one embedding per chunk) | {pages / statistics.median(naive_s):.1f} |"]
-    qrows = [f"| {name} | {1000 * percentile(v, 50):.1f} | {1000 * percentile(v, 95):.1f} | {len(v)} |"
-             for name, v in latency.items()]
-    section = "\n".join([
-        "## Retrieval",
-        "",
-        f"`scripts/bench_retrieval.py`, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared); "
-        f"a generated PDF of {pages} pages, {chunks} chunks of up to {settings.rag_chunk_size} "
-        f"characters, all-MiniLM-L6-v2 on CPU, embedded Chroma. Median of {args.imports} imports.",
-        "",
-        "| Import | pages/s |", "| --- | --- |", *rows,
-        "",
-        f"Speed-up of ours over naive: {statistics.median(naive_s) / statistics.median(ours_s):.2f}x "
-        "(ours also starts a parser process per import). Both sides ran in this one process, "
-        "on a machine shared with other work: compare the rows, not runs.",
-        "",
-        f"| Query (top-{settings.rag_top_k}, one document) | p50 ms | p95 ms | queries |",
-        "| --- | --- | --- | --- |", *qrows,
-        "",
-    ])
+    rows = [
+        f"| ours (child-process parse, batched embedding) | {pages / statistics.median(ours_s):.1f} |",
+        f"| naive (in-thread parse, one embedding per chunk) | {pages / statistics.median(naive_s):.1f} |",
+    ]
+    qrows = [
+        f"| {name} | {1000 * percentile(v, 50):.1f} | {1000 * percentile(v, 95):.1f} | {len(v)} |"
+        for name, v in latency.items()
+    ]
+    section = "\n".join(
+        [
+            "## Retrieval",
+            "",
+            f"`scripts/bench_retrieval.py`, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared); "
+            f"a generated PDF of {pages} pages, {chunks} chunks of up to {settings.rag_chunk_size} "
+            f"characters, all-MiniLM-L6-v2 on CPU, embedded Chroma. Median of {args.imports} imports.",
+            "",
+            "| Import | pages/s |",
+            "| --- | --- |",
+            *rows,
+            "",
+            f"Speed-up of ours over naive: {statistics.median(naive_s) / statistics.median(ours_s):.2f}x "
+            "(ours also starts a parser process per import). Both sides ran in this one process, "
+            "on a machine shared with other work: compare the rows, not runs.",
+            "",
+            f"| Query (top-{settings.rag_top_k}, one document) | p50 ms | p95 ms | queries |",
+            "| --- | --- | --- | --- |",
+            *qrows,
+            "",
+        ]
+    )
     write_section(args.out, "## Retrieval", section)
     print(section)
 

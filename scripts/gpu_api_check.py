@@ -33,20 +33,31 @@ class CheckFailed(Exception):
     """A step of the check failed; the message says which and why."""
 
 
-def pick_base(models_dir: Path, standin_files: Path, work: Path, say=print) -> tuple[Path, str, str]:  # type: ignore[no-untyped-def]
+def pick_base(
+    models_dir: Path, standin_files: Path, work: Path, say=print
+) -> tuple[Path, str, str]:  # type: ignore[no-untyped-def]
     """(models dir, base name, description): the provisioned SmolLM2, else the stand-in."""
     from api.models.catalog import read_base
 
     if read_base(models_dir / PROVISIONED) is not None:
         return models_dir, PROVISIONED, "SmolLM2-135M-Instruct (provisioned)"
     if not (standin_files / "config.json").is_file():
-        raise CheckFailed(f"no provisioned {PROVISIONED} in {models_dir} and no stand-in files in "
-                          f"{standin_files}: run `make model` or scripts/gpu_bundle.py first")
-    say(f"==> {PROVISIONED} is not provisioned here: building the stand-in (its architecture "
-        "and tokenizer, random weights)")
-    return work / "models", build_standin(standin_files, work, say), (
-        "a SmolLM2-135M stand-in: its config, tokenizer and chat template, weights trained from "
-        "random on the GPU for a few seconds on the check's rows")
+        raise CheckFailed(
+            f"no provisioned {PROVISIONED} in {models_dir} and no stand-in files in "
+            f"{standin_files}: run `make model` or scripts/gpu_bundle.py first"
+        )
+    say(
+        f"==> {PROVISIONED} is not provisioned here: building the stand-in (its architecture "
+        "and tokenizer, random weights)"
+    )
+    return (
+        work / "models",
+        build_standin(standin_files, work, say),
+        (
+            "a SmolLM2-135M stand-in: its config, tokenizer and chat template, weights trained from "
+            "random on the GPU for a few seconds on the check's rows"
+        ),
+    )
 
 
 def build_standin(files: Path, work: Path, say=print) -> str:  # type: ignore[no-untyped-def]
@@ -61,8 +72,9 @@ def build_standin(files: Path, work: Path, say=print) -> str:  # type: ignore[no
     hf = work / "standin-hf"
     shutil.copytree(files, hf, ignore=shutil.ignore_patterns("*.safetensors"))
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(hf),
-                                             dtype=torch.float32).to("cuda")
+    model = AutoModelForCausalLM.from_config(
+        AutoConfig.from_pretrained(hf), dtype=torch.float32
+    ).to("cuda")
     tokenizer = AutoTokenizer.from_pretrained(hf)
     pretrain(model, tokenizer, say)
     model.to("cpu").save_pretrained(hf, safe_serialization=True)
@@ -72,8 +84,13 @@ def build_standin(files: Path, work: Path, say=print) -> str:  # type: ignore[no
     return STANDIN
 
 
-def pretrain(model: Any, tokenizer: Any, say=print, max_steps: int = 400,  # type: ignore[no-untyped-def]
-             device: str = "cuda") -> int:
+def pretrain(
+    model: Any,
+    tokenizer: Any,
+    say=print,
+    max_steps: int = 400,  # type: ignore[no-untyped-def]
+    device: str = "cuda",
+) -> int:
     """Full training on the check's rows (every token) until greedy answers to two of their
     questions end with the end-of-turn token; the steps it took."""
     import torch
@@ -100,10 +117,13 @@ def pretrain(model: Any, tokenizer: Any, say=print, max_steps: int = 400,  # typ
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if step % 50 == 0:
-            stops = [_stops(model, tokenizer, [system, chat[0]], device)
-                     for chat in (chats[1], chats[6])]
-            say(f"==> stand-in training step {step}: loss {float(loss):.3f}, "
-                f"{sum(stops)}/2 greedy answers end their turn")
+            stops = [
+                _stops(model, tokenizer, [system, chat[0]], device) for chat in (chats[1], chats[6])
+            ]
+            say(
+                f"==> stand-in training step {step}: loss {float(loss):.3f}, "
+                f"{sum(stops)}/2 greedy answers end their turn"
+            )
             if all(stops):
                 return step
     raise CheckFailed(f"the stand-in did not learn to end its answers in {max_steps} steps")
@@ -113,12 +133,14 @@ def _stops(model: Any, tokenizer: Any, messages: list[dict[str, str]], device: s
     import torch
 
     model.eval()
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                        return_tensors="pt", return_dict=True).to(device)
+    ids = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    ).to(device)
     with torch.no_grad():
-        out = model.generate(**ids, max_new_tokens=200, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id)
-    return tokenizer.eos_token_id in out[0, ids["input_ids"].shape[1]:].tolist()
+        out = model.generate(
+            **ids, max_new_tokens=200, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
+    return tokenizer.eos_token_id in out[0, ids["input_ids"].shape[1] :].tolist()
 
 
 def training_csv(count: int = 48) -> bytes:
@@ -144,15 +166,34 @@ class Api:
         self.port = bench.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        env = {**os.environ, "LLM_DATA_DIR": str(data_dir), "LLM_BASE_MODELS_DIR": str(models_dir),
-               "LLM_JOB_POLL_SECONDS": "0.2", "HF_HUB_OFFLINE": "1",
-               "LLM_THREADS": str(min(8, os.cpu_count() or 1))}
+        env = {
+            **os.environ,
+            "LLM_DATA_DIR": str(data_dir),
+            "LLM_BASE_MODELS_DIR": str(models_dir),
+            "LLM_JOB_POLL_SECONDS": "0.2",
+            "HF_HUB_OFFLINE": "1",
+            "LLM_THREADS": str(min(8, os.cpu_count() or 1)),
+        }
         env.pop("LLM_API_KEY", None)
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "--factory", "api.main:app", "--host",
-                 "127.0.0.1", "--port", str(self.port)], cwd=ROOT, env=env, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    "api.main:app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
             import httpx
 
@@ -197,8 +238,9 @@ def follow(client: Any, job_id: str, timeout: float, say=print) -> dict[str, Any
         time.sleep(1.0)
 
 
-def run(work: Path, *, standin_files: Path, steps: int, timeout: float,
-        say=print) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def run(
+    work: Path, *, standin_files: Path, steps: int, timeout: float, say=print
+) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """Fine-tune (bits=4) -> export -> serve through the API; a dict of what was seen."""
     import httpx
 
@@ -206,21 +248,37 @@ def run(work: Path, *, standin_files: Path, steps: int, timeout: float,
 
     started = time.monotonic()
     models_dir, base, described = pick_base(get_settings().models_dir, standin_files, work, say)
-    result: dict[str, Any] = {"base": base, "base_described": described,
-                              "provision_s": time.monotonic() - started, "steps": steps}
+    result: dict[str, Any] = {
+        "base": base,
+        "base_described": described,
+        "provision_s": time.monotonic() - started,
+        "steps": steps,
+    }
     say("==> starting the API (uvicorn, loopback)")
     api = Api(work / "data", models_dir, work / "api.log")
     result["log"] = str(api.log)
     try:
         with httpx.Client(base_url=api.url, timeout=120) as client:
-            fields = {"model_name": TUNED, "base_model": base, "bits": "4",
-                      "max_steps": str(steps), "batch_size": "8", "learning_rate": "0.001",
-                      "checkpoint_steps": "1000", "eval_rows": "2", "eval_max_new_tokens": "8",
-                      "system_prompt": "You are a helpful assistant.", "export": "merged"}
+            fields = {
+                "model_name": TUNED,
+                "base_model": base,
+                "bits": "4",
+                "max_steps": str(steps),
+                "batch_size": "8",
+                "learning_rate": "0.001",
+                "checkpoint_steps": "1000",
+                "eval_rows": "2",
+                "eval_max_new_tokens": "8",
+                "system_prompt": "You are a helpful assistant.",
+                "export": "merged",
+            }
             say(f"==> POST /fine_tune_model: base {base}, bits=4, {steps} steps, export merged")
             began = time.monotonic()
-            r = client.post("/fine_tune_model", data=fields,
-                            files={"train_file": ("train.csv", training_csv(), "text/csv")})
+            r = client.post(
+                "/fine_tune_model",
+                data=fields,
+                files={"train_file": ("train.csv", training_csv(), "text/csv")},
+            )
             if r.status_code != 202:
                 raise CheckFailed(f"POST /fine_tune_model answered {r.status_code}: {r.text}")
             job = follow(client, r.json()["id"], timeout, say)
@@ -230,19 +288,27 @@ def run(work: Path, *, standin_files: Path, steps: int, timeout: float,
                 raise CheckFailed(f"job {job['id']} {job['status']}: {job.get('error')}")
             metrics = job.get("metrics") or {}
             if metrics.get("bits") != 4 or metrics.get("device") != "cuda":
-                raise CheckFailed(f"the job trained with bits={metrics.get('bits')} on "
-                                  f"{metrics.get('device')}, not bits=4 on cuda")
+                raise CheckFailed(
+                    f"the job trained with bits={metrics.get('bits')} on "
+                    f"{metrics.get('device')}, not bits=4 on cuda"
+                )
             say(f"==> POST /generate from {TUNED}")
             began = time.monotonic()
-            r = client.post("/generate", json={
-                "model": TUNED, "prompt": "What is the capital of Germany?",
-                "options": {"max_tokens": 24, "temperature": 0, "seed": 1}})
+            r = client.post(
+                "/generate",
+                json={
+                    "model": TUNED,
+                    "prompt": "What is the capital of Germany?",
+                    "options": {"max_tokens": 24, "temperature": 0, "seed": 1},
+                },
+            )
             result["generate_s"] = time.monotonic() - began
             if r.status_code != 200:
                 raise CheckFailed(f"POST /generate answered {r.status_code}: {r.text}")
             answer = r.json()
-            result["generate"] = {k: answer.get(k) for k in
-                                  ("response", "completion_tokens", "done_reason")}
+            result["generate"] = {
+                k: answer.get(k) for k in ("response", "completion_tokens", "done_reason")
+            }
             if not answer.get("completion_tokens"):
                 raise CheckFailed(f"POST /generate returned no tokens: {answer}")
             say(f"==> answer ({answer['completion_tokens']} tokens): {answer['response']!r}")

@@ -69,15 +69,27 @@ def choose_peak(device_name: str, measured: float) -> dict[str, Any]:
     """The MFU denominator: the datasheet's peak for a known GPU, else the measured one."""
     known = table_peak(device_name)
     if known:
-        return {"tflops": known[0], "source": f"{known[1]} datasheet, dense bf16",
-                "measured_tflops": measured}
-    return {"tflops": measured, "source": "measured bf16 matmul (GPU not in the table)",
-            "measured_tflops": measured}
+        return {
+            "tflops": known[0],
+            "source": f"{known[1]} datasheet, dense bf16",
+            "measured_tflops": measured,
+        }
+    return {
+        "tflops": measured,
+        "source": "measured bf16 matmul (GPU not in the table)",
+        "measured_tflops": measured,
+    }
 
 
-def run(work: Path, tokenizer_dir: Path, *, steps: int = DEFAULTS["steps"],
-        batch: int = DEFAULTS["batch"], sentences: int = DEFAULTS["sentences"],
-        say=print) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def run(
+    work: Path,
+    tokenizer_dir: Path,
+    *,
+    steps: int = DEFAULTS["steps"],
+    batch: int = DEFAULTS["batch"],
+    sentences: int = DEFAULTS["sentences"],
+    say=print,
+) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """Both sides on the 7B-shaped model; the dict that `lines()` formats."""
     import torch
 
@@ -87,29 +99,60 @@ def run(work: Path, tokenizer_dir: Path, *, steps: int = DEFAULTS["steps"],
     device = torch.cuda.get_device_name(0)
     say(f"==> 7B-shaped QLoRA benchmark on {device}: measuring the bf16 matmul peak")
     peak = choose_peak(device, measured_peak())
-    say(f"==> peak for MFU: {peak['tflops']:.0f} TFLOP/s ({peak['source']}); measured "
-        f"{peak['measured_tflops']:.0f} TFLOP/s")
+    say(
+        f"==> peak for MFU: {peak['tflops']:.0f} TFLOP/s ({peak['source']}); measured "
+        f"{peak['measured_tflops']:.0f} TFLOP/s"
+    )
     started = time.monotonic()
     say("==> building a Mistral-7B-shaped model with random bf16 weights on the GPU")
     hf = bench_finetune.build_mistral7b_shape(work / "mistral7b-random", tokenizer_dir)
     build_s = time.monotonic() - started
     sides: dict[str, Any] = {}
     for side in ("baseline", "ours"):
-        say(f"==> {side}: {steps} steps of batch {batch}, 4-bit NF4 "
-            f"({'TRL defaults' if side == 'baseline' else 'the recipe'})")
+        say(
+            f"==> {side}: {steps} steps of batch {batch}, 4-bit NF4 "
+            f"({'TRL defaults' if side == 'baseline' else 'the recipe'})"
+        )
         out = work / f"gpu-{side}.json"
         began = time.monotonic()
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_finetune.py"), side,
-                        "--hf", str(hf), "--steps", str(steps), "--batch", str(batch),
-                        "--sentences", str(sentences), "--bits", "4", "--out", str(out)],
-                       check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "bench_finetune.py"),
+                side,
+                "--hf",
+                str(hf),
+                "--steps",
+                str(steps),
+                "--batch",
+                str(batch),
+                "--sentences",
+                str(sentences),
+                "--bits",
+                "4",
+                "--out",
+                str(out),
+            ],
+            check=True,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+        )
         sides[side] = json.loads(out.read_text()) | {"wall_s": time.monotonic() - began}
         r = sides[side]
-        say(f"==> {side}: {r['tokens_per_second']:.0f} trained tokens/s, "
+        say(
+            f"==> {side}: {r['tokens_per_second']:.0f} trained tokens/s, "
             f"{r['trained_tokens'] / max(r['steps'] - 1, 1):.0f} tokens a step, peak "
-            f"{r['cuda_peak_mb'] / 1024:.1f} GiB, MFU {100 * mfu(r, peak['tflops']):.1f}%")
-    return {"device": device, "peak": peak, "steps": steps, "batch": batch,
-            "sentences": sentences, "build_s": build_s, **sides}
+            f"{r['cuda_peak_mb'] / 1024:.1f} GiB, MFU {100 * mfu(r, peak['tflops']):.1f}%"
+        )
+    return {
+        "device": device,
+        "peak": peak,
+        "steps": steps,
+        "batch": batch,
+        "sentences": sentences,
+        "build_s": build_s,
+        **sides,
+    }
 
 
 def mfu(side: dict[str, Any], peak_tflops: float) -> float:
@@ -123,9 +166,11 @@ def lines(res: dict[str, Any]) -> list[str]:
     def row(name: str, x: dict[str, Any]) -> str:
         tf = 4 * x["base_parameters"] * x["tokens_per_second"] / 1e12
         per_step = x["trained_tokens"] / max(x["steps"] - 1, 1)
-        return (f"| {name} | {x['tokens_per_second']:.0f} | {per_step:.0f} | "
-                f"{x['cuda_peak_mb'] / 1024:.1f} | {tf:.1f} | "
-                f"{100 * tf / peak['tflops']:.1f}% | {x['wall_s']:.0f} |")
+        return (
+            f"| {name} | {x['tokens_per_second']:.0f} | {per_step:.0f} | "
+            f"{x['cuda_peak_mb'] / 1024:.1f} | {tf:.1f} | "
+            f"{100 * tf / peak['tflops']:.1f}% | {x['wall_s']:.0f} |"
+        )
 
     return [
         f"7B-shaped QLoRA on {res['device']}: a model built from the Mistral-7B config "
@@ -140,6 +185,10 @@ def lines(res: dict[str, Any]) -> list[str]:
         "| Side | trained tokens/s | tokens a step | peak CUDA GiB | TFLOP/s (4N) | MFU | "
         "wall s (load + train) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
-        row("baseline: TRL defaults", b), row("ours: the recipe", o), "",
+        row("baseline: TRL defaults", b),
+        row("ours: the recipe", o),
+        "",
         f"Ours vs baseline: {o['tokens_per_second'] / b['tokens_per_second']:.2f}x tokens/s, "
-        f"{o['cuda_peak_mb'] / b['cuda_peak_mb']:.2f}x peak memory.", ""]
+        f"{o['cuda_peak_mb'] / b['cuda_peak_mb']:.2f}x peak memory.",
+        "",
+    ]

@@ -35,23 +35,58 @@ BUNDLE = ROOT / ".gpu-bundle"
 CACHE = ROOT / ".gpu-bundle-cache"
 LIMIT = 64 * 2**20
 DEVICE_PYTHON = "3.12"
-PLATFORMS = ["manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_24_x86_64",
-             "manylinux_2_27_x86_64", "manylinux_2_28_x86_64", "manylinux1_x86_64",
-             "linux_x86_64"]
+PLATFORMS = [
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux_2_24_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_28_x86_64",
+    "manylinux1_x86_64",
+    "linux_x86_64",
+]
 # Missing from the device image (KINDS.md's package list, read 2026-11-17), or there at another
 # version than this project pins. Everything else comes from the image.
-CARRIED = ["fastapi", "starlette", "pydantic", "pydantic-core", "pydantic-settings",
-           "python-dotenv", "typing-extensions", "typing-inspection", "annotated-types",
-           "opentelemetry-api", "python-multipart", "uvicorn", "transformers", "peft", "trl",
-           "datasets", "dill", "multiprocess", "rouge-score", "nltk", "defusedxml",
-           "bitsandbytes", "diskcache", "llama-cpp-python"]
+CARRIED = [
+    "fastapi",
+    "starlette",
+    "pydantic",
+    "pydantic-core",
+    "pydantic-settings",
+    "python-dotenv",
+    "typing-extensions",
+    "typing-inspection",
+    "annotated-types",
+    "opentelemetry-api",
+    "python-multipart",
+    "uvicorn",
+    "transformers",
+    "peft",
+    "trl",
+    "datasets",
+    "dill",
+    "multiprocess",
+    "rouge-score",
+    "nltk",
+    "defusedxml",
+    "bitsandbytes",
+    "diskcache",
+    "llama-cpp-python",
+]
 FALLBACK = {"bitsandbytes": "0.50.2"}  # Linux/CUDA-only pins this venv may not hold
 BUILT_HERE = {"rouge-score"}  # sdist only on PyPI: a pure-Python wheel is built here
-LLAMA_CMAKE = ("-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON "
-               "-DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF -DLLAMA_CURL=OFF")
+LLAMA_CMAKE = (
+    "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON "
+    "-DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF -DLLAMA_CURL=OFF"
+)
 BNB_KEEP = ("libbitsandbytes_cpu.so", "libbitsandbytes_cuda13")
-CONVERTERS = ["convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "gguf-py", "conversion",
-              "LICENSE", ".version"]
+CONVERTERS = [
+    "convert_hf_to_gguf.py",
+    "convert_lora_to_gguf.py",
+    "gguf-py",
+    "conversion",
+    "LICENSE",
+    ".version",
+]
 
 
 def say(message: str) -> None:
@@ -74,8 +109,9 @@ def pinned(name: str, pyproject: str) -> str:
 
 
 def _pip(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args],
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args], check=True
+    )
 
 
 def wheel_for(wheels: Path, name: str, version: str) -> Path | None:
@@ -87,17 +123,34 @@ def wheel_for(wheels: Path, name: str, version: str) -> Path | None:
 
 def download(versions: dict[str, str], wheels: Path) -> None:
     wheels.mkdir(parents=True, exist_ok=True)
-    target = [f"--python-version={DEVICE_PYTHON}", "--implementation=cp", "--only-binary=:all:",
-              *(f"--platform={p}" for p in PLATFORMS)]
+    target = [
+        f"--python-version={DEVICE_PYTHON}",
+        "--implementation=cp",
+        "--only-binary=:all:",
+        *(f"--platform={p}" for p in PLATFORMS),
+    ]
     for name, version in versions.items():
         if wheel_for(wheels, name, version):
             continue
         if name == "llama-cpp-python":
             say(f"compiling llama-cpp-python {version} (portable x86-64, CPU; minutes)")
             env = {**os.environ, "CMAKE_ARGS": LLAMA_CMAKE}
-            subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                            "--no-binary=llama-cpp-python", f"{name}=={version}", "-w", str(wheels)],
-                           check=True, env=env)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "wheel",
+                    "-q",
+                    "--no-deps",
+                    "--no-binary=llama-cpp-python",
+                    f"{name}=={version}",
+                    "-w",
+                    str(wheels),
+                ],
+                check=True,
+                env=env,
+            )
         elif name in BUILT_HERE:
             _pip("wheel", "--no-deps", f"{name}=={version}", "-w", str(wheels))
         else:
@@ -107,9 +160,19 @@ def download(versions: dict[str, str], wheels: Path) -> None:
 def install(versions: dict[str, str], wheels: Path, site: Path) -> None:
     """Install these versions' wheels for the device's Python into `site`, then prune it."""
     files = [str(wheel_for(wheels, name, version)) for name, version in versions.items()]
-    _pip("install", "--no-deps", "--no-index", "--no-compile", "--target", str(site),
-         f"--python-version={DEVICE_PYTHON}", "--implementation=cp", "--only-binary=:all:",
-         *(f"--platform={p}" for p in PLATFORMS), *files)
+    _pip(
+        "install",
+        "--no-deps",
+        "--no-index",
+        "--no-compile",
+        "--target",
+        str(site),
+        f"--python-version={DEVICE_PYTHON}",
+        "--implementation=cp",
+        "--only-binary=:all:",
+        *(f"--platform={p}" for p in PLATFORMS),
+        *files,
+    )
     prune(site)
 
 
@@ -134,8 +197,11 @@ def pack(source: Path, archive: Path, names: list[str] | None = None) -> None:
     with tarfile.open(archive, "w:xz", dereference=True) as tar:
         for name in names or sorted(p.name for p in source.iterdir()):
             if (source / name).exists():
-                tar.add(source / name, arcname=name,
-                        filter=lambda t: None if "__pycache__" in t.name else t)
+                tar.add(
+                    source / name,
+                    arcname=name,
+                    filter=lambda t: None if "__pycache__" in t.name else t,
+                )
 
 
 def size(path: Path) -> int:
@@ -148,11 +214,19 @@ def size(path: Path) -> int:
 def travelling(root: Path) -> dict[str, int]:
     """What a device call sends besides the carried bundle: tracked and untracked-not-ignored
     files, and the checkout's shared/ (sent whole, though git ignores its contents)."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
-                             "--exclude-standard"], cwd=root, capture_output=True,
-                            check=True).stdout.decode().split("\0")
-    tree = sum(size(root / f) for f in listed if f and not f.startswith("shared/")
-               and (root / f).exists())
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=root,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
+    tree = sum(
+        size(root / f) for f in listed if f and not f.startswith("shared/") and (root / f).exists()
+    )
     return {"tree": tree, "shared/": size(root / "shared") if (root / "shared").exists() else 0}
 
 
@@ -171,25 +245,34 @@ def build(args: argparse.Namespace) -> int:
         say("packing site.tar.xz")
         pack(Path(tmp) / "site", BUNDLE / "site.tar.xz")
     pack(ROOT / "llama.cpp", BUNDLE / "llama.cpp.tar.xz", CONVERTERS)
-    shutil.copytree(hf, BUNDLE / "smollm2-135m-hf", symlinks=False,
-                    ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "*.gguf", ".*"))
+    shutil.copytree(
+        hf,
+        BUNDLE / "smollm2-135m-hf",
+        symlinks=False,
+        ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "*.gguf", ".*"),
+    )
     sizes = {p.name: size(p) for p in sorted(BUNDLE.iterdir())}
-    (BUNDLE / "MANIFEST.json").write_text(json.dumps(
-        {"device_python": DEVICE_PYTHON, "packages": versions, "sizes": sizes}, indent=1))
+    (BUNDLE / "MANIFEST.json").write_text(
+        json.dumps({"device_python": DEVICE_PYTHON, "packages": versions, "sizes": sizes}, indent=1)
+    )
     total = size(BUNDLE)
     others = travelling(ROOT)
     mib = 2**20
     for name, n in sizes.items():
         print(f"    {name:<22} {n / mib:7.2f} MiB")
-    say(f".gpu-bundle is {total / mib:.1f} MiB; with the tree ({others['tree'] / mib:.1f} MiB) "
-        f"{(total + others['tree']) / mib:.1f} MiB of the {LIMIT // mib} MiB a call may carry")
+    say(
+        f".gpu-bundle is {total / mib:.1f} MiB; with the tree ({others['tree'] / mib:.1f} MiB) "
+        f"{(total + others['tree']) / mib:.1f} MiB of the {LIMIT // mib} MiB a call may carry"
+    )
     if total + others["tree"] > LIMIT:
         say("FAILED: too big to carry")
         return 1
     if total + others["tree"] + others["shared/"] > LIMIT:
-        say(f"WARNING: this checkout's shared/ is {others['shared/'] / mib:.0f} MiB and travels "
+        say(
+            f"WARNING: this checkout's shared/ is {others['shared/'] / mib:.0f} MiB and travels "
             "with every call: move its contents out of the checkout for the call (README, "
-            "GPU check), or the call is refused")
+            "GPU check), or the call is refused"
+        )
     return 0
 
 
@@ -214,8 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("build", help="make .gpu-bundle/ here (needs the package index)")
     unpack_parser = sub.add_parser("unpack", help="install .gpu-bundle/ on the device")
-    unpack_parser.add_argument("--site", type=Path, required=True,
-                               help="directory for the packages (put it on PYTHONPATH)")
+    unpack_parser.add_argument(
+        "--site", type=Path, required=True, help="directory for the packages (put it on PYTHONPATH)"
+    )
     unpack_parser.add_argument("--bundle", type=Path, default=BUNDLE, help="the carried bundle")
     args = parser.parse_args(argv)
     return build(args) if args.command == "build" else unpack(args.site, args.bundle)

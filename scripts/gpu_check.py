@@ -29,11 +29,33 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 HEADING = "## GPU check"
-PACKAGES = ["transformers", "trl", "peft", "bitsandbytes", "accelerate", "datasets", "pyarrow",
-            "llama_cpp_python", "fastapi", "pydantic"]
+PACKAGES = [
+    "transformers",
+    "trl",
+    "peft",
+    "bitsandbytes",
+    "accelerate",
+    "datasets",
+    "pyarrow",
+    "llama_cpp_python",
+    "fastapi",
+    "pydantic",
+]
 # Imported before any work, so a missing or broken package fails in seconds, not minutes in.
-MODULES = ["fastapi", "uvicorn", "pydantic_settings", "python_multipart", "transformers", "peft",
-           "trl", "datasets", "bitsandbytes", "rouge_score", "llama_cpp", "httpx"]
+MODULES = [
+    "fastapi",
+    "uvicorn",
+    "pydantic_settings",
+    "python_multipart",
+    "transformers",
+    "peft",
+    "trl",
+    "datasets",
+    "bitsandbytes",
+    "rouge_score",
+    "llama_cpp",
+    "httpx",
+]
 
 
 def _positive(text: str) -> int:
@@ -45,18 +67,31 @@ def _positive(text: str) -> int:
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--report", type=Path, default=ROOT / "docs" / "benchmarks.md",
-                   help="markdown file whose `## GPU check` section is written")
-    p.add_argument("--artifacts", type=Path,
-                   help="also copy the report, gpu-check.json and the API log here")
-    p.add_argument("--standin", type=Path, default=ROOT / ".gpu-bundle" / "smollm2-135m-hf",
-                   help="SmolLM2's config and tokenizer, used when the base is not provisioned")
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=ROOT / "docs" / "benchmarks.md",
+        help="markdown file whose `## GPU check` section is written",
+    )
+    p.add_argument(
+        "--artifacts", type=Path, help="also copy the report, gpu-check.json and the API log here"
+    )
+    p.add_argument(
+        "--standin",
+        type=Path,
+        default=ROOT / ".gpu-bundle" / "smollm2-135m-hf",
+        help="SmolLM2's config and tokenizer, used when the base is not provisioned",
+    )
     p.add_argument("--steps", type=_positive, default=8, help="fine-tuning steps via the API")
     p.add_argument("--job-timeout", type=_positive, default=300, help="seconds for the job")
     p.add_argument("--bench-steps", type=_positive, default=6, help="benchmark steps a side")
     p.add_argument("--bench-batch", type=_positive, default=16, help="benchmark batch size")
-    p.add_argument("--bench-sentences", type=int, default=40,
-                   help="extra sentences per benchmark answer (tokens a step)")
+    p.add_argument(
+        "--bench-sentences",
+        type=int,
+        default=40,
+        help="extra sentences per benchmark answer (tokens a step)",
+    )
     p.add_argument("--budget", type=_positive, default=480, help="target seconds in all")
     p.add_argument("--skip-api", action="store_true", help="benchmark only")
     p.add_argument("--skip-bench", action="store_true", help="API check only")
@@ -97,13 +132,19 @@ def format_section(res: dict[str, Any]) -> str:
     """The `## GPU check` section: what ran, on what, how long, and the figures or errors."""
     total, budget = res["total_s"], res["budget_s"]
     pkgs = ", ".join(f"{k} {v}" for k, v in res["versions"].items())
-    out = [HEADING, "",
-           f"`make gpu-check` (`scripts/gpu_check.py`), {res['when']}, {res['device']}, torch "
-           f"{res['torch']}; {pkgs}. Total {total:.0f} s "
-           f"({'within' if total <= budget else '**over**'} the {budget:.0f} s target).", ""]
+    out = [
+        HEADING,
+        "",
+        f"`make gpu-check` (`scripts/gpu_check.py`), {res['when']}, {res['device']}, torch "
+        f"{res['torch']}; {pkgs}. Total {total:.0f} s "
+        f"({'within' if total <= budget else '**over**'} the {budget:.0f} s target).",
+        "",
+    ]
     api = res.get("api")
-    out.append("**Fine-tune, export, serve through the API** (a uvicorn process; "
-               "POST /fine_tune_model with bits=4, GET /jobs/{id}, POST /generate): ")
+    out.append(
+        "**Fine-tune, export, serve through the API** (a uvicorn process; "
+        "POST /fine_tune_model with bits=4, GET /jobs/{id}, POST /generate): "
+    )
     if api is None:
         out[-1] += "not run (--skip-api)."
     elif "error" in api:
@@ -112,15 +153,17 @@ def format_section(res: dict[str, Any]) -> str:
         m = api["job"]["metrics"] or {}
         export = m.get("export", {})
         gen = api["generate"]
-        out[-1] += (f"base {api['base']} ({api['base_described']}); {api['steps']} steps with "
-                    f"bits={m.get('bits')} on {m.get('device')}, train loss "
-                    f"{_num(m.get('train_loss_first'))} → {_num(m.get('train_loss_last'))}, eval "
-                    f"loss {_num(m.get('eval_loss'))}; job (train, evaluate, export, smoke test) "
-                    f"{api['job_s']:.0f} s; export {export.get('mode', '?')} to "
-                    f"{', '.join(export.get('files', {})) or '?'} ({_timings(export)}); "
-                    "POST /generate answered "
-                    f"{gen['completion_tokens']} tokens in {api['generate_s']:.1f} s "
-                    f"({gen['done_reason']}): {gen['response'][:120]!r}.")
+        out[-1] += (
+            f"base {api['base']} ({api['base_described']}); {api['steps']} steps with "
+            f"bits={m.get('bits')} on {m.get('device')}, train loss "
+            f"{_num(m.get('train_loss_first'))} → {_num(m.get('train_loss_last'))}, eval "
+            f"loss {_num(m.get('eval_loss'))}; job (train, evaluate, export, smoke test) "
+            f"{api['job_s']:.0f} s; export {export.get('mode', '?')} to "
+            f"{', '.join(export.get('files', {})) or '?'} ({_timings(export)}); "
+            "POST /generate answered "
+            f"{gen['completion_tokens']} tokens in {api['generate_s']:.1f} s "
+            f"({gen['done_reason']}): {gen['response'][:120]!r}."
+        )
     out.append("")
     bench = res.get("bench")
     if bench is None:
@@ -161,10 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     device = torch.cuda.get_device_name(0)
     memory = torch.cuda.get_device_properties(0).total_memory / 2**30
-    res: dict[str, Any] = {"when": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-                           "device": f"{device} ({memory:.0f} GiB)",
-                           "torch": f"{torch.__version__} (CUDA {torch.version.cuda})",
-                           "versions": versions(), "budget_s": args.budget}
+    res: dict[str, Any] = {
+        "when": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "device": f"{device} ({memory:.0f} GiB)",
+        "torch": f"{torch.__version__} (CUDA {torch.version.cuda})",
+        "versions": versions(),
+        "budget_s": args.budget,
+    }
     say(f"==> GPU check on {res['device']}, torch {res['torch']}")
     say("==> " + ", ".join(f"{k} {v}" for k, v in res["versions"].items()))
     if problems := preflight():
@@ -176,8 +222,13 @@ def main(argv: list[str] | None = None) -> int:
         import gpu_api_check
 
         try:
-            res["api"] = gpu_api_check.run(work / "api", standin_files=args.standin,
-                                           steps=args.steps, timeout=args.job_timeout, say=say)
+            res["api"] = gpu_api_check.run(
+                work / "api",
+                standin_files=args.standin,
+                steps=args.steps,
+                timeout=args.job_timeout,
+                say=say,
+            )
         except Exception as exc:  # noqa: BLE001 - recorded, and the benchmark still runs
             res["api"] = {"error": f"{type(exc).__name__}: {exc}"}
             failed.append("fine-tune/export/serve")
@@ -187,9 +238,14 @@ def main(argv: list[str] | None = None) -> int:
 
         hf = ROOT / "shared" / "models" / "smollm2-135m" / "hf"
         try:
-            res["bench"] = gpu_bench.run(work / "bench", hf if hf.is_dir() else args.standin,
-                                         steps=args.bench_steps, batch=args.bench_batch,
-                                         sentences=args.bench_sentences, say=say)
+            res["bench"] = gpu_bench.run(
+                work / "bench",
+                hf if hf.is_dir() else args.standin,
+                steps=args.bench_steps,
+                batch=args.bench_batch,
+                sentences=args.bench_sentences,
+                say=say,
+            )
         except Exception as exc:  # noqa: BLE001
             res["bench"] = {"error": f"{type(exc).__name__}: {exc}"}
             failed.append("7B benchmark")

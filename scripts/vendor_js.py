@@ -33,6 +33,7 @@ VENDOR_DIR = Path(__file__).resolve().parent.parent / "api" / "static" / "vendor
 @dataclass(frozen=True)
 class Patch:
     """`old` -> `new` in one vendored file; `why` is recorded in the package's VERSION file."""
+
     file: str
     old: str
     new: str
@@ -49,21 +50,38 @@ class Package:
 
 
 PACKAGES = [
-    Package("swagger-ui-dist", "5.35.0",
-            "sha512-U06rpMtW9V3XPGOBeamTUSr0Z09jMX4IJuANpE/EZbA"
-            "hw0G8CgwrzU4YmXkn/h0wCDNsXdGarTNNHC3sU8yVUQ==",
-            ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png",
-             "LICENSE", "NOTICE", "swagger-ui-bundle.js.LICENSE.txt")),
+    Package(
+        "swagger-ui-dist",
+        "5.35.0",
+        "sha512-U06rpMtW9V3XPGOBeamTUSr0Z09jMX4IJuANpE/EZbA"
+        "hw0G8CgwrzU4YmXkn/h0wCDNsXdGarTNNHC3sU8yVUQ==",
+        (
+            "swagger-ui-bundle.js",
+            "swagger-ui.css",
+            "favicon-32x32.png",
+            "LICENSE",
+            "NOTICE",
+            "swagger-ui-bundle.js.LICENSE.txt",
+        ),
+    ),
     # ReDoc 2: the major version FastAPI's get_redoc_html is written for.
-    Package("redoc", "2.5.4",
-            "sha512-M6jWhG1qoBnH6TFmzJnstyCZ87HmOY/UzDm78mHiYih"
-            "EdlV/YcS9ogOo1NlElnJMeLsyxHFe2yFc4sNjHTrABQ==",
-            ("bundles/redoc.standalone.js", "bundles/redoc.standalone.js.LICENSE.txt",
-             "LICENSE"),
-            # The sidebar's "API docs by Redocly" link loads its logo from Redocly's CDN,
-            # with no option to turn it off; an empty image fails, and ReDoc then drops it.
-            (Patch("bundles/redoc.standalone.js", '"https://cdn.redoc.ly/redoc/logo-mini.svg"',
-                   '"data:,"', "no logo from cdn.redoc.ly in the sidebar"),)),
+    Package(
+        "redoc",
+        "2.5.4",
+        "sha512-M6jWhG1qoBnH6TFmzJnstyCZ87HmOY/UzDm78mHiYih"
+        "EdlV/YcS9ogOo1NlElnJMeLsyxHFe2yFc4sNjHTrABQ==",
+        ("bundles/redoc.standalone.js", "bundles/redoc.standalone.js.LICENSE.txt", "LICENSE"),
+        # The sidebar's "API docs by Redocly" link loads its logo from Redocly's CDN,
+        # with no option to turn it off; an empty image fails, and ReDoc then drops it.
+        (
+            Patch(
+                "bundles/redoc.standalone.js",
+                '"https://cdn.redoc.ly/redoc/logo-mini.svg"',
+                '"data:,"',
+                "no logo from cdn.redoc.ly in the sidebar",
+            ),
+        ),
+    ),
 ]
 
 
@@ -74,14 +92,27 @@ def sri_sha512(path: Path) -> str:
 def fetch(package: Package, into: Path) -> Path:
     """The package's tarball, by `npm pack` (the registry's own client), integrity checked."""
     out = subprocess.run(
-        ["npm", "pack", f"{package.name}@{package.version}", "--json", "--silent",
-         "--pack-destination", str(into)], capture_output=True, text=True, check=True)
+        [
+            "npm",
+            "pack",
+            f"{package.name}@{package.version}",
+            "--json",
+            "--silent",
+            "--pack-destination",
+            str(into),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     tarball = into / json.loads(out.stdout)[0]["filename"]
     found = sri_sha512(tarball)
     if found != package.integrity:
-        sys.exit(f"{package.name}@{package.version}: the tarball's integrity is {found}, "
-                 f"not the pinned {package.integrity}. If you changed the version on purpose, "
-                 "pin the new value in PACKAGES (scripts/vendor_js.py) and run again.")
+        sys.exit(
+            f"{package.name}@{package.version}: the tarball's integrity is {found}, "
+            f"not the pinned {package.integrity}. If you changed the version on purpose, "
+            "pin the new value in PACKAGES (scripts/vendor_js.py) and run again."
+        )
     return tarball
 
 
@@ -100,12 +131,17 @@ def unpack(package: Package, tarball: Path) -> Path:
         target = staged / patch.file
         data, old = target.read_bytes(), patch.old.encode()
         if data.count(old) != 1:
-            sys.exit(f"{package.name}@{package.version}: {patch.old!r} is in {patch.file} "
-                     f"{data.count(old)} times, not once; review the patch ({patch.why})")
+            sys.exit(
+                f"{package.name}@{package.version}: {patch.old!r} is in {patch.file} "
+                f"{data.count(old)} times, not once; review the patch ({patch.why})"
+            )
         target.write_bytes(data.replace(old, patch.new.encode()))
-    (staged / "VERSION").write_text("".join(
-        [f"{package.name}@{package.version}\n{package.integrity}\n"]
-        + [f"patched {p.file}: {p.why}\n" for p in package.patches]))
+    (staged / "VERSION").write_text(
+        "".join(
+            [f"{package.name}@{package.version}\n{package.integrity}\n"]
+            + [f"patched {p.file}: {p.why}\n" for p in package.patches]
+        )
+    )
     shutil.rmtree(dest, ignore_errors=True)
     staged.rename(dest)
     return dest
@@ -122,8 +158,10 @@ def main(names: list[str]) -> None:
             print(f"==> vendoring {package.name}@{package.version}")
             dest = unpack(package, fetch(package, Path(tmp)))
             size = sum(f.stat().st_size for f in dest.rglob("*") if f.is_file())
-            print(f"    {dest.relative_to(VENDOR_DIR.parent.parent.parent)}: "
-                  f"{len(package.files)} files, {size / 1e6:.1f} MB")
+            print(
+                f"    {dest.relative_to(VENDOR_DIR.parent.parent.parent)}: "
+                f"{len(package.files)} files, {size / 1e6:.1f} MB"
+            )
 
 
 if __name__ == "__main__":

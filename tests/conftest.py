@@ -22,8 +22,12 @@ def base_models_dir() -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path, base_models_dir: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", base_models_dir=base_models_dir, threads=2,
-                    default_base_model=DEFAULT_BASE)
+    return Settings(
+        data_dir=tmp_path / "data",
+        base_models_dir=base_models_dir,
+        threads=2,
+        default_base_model=DEFAULT_BASE,
+    )
 
 
 @pytest.fixture
@@ -38,8 +42,12 @@ def make_client(base_models_dir: Path, tmp_path: Path) -> Iterator:
     clients: list[TestClient] = []
 
     def make(**overrides: object) -> TestClient:
-        values = {"data_dir": tmp_path / "data", "base_models_dir": base_models_dir,
-                  "threads": 2, **overrides}
+        values = {
+            "data_dir": tmp_path / "data",
+            "base_models_dir": base_models_dir,
+            "threads": 2,
+            **overrides,
+        }
         c = TestClient(create_app(Settings(**values)))
         c.__enter__()
         clients.append(c)

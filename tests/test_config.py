@@ -22,11 +22,16 @@ def test_require_cuda_is_read_from_the_environment(monkeypatch):
     assert Settings().require_cuda is True
 
 
-@pytest.mark.parametrize("var, value", [("LLM_CONTEXT_LENGTH", "10"),
-                                        ("LLM_MAX_LOADED_MODELS", "0"),
-                                        ("LLM_BACKEND", "tensorflow"),
-                                        ("LLM_THREADS", "many"),
-                                        ("LLM_REQUIRE_CUDA", "perhaps")])
+@pytest.mark.parametrize(
+    "var, value",
+    [
+        ("LLM_CONTEXT_LENGTH", "10"),
+        ("LLM_MAX_LOADED_MODELS", "0"),
+        ("LLM_BACKEND", "tensorflow"),
+        ("LLM_THREADS", "many"),
+        ("LLM_REQUIRE_CUDA", "perhaps"),
+    ],
+)
 def test_invalid_values_are_refused(monkeypatch, var, value):
     monkeypatch.setenv(var, value)
     with pytest.raises(ValidationError):

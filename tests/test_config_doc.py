@@ -9,8 +9,9 @@ SCRIPT = REPO_ROOT / "scripts" / "config_doc.py"
 
 
 def test_the_configuration_page_is_current_and_lists_every_setting():
-    done = subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--check"], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     page = (REPO_ROOT / "docs" / "configuration.md").read_text()
     for name, field in Settings.model_fields.items():

@@ -20,9 +20,16 @@ from tests.utils.api_process import ApiProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 HOST = "llm-api.test"  # resolved to 127.0.0.1 by Chromium alone; .test is never a real domain
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run",
-        f"--host-resolver-rules=MAP {HOST} 127.0.0.1, MAP * ~NOTFOUND"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    f"--host-resolver-rules=MAP {HOST} 127.0.0.1, MAP * ~NOTFOUND",
+]
 KEY = "docs-browser-key-0123456789"
 TIMEOUT_MS = 60_000  # two cores shared with other work: rendering the schema can be slow
 
@@ -61,8 +68,9 @@ class OfflinePage:
         self.page = self.context.new_page()
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.on("requestfailed", lambda r: self.failed.append(f"{r.url}: {r.failure}"))
-        self.page.on("response", lambda r: r.status >= 400 and self.failed.append(
-            f"{r.url}: {r.status}"))
+        self.page.on(
+            "response", lambda r: r.status >= 400 and self.failed.append(f"{r.url}: {r.status}")
+        )
 
     def _only_the_api(self, route) -> None:
         url = route.request.url
@@ -78,16 +86,22 @@ class OfflinePage:
         try:
             self.page.wait_for_selector(until)
         except PlaywrightTimeout:
-            pytest.fail(f"{until!r} never showed on {path}: blocked {self.blocked}, "
-                        f"failed {self.failed}, errors {self.errors}")
+            pytest.fail(
+                f"{until!r} never showed on {path}: blocked {self.blocked}, "
+                f"failed {self.failed}, errors {self.errors}"
+            )
 
     def outside_links(self) -> list[str]:
         """src/href attributes of the rendered page that point anywhere but the API."""
         urls = self.page.eval_on_selector_all(
             "[src], link[href], script[src], img[src]",
-            "els => els.map(e => e.src || e.href).filter(Boolean)")
-        return [u for u in urls if urlsplit(u).scheme in ("http", "https")
-                and not u.startswith(self.origin + "/")]
+            "els => els.map(e => e.src || e.href).filter(Boolean)",
+        )
+        return [
+            u
+            for u in urls
+            if urlsplit(u).scheme in ("http", "https") and not u.startswith(self.origin + "/")
+        ]
 
     def check_offline(self) -> None:
         assert self.blocked == []
@@ -114,9 +128,11 @@ def operations(api: ApiProcess) -> set[tuple[str, str]]:
 def test_swagger_ui_lists_every_operation_with_no_network(api, offline):
     offline.open("/docs", until=".opblock-summary-path")
     shown = offline.page.eval_on_selector_all(
-        ".opblock", """els => els.map(e => [
+        ".opblock",
+        """els => els.map(e => [
             e.querySelector('.opblock-summary-method').textContent,
-            e.querySelector('.opblock-summary-path').dataset.path])""")
+            e.querySelector('.opblock-summary-path').dataset.path])""",
+    )
     assert {(m, p) for m, p in shown} == operations(api)
     assert len(shown) == len(operations(api))
     assert {("POST", "/generate"), ("POST", "/createModel")} <= {(m, p) for m, p in shown}
@@ -129,7 +145,8 @@ def test_redoc_renders_every_operation_with_no_network(api, offline):
     title = offline.page.text_content("h1")
     assert title is not None and title.startswith("Local LLM platform")
     sections = offline.page.eval_on_selector_all(  # "tag/models/operation/<id>", "operation/<id>"
-        "[data-section-id*='operation/']", "els => els.map(e => e.dataset.sectionId)")
+        "[data-section-id*='operation/']", "els => els.map(e => e.dataset.sectionId)"
+    )
     ids = {op["operationId"] for item in schema_paths(api).values() for op in item.values()}
     assert {s.rsplit("operation/", 1)[1] for s in sections} == ids
     offline.check_offline()

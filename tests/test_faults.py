@@ -27,8 +27,13 @@ from tests.utils.tiny_model import TINY, qa_csv
 
 pytestmark = pytest.mark.faults
 
-TRAIN = {"base_model": TINY, "batch_size": "4", "learning_rate": "0.01", "eval_rows": "2",
-         "eval_max_new_tokens": "4"}
+TRAIN = {
+    "base_model": TINY,
+    "batch_size": "4",
+    "learning_rate": "0.01",
+    "eval_rows": "2",
+    "eval_max_new_tokens": "4",
+}
 ACTIVE = ("validating_files", "queued", "running", "exporting")
 
 
@@ -82,8 +87,12 @@ def partial_files(data_dir: Path) -> list[str]:
         if rel.parts[0] == "chroma":
             continue
         name = path.name
-        if name.endswith((".part", ".partial", ".tmp")) or name.startswith(("tmp", ".tmp")) \
-                or rel.parts[:2] == ("documents", ".incoming") and len(rel.parts) > 2:
+        if (
+            name.endswith((".part", ".partial", ".tmp"))
+            or name.startswith(("tmp", ".tmp"))
+            or rel.parts[:2] == ("documents", ".incoming")
+            and len(rel.parts) > 2
+        ):
             odd.append(str(rel))
     return odd
 
@@ -116,8 +125,9 @@ def check_documents(client: httpx.Client, data_dir: Path, model: str) -> dict[st
     Chroma once the API has stopped."""
     listed = client.get("/listDocuments", params={"model": model}).json()["data"]
     with sqlite3.connect(data_dir / "documents.sqlite") as db:
-        rows = db.execute("SELECT name, import_id, file, chunks FROM documents WHERE model = ?",
-                          (model,)).fetchall()
+        rows = db.execute(
+            "SELECT name, import_id, file, chunks FROM documents WHERE model = ?", (model,)
+        ).fetchall()
         pending = db.execute("SELECT * FROM pending").fetchall()
     assert sorted(d["name"] for d in listed) == sorted(r[0] for r in rows)
     assert pending == []
@@ -151,15 +161,24 @@ def check_no_leftovers(process: ApiProcess, client: httpx.Client) -> None:
 def test_kill_during_training_resumes_from_the_checkpoint(api):
     first = api()
     with first.client() as client:
-        r = client.post("/fine_tune_model", data={
-            "model_name": "tuned", "export": "none", "max_steps": "12", "checkpoint_steps": "3",
-            **TRAIN}, files={"train_file": ("train.csv", qa_csv(40), "text/csv")})
+        r = client.post(
+            "/fine_tune_model",
+            data={
+                "model_name": "tuned",
+                "export": "none",
+                "max_steps": "12",
+                "checkpoint_steps": "3",
+                **TRAIN,
+            },
+            files={"train_file": ("train.csv", qa_csv(40), "text/csv")},
+        )
         assert r.status_code == 202, r.text
         job_id = r.json()["id"]
         job_dir = first.data_dir / "jobs" / job_id
         # past the first checkpoint, and the recipe process is training
-        wait_until(lambda: client.get(f"/jobs/{job_id}").json()["progress"].get("step", 0) >= 4,
-                   "step 4")
+        wait_until(
+            lambda: client.get(f"/jobs/{job_id}").json()["progress"].get("step", 0) >= 4, "step 4"
+        )
         assert processes_using(job_dir), "no training process to orphan"
     first.kill()
     with JobStore(first.data_dir / "jobs.sqlite")._connect() as db:
@@ -176,10 +195,14 @@ def test_kill_during_training_resumes_from_the_checkpoint(api):
         assert done["status"] == "succeeded", done["error"]
         assert done["progress"]["step"] == 12
         after = events(client, job_id)
-        restart_at = next(i for i, e in enumerate(after)
-                          if e["type"] == "queued" and "restarted" in e["message"])
-        steps = [e["data"]["step"] for e in after[restart_at:] if e["type"] == "progress"
-                 and "loss" in e["data"]]
+        restart_at = next(
+            i for i, e in enumerate(after) if e["type"] == "queued" and "restarted" in e["message"]
+        )
+        steps = [
+            e["data"]["step"]
+            for e in after[restart_at:]
+            if e["type"] == "progress" and "loss" in e["data"]
+        ]
         assert 1 < steps[0] <= killed_at, (killed_at, steps)  # from the checkpoint, not step 1
         assert (job_dir / "adapter" / "adapter_model.safetensors").is_file()
         check_no_leftovers(second, client)
@@ -188,13 +211,19 @@ def test_kill_during_training_resumes_from_the_checkpoint(api):
 # ---------------------------------------------------------------- (b) PDF import
 
 
-def _import_in_background(url: str, name: str, content: bytes,
-                          answers: list | None = None) -> threading.Thread:
+def _import_in_background(
+    url: str, name: str, content: bytes, answers: list | None = None
+) -> threading.Thread:
     """Send an import in a thread; its response (or transport error) goes to `answers`."""
+
     def send() -> None:
         try:
-            answer = httpx.post(f"{url}/importDocument", data={"model": "hr"}, timeout=300,
-                                files={"file": (name, content, "application/pdf")})
+            answer = httpx.post(
+                f"{url}/importDocument",
+                data={"model": "hr"},
+                timeout=300,
+                files={"file": (name, content, "application/pdf")},
+            )
         except httpx.TransportError as exc:
             answer = exc
         if answers is not None:
@@ -207,8 +236,9 @@ def _import_in_background(url: str, name: str, content: bytes,
 
 def _big_pdf() -> bytes:
     """With 200-character chunks: ~700 of them, stored in two batches (512 + the rest)."""
-    return pdf_bytes([f"Page {i}. " + "The quick brown fox jumps over the lazy dog. " * 50
-                      for i in range(60)])
+    return pdf_bytes(
+        [f"Page {i}. " + "The quick brown fox jumps over the lazy dog. " * 50 for i in range(60)]
+    )
 
 
 SMALL_CHUNKS = {"LLM_RAG_CHUNK_SIZE": "200", "LLM_RAG_CHUNK_OVERLAP": "0"}
@@ -229,15 +259,20 @@ def test_kill_during_pdf_import_leaves_no_half_imported_document(api):
     data = first.data_dir
     with first.client() as client:
         assert client.post("/createModel", json={"name": "hr"}).status_code == 201
-        r = client.post("/importDocument", data={"model": "hr"},
-                        files={"file": ("handbook.pdf", pdf_bytes(HANDBOOK), "application/pdf")})
+        r = client.post(
+            "/importDocument",
+            data={"model": "hr"},
+            files={"file": ("handbook.pdf", pdf_bytes(HANDBOOK), "application/pdf")},
+        )
         assert r.status_code == 201, r.text
         kept = _chroma_rows(data / "chroma")
         assert kept > 0
         # 1: killed while the parser child process reads a PDF that takes minutes
         _import_in_background(first.url, "slow.pdf", slow_pdf_bytes())
-        wait_until(lambda: any("api.rag.pdf_child" in p for p in processes_using(data)),
-                   "the PDF parser process")
+        wait_until(
+            lambda: any("api.rag.pdf_child" in p for p in processes_using(data)),
+            "the PDF parser process",
+        )
     first.kill()
 
     second = restart(api, first, **small)
@@ -246,8 +281,9 @@ def test_kill_during_pdf_import_leaves_no_half_imported_document(api):
         assert partial_files(data) == []
         # 2: killed while the chunks of a big PDF are being embedded and stored
         _import_in_background(second.url, "big.pdf", big)
-        wait_until(lambda: _chroma_rows(data / "chroma") > kept, "chunks of big.pdf in Chroma",
-                   timeout=240)
+        wait_until(
+            lambda: _chroma_rows(data / "chroma") > kept, "chunks of big.pdf in Chroma", timeout=240
+        )
     second.kill()
 
     third = restart(api, second, **small)
@@ -257,9 +293,11 @@ def test_kill_during_pdf_import_leaves_no_half_imported_document(api):
         committed = check_documents(client, data, "hr")
         check_no_leftovers(third, client)
         # and the service imports again
-        r = client.post("/importDocument", data={"model": "hr", "name": "menu.pdf"},
-                        files={"file": ("x.pdf", pdf_bytes(["Lasagne on Thursday."]),
-                                        "application/pdf")})
+        r = client.post(
+            "/importDocument",
+            data={"model": "hr", "name": "menu.pdf"},
+            files={"file": ("x.pdf", pdf_bytes(["Lasagne on Thursday."]), "application/pdf")},
+        )
         assert r.status_code == 201, r.text
         committed = check_documents(client, data, "hr")
     third.stop()
@@ -272,16 +310,27 @@ def test_kill_during_pdf_import_leaves_no_half_imported_document(api):
 def test_kill_during_export_leaves_no_half_registered_model(api):
     first = api(LLM_EXPORT_SMOKE_MAX_TOKENS="8")
     with first.client() as client:
-        r = client.post("/fine_tune_model", data={
-            "model_name": "exported", "export": "adapter", "max_steps": "4",
-            "checkpoint_steps": "2", **TRAIN},
-            files={"train_file": ("train.csv", qa_csv(24), "text/csv")})
+        r = client.post(
+            "/fine_tune_model",
+            data={
+                "model_name": "exported",
+                "export": "adapter",
+                "max_steps": "4",
+                "checkpoint_steps": "2",
+                **TRAIN,
+            },
+            files={"train_file": ("train.csv", qa_csv(24), "text/csv")},
+        )
         assert r.status_code == 202, r.text
         job_id = r.json()["id"]
         job_dir = first.data_dir / "jobs" / job_id
         # killed while llama.cpp's converter (a grandchild of the API) writes the GGUF
-        wait_until(lambda: any("convert_lora_to_gguf" in p for p in processes_using(job_dir)),
-                   "the GGUF converter", timeout=240, every=0.05)
+        wait_until(
+            lambda: any("convert_lora_to_gguf" in p for p in processes_using(job_dir)),
+            "the GGUF converter",
+            timeout=240,
+            every=0.05,
+        )
         assert (job_dir / "export.partial").is_dir()
     first.kill()
 
@@ -293,12 +342,14 @@ def test_kill_during_export_leaves_no_half_registered_model(api):
         assert done["status"] == "failed"
         assert done["error"].startswith("Export failed: Smoke test failed"), done["error"]
         after = events(client, job_id)
-        restart_at = next(i for i, e in enumerate(after)
-                          if e["type"] == "queued" and "restarted" in e["message"])
+        restart_at = next(
+            i for i, e in enumerate(after) if e["type"] == "queued" and "restarted" in e["message"]
+        )
         # training had finished: it is not run again (no step past max_steps), only the export
         assert [e for e in after[restart_at:] if e["type"] in ("progress", "checkpoint")] == []
-        assert [e["data"].get("step") for e in after[restart_at:] if e["type"] == "exporting"
-                ][-1] == "adapter_convert"
+        assert [e["data"].get("step") for e in after[restart_at:] if e["type"] == "exporting"][
+            -1
+        ] == "adapter_convert"
         assert after[-1]["type"] == "error"
         assert done["metrics"]["steps"] == 4
         assert "exported" not in {m["name"] for m in client.get("/listModels").json()["data"]}
@@ -316,13 +367,21 @@ def test_chroma_server_down_is_503_and_recovers_without_restart(api, tmp_path):
     service = api(LLM_CHROMA_URL=chroma_url, LLM_RAG_ALTERNATIVE_QUERIES="0", **SMALL_CHUNKS)
     stored = service.data_dir / "documents" / "hr"
     pdf = ("handbook.pdf", pdf_bytes(HANDBOOK), "application/pdf")
-    ask = {"model": "hr", "prompt": "Which pets are allowed?", "documents": ["handbook.pdf"],
-           "options": {"max_tokens": 4, "temperature": 0}}
+    ask = {
+        "model": "hr",
+        "prompt": "Which pets are allowed?",
+        "documents": ["handbook.pdf"],
+        "options": {"max_tokens": 4, "temperature": 0},
+    }
     try:
         with service.client() as client:
             assert client.post("/createModel", json={"name": "hr"}).status_code == 201
-            assert client.post("/importDocument", data={"model": "hr"},
-                               files={"file": pdf}).status_code == 201
+            assert (
+                client.post(
+                    "/importDocument", data={"model": "hr"}, files={"file": pdf}
+                ).status_code
+                == 201
+            )
             assert client.post("/generate", json=ask).status_code == 200
 
             # stopped while an import is under way (its PDF stored, its chunks being embedded)
@@ -336,16 +395,23 @@ def test_chroma_server_down_is_503_and_recovers_without_restart(api, tmp_path):
             assert r.status_code == 503, r.text
             assert r.json()["detail"].startswith(f"Chroma at {chroma_url} is not reachable")
 
-            r = client.post("/importDocument", data={"model": "hr", "name": "again.pdf"},
-                            files={"file": pdf})
+            r = client.post(
+                "/importDocument", data={"model": "hr", "name": "again.pdf"}, files={"file": pdf}
+            )
             assert r.status_code == 503, r.text
             assert r.json()["detail"].startswith(f"Chroma at {chroma_url} is not reachable")
             r = client.post("/generate", json=ask)
             assert r.status_code == 503, r.text
             assert r.json()["detail"].startswith(f"Chroma at {chroma_url} is not reachable")
-            r = client.post("/v1/chat/completions", json={
-                "model": "hr", "messages": [{"role": "user", "content": "Pets?"}],
-                "documents": ["handbook.pdf"], "max_tokens": 4})
+            r = client.post(
+                "/v1/chat/completions",
+                json={
+                    "model": "hr",
+                    "messages": [{"role": "user", "content": "Pets?"}],
+                    "documents": ["handbook.pdf"],
+                    "max_tokens": 4,
+                },
+            )
             assert r.status_code == 503, r.text
             assert "is not reachable" in r.json()["error"]["message"]
             # the catalog needs no Chroma: listing answers, and nothing half-imported shows
@@ -358,17 +424,18 @@ def test_chroma_server_down_is_503_and_recovers_without_restart(api, tmp_path):
             r = client.post("/generate", json=ask)
             assert r.status_code == 200, r.text
             assert r.json()["sources"][0]["document"] == "handbook.pdf"
-            r = client.post("/importDocument", data={"model": "hr", "name": "again.pdf"},
-                            files={"file": pdf})
+            r = client.post(
+                "/importDocument", data={"model": "hr", "name": "again.pdf"}, files={"file": pdf}
+            )
             assert r.status_code == 201, r.text
             committed = check_documents(client, service.data_dir, "hr")
             assert partial_files(service.data_dir) == []
         host, _, chroma_port = chroma_url.removeprefix("http://").partition(":")
         collection = chromadb.HttpClient(host=host, port=int(chroma_port)).get_collection(
-            "model-hr-docs")
+            "model-hr-docs"
+        )
         ids = [m["import_id"] for m in collection.get(include=["metadatas"])["metadatas"]]
         assert {i: ids.count(i) for i in set(ids)} == committed
     finally:
         chroma.terminate()
         chroma.wait(timeout=30)
-

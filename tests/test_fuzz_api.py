@@ -34,8 +34,13 @@ MAX_EXAMPLES = 8
 # is accepted" is not asked of them. Every other check still runs on them.
 CONTENT_CHECKED = {"/importDocument", "/fine_tune_model", "/datasets/generate"}
 
-FUZZ = settings(max_examples=MAX_EXAMPLES, derandomize=True, database=None, deadline=None,
-                suppress_health_check=list(HealthCheck))
+FUZZ = settings(
+    max_examples=MAX_EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
 
 
 # The app is built at collection, so that schemathesis can bind its schema to it (the checks
@@ -43,11 +48,24 @@ FUZZ = settings(max_examples=MAX_EXAMPLES, derandomize=True, database=None, dead
 # request, after the fixture below has put the tiny base where the settings point.
 WORK = Path(tempfile.mkdtemp(prefix="fuzz-api-"))
 atexit.register(shutil.rmtree, WORK, ignore_errors=True)
-APP = create_app(Settings(
-    data_dir=WORK / "data", base_models_dir=WORK / "models", default_base_model=TINY,
-    api_key=KEY, threads=1, context_length=512, max_tokens_limit=16, max_prompt_chars=2000,
-    rag_alternative_queries=0, rag_max_upload_bytes=64 * 1024, rag_parse_timeout_s=10,
-    max_dataset_bytes=64 * 1024, max_dataset_rows=200, job_poll_seconds=0.05))
+APP = create_app(
+    Settings(
+        data_dir=WORK / "data",
+        base_models_dir=WORK / "models",
+        default_base_model=TINY,
+        api_key=KEY,
+        threads=1,
+        context_length=512,
+        max_tokens_limit=16,
+        max_prompt_chars=2000,
+        rag_alternative_queries=0,
+        rag_max_upload_bytes=64 * 1024,
+        rag_parse_timeout_s=10,
+        max_dataset_bytes=64 * 1024,
+        max_dataset_rows=200,
+        job_poll_seconds=0.05,
+    )
+)
 schema = schemathesis.openapi.from_dict(APP.openapi())
 schema.app = APP
 
@@ -83,9 +101,12 @@ def test_405_names_every_method_of_the_path(make_client):
     # then empty (FastAPI keeps each method as its own route in nested routers), then named
     # GET and DELETE of /datasets/{dataset_id} for /datasets/generate.
     client = make_client()
-    for method, path, allowed in [("PUT", "/datasets/x", "GET, DELETE"),
-                                  ("OPTIONS", "/datasets/generate", "POST"),
-                                  ("GET", "/generate", "POST"), ("POST", "/health", "GET")]:
+    for method, path, allowed in [
+        ("PUT", "/datasets/x", "GET, DELETE"),
+        ("OPTIONS", "/datasets/generate", "POST"),
+        ("GET", "/generate", "POST"),
+        ("POST", "/health", "GET"),
+    ]:
         r = client.request(method, path)
         assert (r.status_code, r.headers.get("allow")) == (405, allowed), (method, path)
         assert r.headers["content-type"] == "application/problem+json"

@@ -18,10 +18,12 @@ def test_versions_come_from_this_install_then_the_pins_then_the_fallback():
     import fastapi
 
     assert gpu_bundle.pinned("fastapi", "") == fastapi.__version__  # installed here
-    pyproject = 'dependencies = [\n    "no-such-package-xyz==1.2.3; sys_platform == \'linux\'",\n]'
+    pyproject = "dependencies = [\n    \"no-such-package-xyz==1.2.3; sys_platform == 'linux'\",\n]"
     assert gpu_bundle.pinned("no-such-package-xyz", pyproject) == "1.2.3"
-    assert gpu_bundle.pinned("bitsandbytes", "") in (gpu_bundle.FALLBACK["bitsandbytes"],
-                                                      _installed("bitsandbytes"))
+    assert gpu_bundle.pinned("bitsandbytes", "") in (
+        gpu_bundle.FALLBACK["bitsandbytes"],
+        _installed("bitsandbytes"),
+    )
     with pytest.raises(SystemExit, match="no version for not-a-package-abc"):
         gpu_bundle.pinned("not-a-package-abc", "")
 
@@ -43,20 +45,30 @@ def test_every_carried_package_has_a_version_here():
 
 
 def test_wheel_for_picks_the_exact_version(tmp_path):
-    for name in ("pydantic-2.14.3-py3-none-any.whl", "pydantic-2.13.0-py3-none-any.whl",
-                 "pydantic_core-2.50.4-cp312-cp312-manylinux_2_17_x86_64.whl"):
+    for name in (
+        "pydantic-2.14.3-py3-none-any.whl",
+        "pydantic-2.13.0-py3-none-any.whl",
+        "pydantic_core-2.50.4-cp312-cp312-manylinux_2_17_x86_64.whl",
+    ):
         (tmp_path / name).write_bytes(b"")
     assert gpu_bundle.wheel_for(tmp_path, "pydantic", "2.14.3").name.startswith("pydantic-2.14.3")
     assert gpu_bundle.wheel_for(tmp_path, "pydantic-core", "2.50.4").name.startswith(
-        "pydantic_core-2.50.4-")
+        "pydantic_core-2.50.4-"
+    )
     assert gpu_bundle.wheel_for(tmp_path, "pydantic", "2.15.0") is None
 
 
 def test_prune_keeps_cpu_and_cuda13_bitsandbytes_libraries_only(tmp_path):
     bnb = tmp_path / "bitsandbytes"
     bnb.mkdir()
-    names = ["libbitsandbytes_cpu.so", "libbitsandbytes_cuda130.so", "libbitsandbytes_cuda132.so",
-             "libbitsandbytes_cuda128.so", "libbitsandbytes_rocm72.so", "functional.py"]
+    names = [
+        "libbitsandbytes_cpu.so",
+        "libbitsandbytes_cuda130.so",
+        "libbitsandbytes_cuda132.so",
+        "libbitsandbytes_cuda128.so",
+        "libbitsandbytes_rocm72.so",
+        "functional.py",
+    ]
     for name in names:
         (bnb / name).write_bytes(b"x")
     (tmp_path / "bin").mkdir()
@@ -68,8 +80,11 @@ def test_prune_keeps_cpu_and_cuda13_bitsandbytes_libraries_only(tmp_path):
     (tmp_path / "pkg" / "__pycache__").mkdir(parents=True)
     removed = gpu_bundle.prune(tmp_path)
     assert sorted(p.name for p in bnb.iterdir()) == [
-        "functional.py", "libbitsandbytes_cpu.so", "libbitsandbytes_cuda130.so",
-        "libbitsandbytes_cuda132.so"]
+        "functional.py",
+        "libbitsandbytes_cpu.so",
+        "libbitsandbytes_cuda130.so",
+        "libbitsandbytes_cuda132.so",
+    ]
     assert "libbitsandbytes_cuda128.so" in removed and "bin" in removed
     assert not (tmp_path / "bin").exists() and not (tmp_path / "pkg" / "__pycache__").exists()
     assert not (tmp_path / "lib").exists()  # the duplicate copy of llama.cpp's libraries

@@ -23,9 +23,21 @@ NO_GPU = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # skips even where a GPU is
 
 def test_script_without_cuda_says_skipped_exits_0_and_writes_nothing(tmp_path):
     report = tmp_path / "benchmarks.md"
-    done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "gpu_check.py"),
-                           "--report", str(report), "--artifacts", str(tmp_path / "out")],
-                          cwd=REPO_ROOT, env=NO_GPU, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "gpu_check.py"),
+            "--report",
+            str(report),
+            "--artifacts",
+            str(tmp_path / "out"),
+        ],
+        cwd=REPO_ROOT,
+        env=NO_GPU,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("skipped: no CUDA"), done.stdout
     assert not report.exists() and not (tmp_path / "out").exists()
@@ -33,21 +45,35 @@ def test_script_without_cuda_says_skipped_exits_0_and_writes_nothing(tmp_path):
 
 def test_make_gpu_check_runs_the_script_with_the_given_python(tmp_path):
     report = tmp_path / "benchmarks.md"
-    done = subprocess.run(["make", "-s", "gpu-check", f"GPU_PY={sys.executable}",
-                           f"GPU_CHECK_ARGS=--report {report}"], cwd=REPO_ROOT, env=NO_GPU,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            "make",
+            "-s",
+            "gpu-check",
+            f"GPU_PY={sys.executable}",
+            f"GPU_CHECK_ARGS=--report {report}",
+        ],
+        cwd=REPO_ROOT,
+        env=NO_GPU,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "skipped: no CUDA" in done.stdout
     assert "creating the virtual environment" not in done.stdout  # no set-up with GPU_PY
     assert not report.exists()
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--skip-api", "--skip-bench"], "leave nothing to check"),
-    (["--bench-steps", "1"], "--bench-steps must be 2 or more"),
-    (["--steps", "0"], "must be 1 or more, not 0"),
-    (["--bench-sentences", "-1"], "--bench-sentences must be 0 or more"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--skip-api", "--skip-bench"], "leave nothing to check"),
+        (["--bench-steps", "1"], "--bench-steps must be 2 or more"),
+        (["--steps", "0"], "must be 1 or more, not 0"),
+        (["--bench-sentences", "-1"], "--bench-sentences must be 0 or more"),
+    ],
+)
 def test_bad_arguments_exit_2_before_anything_runs(argv, message, capsys):
     with pytest.raises(SystemExit) as stop:
         gpu_check.parse(argv)
@@ -62,8 +88,9 @@ def test_defaults_give_thousands_of_tokens_a_benchmark_step(base_models_dir):
 
     tokenizer = AutoTokenizer.from_pretrained(base_models_dir / "smollm2-135m" / "hf")
     rows = bench_finetune.rows(args.bench_batch, args.bench_sentences)
-    lengths = [len(tokenizer.apply_chat_template(chat, tokenize=True)["input_ids"])
-               for chat in rows]
+    lengths = [
+        len(tokenizer.apply_chat_template(chat, tokenize=True)["input_ids"]) for chat in rows
+    ]
     assert sum(lengths) > 5000  # the old benchmark fed ~280 tokens a step
     assert max(lengths) < 512  # the recipe's max_len: no row is reported as too long
 
@@ -71,7 +98,7 @@ def test_defaults_give_thousands_of_tokens_a_benchmark_step(base_models_dir):
 def test_longer_rows_only_add_sentences():
     plain, long = bench_finetune.rows(8), bench_finetune.rows(8, sentences=10)
     assert [c[0] for c in plain] == [c[0] for c in long]  # same questions
-    for short, longer in zip(plain, long):
+    for short, longer in zip(plain, long, strict=True):
         assert len(longer[1]["content"]) > len(short[1]["content"]) + 300
         assert longer[1]["content"].endswith(bench_finetune.SIGN_OFF)
 
@@ -91,16 +118,19 @@ def test_four_bit_weights_count_their_unpacked_elements():
     assert bench_finetune.unpacked_numel(Plain()) == 10
 
 
-@pytest.mark.parametrize(("name", "tflops", "label"), [
-    ("NVIDIA H200", 989.0, "H200 SXM"),
-    ("NVIDIA H200 NVL", 835.0, "H200 NVL"),
-    ("NVIDIA H100 80GB HBM3", 989.0, "H100 SXM"),
-    ("NVIDIA H100 PCIe", 756.0, "H100 PCIe"),
-    ("NVIDIA H100 NVL", 835.0, "H100 NVL"),
-    ("NVIDIA GH200 480GB", 989.0, "GH200"),
-    ("NVIDIA A100-SXM4-80GB", 312.0, "A100"),
-    ("NVIDIA A100 80GB PCIe", 312.0, "A100"),
-])
+@pytest.mark.parametrize(
+    ("name", "tflops", "label"),
+    [
+        ("NVIDIA H200", 989.0, "H200 SXM"),
+        ("NVIDIA H200 NVL", 835.0, "H200 NVL"),
+        ("NVIDIA H100 80GB HBM3", 989.0, "H100 SXM"),
+        ("NVIDIA H100 PCIe", 756.0, "H100 PCIe"),
+        ("NVIDIA H100 NVL", 835.0, "H100 NVL"),
+        ("NVIDIA GH200 480GB", 989.0, "GH200"),
+        ("NVIDIA A100-SXM4-80GB", 312.0, "A100"),
+        ("NVIDIA A100 80GB PCIe", 312.0, "A100"),
+    ],
+)
 def test_peak_table_matches_device_names(name, tflops, label):
     assert gpu_bench.table_peak(name) == (tflops, label)
 
@@ -114,26 +144,64 @@ def test_unknown_gpu_uses_the_measured_peak():
 
 
 def _side(rate: float, peak_mb: float) -> dict:
-    return {"base_parameters": 7_000_000_000, "tokens_per_second": rate, "steps": 6,
-            "trained_tokens": 5 * 6400, "cuda_peak_mb": peak_mb, "wall_s": 70.0}
+    return {
+        "base_parameters": 7_000_000_000,
+        "tokens_per_second": rate,
+        "steps": 6,
+        "trained_tokens": 5 * 6400,
+        "cuda_peak_mb": peak_mb,
+        "wall_s": 70.0,
+    }
 
 
 def _result(**parts) -> dict:
-    return {"when": "2026-12-03 15:00 UTC", "device": "NVIDIA H200 (140 GiB)",
-            "torch": "2.11.0+cu130 (CUDA 13.0)", "versions": {"trl": "1.16.0"},
-            "budget_s": 480, "total_s": 301.0, **parts}
+    return {
+        "when": "2026-12-03 15:00 UTC",
+        "device": "NVIDIA H200 (140 GiB)",
+        "torch": "2.11.0+cu130 (CUDA 13.0)",
+        "versions": {"trl": "1.16.0"},
+        "budget_s": 480,
+        "total_s": 301.0,
+        **parts,
+    }
 
 
-BENCH = {"device": "NVIDIA H200", "steps": 6, "batch": 16, "sentences": 40, "build_s": 41.0,
-         "peak": gpu_bench.choose_peak("NVIDIA H200", 780.0),
-         "baseline": _side(2000.0, 20480.0), "ours": _side(3000.0, 16384.0)}
-API = {"base": "smollm2-standin", "base_described": "a stand-in", "steps": 8, "job_s": 52.0,
-       "generate_s": 0.4, "generate": {"response": "The capital of Germany is Berlin.",
-                                       "completion_tokens": 9, "done_reason": "stop"},
-       "job": {"metrics": {"bits": 4, "device": "cuda", "train_loss_first": 2.5,
-                           "train_loss_last": 0.75, "eval_loss": 0.8,
-                           "export": {"mode": "merged", "files": {"Q4_K_M": "/x.gguf"},
-                                      "timings": {"merge_s": 1.25, "convert_s": 3.0}}}}}
+BENCH = {
+    "device": "NVIDIA H200",
+    "steps": 6,
+    "batch": 16,
+    "sentences": 40,
+    "build_s": 41.0,
+    "peak": gpu_bench.choose_peak("NVIDIA H200", 780.0),
+    "baseline": _side(2000.0, 20480.0),
+    "ours": _side(3000.0, 16384.0),
+}
+API = {
+    "base": "smollm2-standin",
+    "base_described": "a stand-in",
+    "steps": 8,
+    "job_s": 52.0,
+    "generate_s": 0.4,
+    "generate": {
+        "response": "The capital of Germany is Berlin.",
+        "completion_tokens": 9,
+        "done_reason": "stop",
+    },
+    "job": {
+        "metrics": {
+            "bits": 4,
+            "device": "cuda",
+            "train_loss_first": 2.5,
+            "train_loss_last": 0.75,
+            "eval_loss": 0.8,
+            "export": {
+                "mode": "merged",
+                "files": {"Q4_K_M": "/x.gguf"},
+                "timings": {"merge_s": 1.25, "convert_s": 3.0},
+            },
+        }
+    },
+}
 
 
 def test_section_with_both_parts_gives_the_figures():
@@ -152,9 +220,12 @@ def test_section_with_both_parts_gives_the_figures():
 
 
 def test_section_says_what_failed_and_what_was_skipped():
-    text = gpu_check.format_section(_result(
-        api={"error": "CheckFailed: job abc failed: CUDA out of memory\nTraceback ..."},
-        total_s=500.0))
+    text = gpu_check.format_section(
+        _result(
+            api={"error": "CheckFailed: job abc failed: CUDA out of memory\nTraceback ..."},
+            total_s=500.0,
+        )
+    )
     assert "**failed**: CheckFailed: job abc failed: CUDA out of memory" in text
     assert "Traceback" not in text
     assert "7B-shaped QLoRA benchmark: not run (--skip-bench)." in text
@@ -163,10 +234,13 @@ def test_section_says_what_failed_and_what_was_skipped():
 
 def test_section_replaces_its_own_and_keeps_the_others(tmp_path):
     report = tmp_path / "benchmarks.md"
-    report.write_text("# Benchmarks\n\n## Fine-tuning\n\nCPU rows\n\n## GPU check\n\nold\n\n"
-                      "## Serving\n\nserving rows\n")
-    bench_doc.write_section(report, gpu_check.HEADING,
-                            gpu_check.format_section(_result(bench=BENCH)))
+    report.write_text(
+        "# Benchmarks\n\n## Fine-tuning\n\nCPU rows\n\n## GPU check\n\nold\n\n"
+        "## Serving\n\nserving rows\n"
+    )
+    bench_doc.write_section(
+        report, gpu_check.HEADING, gpu_check.format_section(_result(bench=BENCH))
+    )
     text = report.read_text()
     assert "old" not in text and "CPU rows" in text and "serving rows" in text
     assert text.index("## Fine-tuning") < text.index("## GPU check") < text.index("## Serving")
@@ -182,16 +256,23 @@ def test_mfu_is_never_nan_for_an_unknown_gpu():
 
 def test_gpu_device_script_refuses_without_a_bundle(tmp_path):
     """The device entry point says what to do when .gpu-bundle was not carried."""
-    done = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "gpu_device.sh")],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                          env={**NO_GPU, "OUT": str(tmp_path / "out"),
-                               "GPU_BUNDLE": str(tmp_path / "no-bundle")})
+    done = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "gpu_device.sh")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**NO_GPU, "OUT": str(tmp_path / "out"), "GPU_BUNDLE": str(tmp_path / "no-bundle")},
+    )
     assert done.returncode == 1
-    assert f"no {tmp_path / 'no-bundle'}/MANIFEST.json: run scripts/gpu_bundle.py build " \
-           "first and carry .gpu-bundle" in done.stderr
+    assert (
+        f"no {tmp_path / 'no-bundle'}/MANIFEST.json: run scripts/gpu_bundle.py build "
+        "first and carry .gpu-bundle" in done.stderr
+    )
 
 
 def test_preflight_names_each_module_that_does_not_import(monkeypatch):
     monkeypatch.setattr(gpu_check, "MODULES", ["json", "no_such_module_xyz", "csv"])
     assert gpu_check.preflight() == [
-        "import no_such_module_xyz: ModuleNotFoundError: No module named 'no_such_module_xyz'"]
+        "import no_such_module_xyz: ModuleNotFoundError: No module named 'no_such_module_xyz'"
+    ]

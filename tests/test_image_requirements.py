@@ -53,15 +53,40 @@ def _resolve(pyproject_text: str, tmp: Path, cache: Path) -> subprocess.Complete
     (workdir / "pyproject.toml").write_text(pyproject_text)
     python, platform = _image_platform()
     # Only the network settings of this environment; no user or system uv configuration.
-    env = {k: v for k, v in os.environ.items()
-           if k in ("PATH", "SSL_CERT_FILE", "SSL_CERT_DIR") or k.lower().endswith("_proxy")}
-    env |= {"HOME": str(tmp), "XDG_CONFIG_HOME": str(tmp / "config"),
-            "XDG_CONFIG_DIRS": str(tmp / "config"), "UV_CACHE_DIR": str(cache)}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k in ("PATH", "SSL_CERT_FILE", "SSL_CERT_DIR") or k.lower().endswith("_proxy")
+    }
+    env |= {
+        "HOME": str(tmp),
+        "XDG_CONFIG_HOME": str(tmp / "config"),
+        "XDG_CONFIG_DIRS": str(tmp / "config"),
+        "UV_CACHE_DIR": str(cache),
+    }
     return subprocess.run(
-        [find_uv_bin(), "pip", "compile", "pyproject.toml", "--python", sys.executable,
-         "--python-version", python,
-         "--python-platform", platform, "--no-header", "--no-annotate", "-o", "resolved.txt"],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+        [
+            find_uv_bin(),
+            "pip",
+            "compile",
+            "pyproject.toml",
+            "--python",
+            sys.executable,
+            "--python-version",
+            python,
+            "--python-platform",
+            platform,
+            "--no-header",
+            "--no-annotate",
+            "-o",
+            "resolved.txt",
+        ],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def _without_llama_cpp(text: str) -> str:
@@ -95,11 +120,18 @@ def test_the_image_installs_pyproject_with_the_tested_uv_and_nothing_else():
 def test_every_pin_resolves_for_the_image_platform(tmp_path, uv_cache):
     result = _resolve(PYPROJECT, tmp_path, uv_cache)
     assert result.returncode == 0, result.stderr
-    resolved = dict(re.findall(r"^([a-z0-9._-]+)==(\S+)$",
-                               (tmp_path / "app" / "resolved.txt").read_text(), re.M))
+    resolved = dict(
+        re.findall(
+            r"^([a-z0-9._-]+)==(\S+)$", (tmp_path / "app" / "resolved.txt").read_text(), re.M
+        )
+    )
     python = _image_platform()[0]
-    target = {"sys_platform": "linux", "platform_system": "Linux",
-              "platform_machine": "x86_64", "python_version": python}
+    target = {
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "python_version": python,
+    }
     for line in tomllib.loads(PYPROJECT)["project"]["dependencies"]:
         requirement = Requirement(line)
         if requirement.marker and not requirement.marker.evaluate(target):
@@ -129,4 +161,3 @@ def test_an_sdist_not_named_in_the_uv_table_fails(tmp_path, uv_cache):
     result = _resolve(bad, tmp_path, uv_cache)
     assert result.returncode != 0
     assert "rouge-score" in result.stderr and "no usable wheels" in result.stderr
-

@@ -24,10 +24,21 @@ KEY = "process-test-key-123456"  # the key the `service` fixture starts with
 CALL_RE = re.compile(r"^\s*api\s+(GET|POST|PUT|PATCH|DELETE)\s+\"?(/[^\s\"'?]*)", re.M)
 
 
-def run(script: Path, *args: str, env: dict[str, str] | None = None, stdin: str = "",
-        timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(script), *args], capture_output=True, text=True,
-                          input=stdin, env={**os.environ, **(env or {})}, timeout=timeout)
+def run(
+    script: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    stdin: str = "",
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(script), *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
 
 
 def api_path(path: str) -> str:
@@ -37,18 +48,30 @@ def api_path(path: str) -> str:
 
 # -- every example targets an endpoint that exists -------------------------------------------
 
+
 def test_there_is_an_example_for_each_model_document_generation_and_job_endpoint():
     assert [p.name for p in EXAMPLES] == [
-        "cancel_job.sh", "chat_completions.sh", "create_model.sh", "delete_document.sh",
-        "delete_model.sh", "fine_tune.sh", "follow_job.sh", "generate.sh",
-        "generate_with_documents.sh", "import_document.sh", "list_documents.sh",
-        "list_models.sh"]
+        "cancel_job.sh",
+        "chat_completions.sh",
+        "create_model.sh",
+        "delete_document.sh",
+        "delete_model.sh",
+        "fine_tune.sh",
+        "follow_job.sh",
+        "generate.sh",
+        "generate_with_documents.sh",
+        "import_document.sh",
+        "list_documents.sh",
+        "list_models.sh",
+    ]
 
 
 def test_script_paths_with_variables_are_read_as_path_templates():
     calls = CALL_RE.findall('  api GET "/jobs/${job_id}/events" -H x\napi GET /listModels\n')
-    assert [(m, api_path(p)) for m, p in calls] == [("GET", "/jobs/{job_id}/events"),
-                                                    ("GET", "/listModels")]
+    assert [(m, api_path(p)) for m, p in calls] == [
+        ("GET", "/jobs/{job_id}/events"),
+        ("GET", "/listModels"),
+    ]
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
@@ -74,6 +97,7 @@ def test_the_shared_helper_fails_on_http_errors_and_sends_the_key():
 
 # -- the examples against the running service ------------------------------------------------
 
+
 def test_examples_against_the_running_service(service):  # noqa: F811
     env = {"BASE_URL": service, "LLM_API_KEY": KEY, "MAX_TOKENS": "8"}
 
@@ -81,8 +105,13 @@ def test_examples_against_the_running_service(service):  # noqa: F811
     assert listed.returncode == 0, listed.stderr
     assert [m["name"] for m in json.loads(listed.stdout)["data"]] == ["smollm2-135m"]
 
-    created = run(CURL_DIR / "create_model.sh", "pirate", 'Say "arr" \\ like a pirate.\n',
-                  "smollm2-135m", env=env)
+    created = run(
+        CURL_DIR / "create_model.sh",
+        "pirate",
+        'Say "arr" \\ like a pirate.\n',
+        "smollm2-135m",
+        env=env,
+    )
     assert created.returncode == 0, created.stdout + created.stderr
     body = json.loads(created.stdout)
     assert (body["name"], body["system_prompt"]) == ("pirate", 'Say "arr" \\ like a pirate.\n')
@@ -109,8 +138,9 @@ def test_examples_against_the_running_service(service):  # noqa: F811
 
 
 def test_examples_fail_with_the_problem_body_on_http_errors(service):  # noqa: F811
-    missing = run(CURL_DIR / "delete_model.sh", "ghost", env={"BASE_URL": service,
-                                                              "LLM_API_KEY": KEY})
+    missing = run(
+        CURL_DIR / "delete_model.sh", "ghost", env={"BASE_URL": service, "LLM_API_KEY": KEY}
+    )
     assert missing.returncode == 22
     assert json.loads(missing.stdout)["detail"].startswith("Model 'ghost' not found.")
     no_key = run(CURL_DIR / "list_models.sh", env={"BASE_URL": service, "LLM_API_KEY": ""})
@@ -143,16 +173,19 @@ def test_new_examples_check_their_arguments_before_calling_the_api(tmp_path):
 
 
 FAST_RETRIEVAL = {"LLM_RAG_ALTERNATIVE_QUERIES": "0", "LLM_RAG_TOP_K": "2"}
-GATE_CODE = ("Parking. The staff car park is on level B4 and the gate access code is ZEBRA-42. "
-             "Visitors park on level B1.")
+GATE_CODE = (
+    "Parking. The staff car park is on level B4 and the gate access code is ZEBRA-42. "
+    "Visitors park on level B1."
+)
 
 
 @pytest.mark.parametrize("service", [FAST_RETRIEVAL], indirect=True, ids=["question-only"])
-def test_document_examples_import_list_answer_with_sources_and_delete(
-        service, tmp_path):  # noqa: F811
+def test_document_examples_import_list_answer_with_sources_and_delete(service, tmp_path):  # noqa: F811
     env = {"BASE_URL": service, "LLM_API_KEY": KEY, "MAX_TOKENS": "8"}
-    handbook = write_pdf(tmp_path / "acme, handbook.pdf",  # a comma in the path, + in the name
-                         [GATE_CODE, "Office pets. Only goldfish are allowed in the office."])
+    handbook = write_pdf(
+        tmp_path / "acme, handbook.pdf",  # a comma in the path, + in the name
+        [GATE_CODE, "Office pets. Only goldfish are allowed in the office."],
+    )
     name = "Acme handbook (v2+).pdf"
     menu = write_pdf(tmp_path / "menu.pdf", ["The cafeteria serves lasagne every Thursday."])
 
@@ -183,32 +216,58 @@ def test_document_examples_import_list_answer_with_sources_and_delete(
         deleted = run(CURL_DIR / "delete_document.sh", "smollm2-135m", document, env=env)
         assert deleted.returncode == 0, deleted.stdout + deleted.stderr
         assert json.loads(deleted.stdout) == {
-            "message": f"Document {document!r} deleted from model 'smollm2-135m'."}
-    assert json.loads(run(CURL_DIR / "list_documents.sh", "smollm2-135m", env=env).stdout)[
-        "count"] == 0
+            "message": f"Document {document!r} deleted from model 'smollm2-135m'."
+        }
+    assert (
+        json.loads(run(CURL_DIR / "list_documents.sh", "smollm2-135m", env=env).stdout)["count"]
+        == 0
+    )
     again = run(CURL_DIR / "delete_document.sh", "smollm2-135m", name, env=env)
     assert again.returncode == 22 and json.loads(again.stdout)["status"] == 404
 
 
-@pytest.mark.parametrize("service", [{"LLM_JOB_POLL_SECONDS": "0.2"}], indirect=True,
-                         ids=["fast-poll"])
+@pytest.mark.parametrize(
+    "service", [{"LLM_JOB_POLL_SECONDS": "0.2"}], indirect=True, ids=["fast-poll"]
+)
 def test_fine_tune_follow_and_cancel_examples(service, tmp_path):  # noqa: F811
     env = {"BASE_URL": service, "LLM_API_KEY": KEY}
     train = tmp_path / "capitals.csv"
-    rows = [("France", "Paris"), ("Germany", "Berlin"), ("Italy", "Rome"), ("Spain", "Madrid"),
-            ("Japan", "Tokyo"), ("Egypt", "Cairo"), ("Peru", "Lima"), ("Kenya", "Nairobi")]
-    train.write_text("input,output\n" + "".join(
-        f"What is the capital of {country}?,{capital}.\n" for country, capital in rows))
+    rows = [
+        ("France", "Paris"),
+        ("Germany", "Berlin"),
+        ("Italy", "Rome"),
+        ("Spain", "Madrid"),
+        ("Japan", "Tokyo"),
+        ("Egypt", "Cairo"),
+        ("Peru", "Lima"),
+        ("Kenya", "Nairobi"),
+    ]
+    train.write_text(
+        "input,output\n"
+        + "".join(f"What is the capital of {country}?,{capital}.\n" for country, capital in rows)
+    )
 
-    started = run(CURL_DIR / "fine_tune.sh", "capitals-bot", str(train), env={
-        **env, "FT_ARGS": "max_steps=2 batch_size=2 export=none eval_rows=0",
-        "SYSTEM_PROMPT": "You name capitals, \"briefly\".", "IDEMPOTENCY_KEY": "capitals-v1"})
+    started = run(
+        CURL_DIR / "fine_tune.sh",
+        "capitals-bot",
+        str(train),
+        env={
+            **env,
+            "FT_ARGS": "max_steps=2 batch_size=2 export=none eval_rows=0",
+            "SYSTEM_PROMPT": 'You name capitals, "briefly".',
+            "IDEMPOTENCY_KEY": "capitals-v1",
+        },
+    )
     assert started.returncode == 0, started.stdout + started.stderr
     job = json.loads(started.stdout)
     assert job["id"].startswith("ftjob-") and job["base_model"] == "smollm2-135m"
     spec = job["hyperparameters"]
     assert (spec["max_steps"], spec["batch_size"], spec["export"], spec["eval_rows"]) == (
-        2, 2, "none", 0)
+        2,
+        2,
+        "none",
+        0,
+    )
     assert spec["system_prompt"] == 'You name capitals, "briefly".'
 
     followed = run(CURL_DIR / "follow_job.sh", job["id"], env=env, timeout=600)
@@ -221,8 +280,12 @@ def test_fine_tune_follow_and_cancel_examples(service, tmp_path):  # noqa: F811
     assert (final["id"], final["status"]) == (job["id"], "succeeded"), final["error"]
     assert final["progress"]["step"] == 2
 
-    repeat = run(CURL_DIR / "fine_tune.sh", "capitals-bot", str(train),
-                 env={**env, "IDEMPOTENCY_KEY": "capitals-v1"})
+    repeat = run(
+        CURL_DIR / "fine_tune.sh",
+        "capitals-bot",
+        str(train),
+        env={**env, "IDEMPOTENCY_KEY": "capitals-v1"},
+    )
     assert repeat.returncode == 0, repeat.stdout + repeat.stderr
     assert json.loads(repeat.stdout)["id"] == job["id"]  # the same job, not a second one
 
@@ -273,7 +336,10 @@ def test_clean_ollama_cache_removes_only_platform_models_after_confirmation(fake
     confirmed = run(script, env=env, stdin="y\n")
     assert confirmed.returncode == 0, confirmed.stderr
     assert calls.read_text().splitlines()[1:] == [
-        "list", "rm llmp/pirate:latest", "rm llmp/smollm2-135m:latest"]
+        "list",
+        "rm llmp/pirate:latest",
+        "rm llmp/smollm2-135m:latest",
+    ]
     assert "Removed 2 model(s)." in confirmed.stdout
 
 

@@ -14,13 +14,20 @@ import yaml
 
 from api.config import REPO_ROOT
 
-SOURCES = sorted([*(REPO_ROOT / "api").rglob("*.py"), *(REPO_ROOT / "scripts").rglob("*.py"),
-                  REPO_ROOT / "load_base_model.py"])
+SOURCES = sorted(
+    [
+        *(REPO_ROOT / "api").rglob("*.py"),
+        *(REPO_ROOT / "scripts").rglob("*.py"),
+        REPO_ROOT / "load_base_model.py",
+    ]
+)
 SERVICE = [p for p in SOURCES if "scripts" not in p.relative_to(REPO_ROOT).parts]
 SECURITY_MD = (REPO_ROOT / "SECURITY.md").read_text()
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-PINS = dict(re.fullmatch(r"([A-Za-z0-9_.-]+)==([^\s;]+)(?:\s*;.*)?", d)  # `; marker` allowed
-            .groups() for d in PYPROJECT["project"]["dependencies"])  # type: ignore[union-attr]
+PINS = dict(
+    re.fullmatch(r"([A-Za-z0-9_.-]+)==([^\s;]+)(?:\s*;.*)?", d).groups()  # `; marker` allowed
+    for d in PYPROJECT["project"]["dependencies"]
+)  # type: ignore[union-attr]
 
 # Things that run code from a file or a checkpoint when it is loaded.
 DANGEROUS = {
@@ -36,8 +43,11 @@ DANGEROUS = {
 
 def _calls(tree: ast.AST, name: str):
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                and node.func.attr == name:
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == name
+        ):
             yield node
 
 
@@ -51,23 +61,26 @@ def _functions(tree: ast.AST):
 
 
 def _enclosing(tree: ast.AST, call: ast.Call) -> ast.AST:
-    inner = [f for f in _functions(tree)
-             if f.lineno <= call.lineno <= (f.end_lineno or f.lineno)]
+    inner = [f for f in _functions(tree) if f.lineno <= call.lineno <= (f.end_lineno or f.lineno)]
     return max(inner, key=lambda f: f.lineno) if inner else tree
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_nothing_loads_pickles_or_remote_code(path):
     text = path.read_text()
-    found = [f"{path.name}:{text.count(chr(10), 0, m.start()) + 1}: {why}"
-             for pattern, why in DANGEROUS.items()
-             for m in re.finditer(pattern, text, flags=re.MULTILINE)]
+    found = [
+        f"{path.name}:{text.count(chr(10), 0, m.start()) + 1}: {why}"
+        for pattern, why in DANGEROUS.items()
+        for m in re.finditer(pattern, text, flags=re.MULTILINE)
+    ]
     assert found == []
 
 
 def test_the_scan_finds_what_it_looks_for():
-    sample = "model = X.from_pretrained(d, trust_remote_code=True)\nimport pickle\n" \
-             "torch.load(f, weights_only=False)\n"
+    sample = (
+        "model = X.from_pretrained(d, trust_remote_code=True)\nimport pickle\n"
+        "torch.load(f, weights_only=False)\n"
+    )
     hits = [p for p in DANGEROUS if re.search(p, sample, flags=re.MULTILINE)]
     assert len(hits) == 4
 
@@ -82,14 +95,16 @@ def test_service_loads_model_weights_from_safetensors_or_gguf_only():
             receiver = _receiver(call)
             for keyword in call.keywords:
                 if keyword.arg == "trust_remote_code":
-                    assert isinstance(keyword.value, ast.Constant) \
-                        and keyword.value.value is False, f"{path.name}:{call.lineno}"
+                    assert (
+                        isinstance(keyword.value, ast.Constant) and keyword.value.value is False
+                    ), f"{path.name}:{call.lineno}"
             if not receiver.startswith("AutoModel"):
                 continue
             loads += 1
             scope = ast.unparse(_enclosing(tree, call))
-            assert re.search(r"""use_safetensors['"]?\s*[:=]\s*True""", scope) \
-                or "gguf_file" in scope, f"{path.name}:{call.lineno} may load pickled weights"
+            assert (
+                re.search(r"""use_safetensors['"]?\s*[:=]\s*True""", scope) or "gguf_file" in scope
+            ), f"{path.name}:{call.lineno} may load pickled weights"
     assert loads >= 3  # the recipe, the export merge, provisioning from a GGUF
 
 
@@ -111,19 +126,23 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", text)[:3])
 
 
-@pytest.mark.parametrize("package,floor,advisory", [
-    ("starlette", "1.3.1", "CVE-2026-54283"),
-    ("python-multipart", "0.0.27", "CVE-2026-42561"),
-    ("langchain-core", "1.2.5", "CVE-2025-68664"),
-    ("torch", "2.10.0", "CVE-2026-24747"),
-    ("transformers", "5.3.0", "CVE-2026-4372"),
-    ("pypdf", "6.16.1", "CVE-2026-84310"),
-])
+@pytest.mark.parametrize(
+    "package,floor,advisory",
+    [
+        ("starlette", "1.3.1", "CVE-2026-54283"),
+        ("python-multipart", "0.0.27", "CVE-2026-42561"),
+        ("langchain-core", "1.2.5", "CVE-2025-68664"),
+        ("torch", "2.10.0", "CVE-2026-24747"),
+        ("transformers", "5.3.0", "CVE-2026-4372"),
+        ("pypdf", "6.16.1", "CVE-2026-84310"),
+    ],
+)
 def test_pins_are_at_or_above_the_fixed_releases(package, floor, advisory):
     if package in PINS:
         pinned = PINS[package]
     else:  # a transitive dependency: what the environment has
         from importlib.metadata import version
+
         pinned = version(package)
     assert _version(pinned) >= _version(floor), f"{package} {pinned} is affected by {advisory}"
 

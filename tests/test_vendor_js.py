@@ -17,8 +17,10 @@ def test_each_package_folder_holds_its_pinned_files_and_nothing_else():
         found = {str(f.relative_to(dest)) for f in dest.rglob("*") if f.is_file()}
         assert found == {*package.files, "VERSION"}, package.name
         assert (dest / "VERSION").read_text().splitlines() == [
-            f"{package.name}@{package.version}", package.integrity,
-            *(f"patched {p.file}: {p.why}" for p in package.patches)]
+            f"{package.name}@{package.version}",
+            package.integrity,
+            *(f"patched {p.file}: {p.why}" for p in package.patches),
+        ]
 
 
 def test_patches_are_applied():

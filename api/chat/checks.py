@@ -24,7 +24,8 @@ def check_messages(messages: list[dict[str, str]], settings: Settings) -> None:
         except UnicodeEncodeError as exc:  # a lone "\ud800" escape in the JSON
             raise InvalidInput(
                 f"Message {i} contains an unpaired UTF-16 surrogate ({m['content'][exc.start]!r} "
-                f"at character {exc.start}), which is not text; send valid Unicode.") from None
+                f"at character {exc.start}), which is not text; send valid Unicode."
+            ) from None
 
 
 def check_lengths(messages: list[dict[str, str]], settings: Settings) -> None:
@@ -34,7 +35,8 @@ def check_lengths(messages: list[dict[str, str]], settings: Settings) -> None:
     if too_long:
         raise InvalidInput(
             f"Message {too_long[0]} is longer than {settings.max_prompt_chars} characters; "
-            "shorten it or raise LLM_MAX_PROMPT_CHARS.")
+            "shorten it or raise LLM_MAX_PROMPT_CHARS."
+        )
 
 
 def resolve_options(

@@ -14,8 +14,10 @@ from api.serving.base import ModelServer, ServedModel
 if TYPE_CHECKING:
     from langchain_core.documents import Document
 
-DOCUMENTS_HELP = ("`documents`: names from GET /listDocuments to answer from; or "
-                  "`all_documents: true` for all of the model's documents")
+DOCUMENTS_HELP = (
+    "`documents`: names from GET /listDocuments to answer from; or "
+    "`all_documents: true` for all of the model's documents"
+)
 
 
 def wants_documents(names: list[str] | None, all_documents: bool) -> bool:
@@ -23,16 +25,22 @@ def wants_documents(names: list[str] | None, all_documents: bool) -> bool:
     if names is None and not all_documents:
         return False
     if names is not None and all_documents:
-        raise InvalidInput("Send either `documents` or `all_documents: true`, not both "
-                           f"({DOCUMENTS_HELP}).")
+        raise InvalidInput(
+            f"Send either `documents` or `all_documents: true`, not both ({DOCUMENTS_HELP})."
+        )
     if names == []:
         raise InvalidInput(f"`documents` is empty ({DOCUMENTS_HELP}).")
     return True
 
 
 def find_passages(
-    *, documents: DocumentService, server: ModelServer, model: ServedModel,
-    messages: list[dict[str, str]], names: list[str] | None, settings: Settings,
+    *,
+    documents: DocumentService,
+    server: ModelServer,
+    model: ServedModel,
+    messages: list[dict[str, str]],
+    names: list[str] | None,
+    settings: Settings,
 ) -> list["Document"]:
     """Passages of the chosen documents (all of the model's when `names` is None) for the
     last message, which must be the user's question."""
@@ -43,15 +51,30 @@ def find_passages(
 
     records = documents.get(model=model.name, names=names)
     with reachable(settings):
-        return retrieve(store=documents.store, server=server, model=model,
-                        question=messages[-1]["content"], records=records, settings=settings)
+        return retrieve(
+            store=documents.store,
+            server=server,
+            model=model,
+            question=messages[-1]["content"],
+            records=records,
+            settings=settings,
+        )
 
 
 def grounded_prompt(
-    *, model: ServedModel, messages: list[dict[str, str]], passages: list["Document"],
-    max_tokens: int, settings: Settings,
+    *,
+    model: ServedModel,
+    messages: list[dict[str, str]],
+    passages: list["Document"],
+    max_tokens: int,
+    settings: Settings,
 ) -> Grounded:
     """The messages with the passages that fit put into the question, and their sources."""
     system = next((m["content"] for m in messages if m["role"] == "system"), model.system_prompt)
-    return ground(messages=messages, passages=passages, system_prompt=system,
-                  max_tokens=max_tokens, settings=settings)
+    return ground(
+        messages=messages,
+        passages=passages,
+        system_prompt=system,
+        max_tokens=max_tokens,
+        settings=settings,
+    )

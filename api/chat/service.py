@@ -37,8 +37,9 @@ class ChatRequest:
     all_documents: bool = False  # answer from all of the model's documents
 
     @classmethod
-    def from_prompt(cls, *, model: str, prompt: str, system: str | None = None,
-                    **rest: object) -> "ChatRequest":
+    def from_prompt(
+        cls, *, model: str, prompt: str, system: str | None = None, **rest: object
+    ) -> "ChatRequest":
         """One user prompt, after a per-request system prompt when one is given."""
         messages = [{"role": "user", "content": prompt}]
         if system is not None:
@@ -71,8 +72,10 @@ class Chat:
         """`sources` and `warnings` as JSON values; empty when the chat is not grounded."""
         if self.grounded is None:
             return {}
-        return {"sources": [s.model_dump() for s in self.grounded.sources],
-                "warnings": self.grounded.warnings}
+        return {
+            "sources": [s.model_dump() for s in self.grounded.sources],
+            "warnings": self.grounded.warnings,
+        }
 
     def events(self) -> Iterator[Event]:
         """The chunks as they come; an error ends them with a `StreamError`."""
@@ -101,17 +104,34 @@ class ChatService:
         grounding = wants_documents(request.documents, request.all_documents)
         messages = request.messages
         check_messages(messages, settings)
-        passages = (find_passages(documents=self.documents, server=self.server, model=model,
-                                  messages=messages, names=request.documents, settings=settings)
-                    if grounding else None)
+        passages = (
+            find_passages(
+                documents=self.documents,
+                server=self.server,
+                model=model,
+                messages=messages,
+                names=request.documents,
+                settings=settings,
+            )
+            if grounding
+            else None
+        )
         options = resolve_options(model, request.options, settings)
         grounded = None
         if passages is not None:
-            grounded = grounded_prompt(model=model, messages=messages, passages=passages,
-                                       max_tokens=options["max_tokens"], settings=settings)
+            grounded = grounded_prompt(
+                model=model,
+                messages=messages,
+                passages=passages,
+                max_tokens=options["max_tokens"],
+                settings=settings,
+            )
             messages = grounded.messages
             check_lengths(messages, settings)
         chunks = self.server.chat(model, with_system_prompt(model, messages), options)
         first = next(chunks, None)
-        return Chat(model=model.name, grounded=grounded,
-                    _chunks=chunks if first is None else chain([first], chunks))
+        return Chat(
+            model=model.name,
+            grounded=grounded,
+            _chunks=chunks if first is None else chain([first], chunks),
+        )

@@ -21,7 +21,8 @@ _STOPWORDS = frozenset(
     "that this with from have what which when where there their they them then than these "
     "those were will would could should about into also your been being does doing such "
     "some more most other only very just over under after before because while each both "
-    "here how why who whom whose".split())
+    "here how why who whom whose".split()
+)
 
 
 class Novelty:
@@ -33,8 +34,9 @@ class Novelty:
         self.kept: list[str] = list(existing)
 
     def most_similar(self, instruction: str) -> float:
-        return max((self._scorer.score(k, instruction)["rougeL"].fmeasure for k in self.kept),
-                   default=0.0)
+        return max(
+            (self._scorer.score(k, instruction)["rougeL"].fmeasure for k in self.kept), default=0.0
+        )
 
     def is_novel(self, instruction: str) -> bool:
         return self.most_similar(instruction) <= self.threshold
@@ -53,8 +55,7 @@ def check_instruction(instruction: str, novelty: Novelty) -> str | None:
     return None
 
 
-def check_output(instruction: str, output: str, *, truncated: bool,
-                 max_chars: int) -> str | None:
+def check_output(instruction: str, output: str, *, truncated: bool, max_chars: int) -> str | None:
     if not output.strip():
         return "empty_output"
     if truncated or len(output) > max_chars:
@@ -86,10 +87,14 @@ def check_support(answer: str, passage: str, minimum: float) -> str | None:
 
 def report(kept: int, requested: int, rounds: int, dropped: Counter[str] | dict[str, int]) -> str:
     """One sentence on how the run went, naming why candidates were dropped."""
-    reasons = ", ".join(f"{n} {REASONS[r]}" for r, n in sorted(dropped.items(), key=lambda x: -x[1])
-                        if n) or "none dropped"
+    reasons = (
+        ", ".join(f"{n} {REASONS[r]}" for r, n in sorted(dropped.items(), key=lambda x: -x[1]) if n)
+        or "none dropped"
+    )
     if kept >= requested:
         return f"All {requested} requested pairs produced in {rounds} teacher rounds ({reasons})."
-    return (f"Only {kept} of {requested} requested pairs survived the filters after {rounds} "
-            f"teacher rounds; dropped: {reasons}. Add more varied seed tasks or documents, "
-            "raise max_rounds, or use a stronger teacher.")
+    return (
+        f"Only {kept} of {requested} requested pairs survived the filters after {rounds} "
+        f"teacher rounds; dropped: {reasons}. Add more varied seed tasks or documents, "
+        "raise max_rounds, or use a stronger teacher."
+    )

@@ -10,16 +10,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from api.datasets.filters import (Novelty, check_instruction, check_output, check_support,
-                                  report)
+from api.datasets.filters import Novelty, check_instruction, check_output, check_support, report
 from api.datasets.spec import GenerateSpec
 from api.datasets.teacher import Teacher
 from api.jobs.layout import JobFiles
 from api.jobs.store import Job, JobStore
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
-_LIST_ITEM = re.compile(r"^\s*(?:\d{1,2}\s*[.):]|[-*\u2022]|task\s*\d*\s*[:.])\s*(.+?)\s*$",
-                        re.IGNORECASE)
+_LIST_ITEM = re.compile(
+    r"^\s*(?:\d{1,2}\s*[.):]|[-*\u2022]|task\s*\d*\s*[:.])\s*(.+?)\s*$", re.IGNORECASE
+)
 _QUESTION_PREFIX = re.compile(r"^\s*(?:\d+[.)]\s*|q(?:uestion)?\s*\d*\s*[:.]\s*)", re.IGNORECASE)
 
 
@@ -32,28 +32,45 @@ def instructions_prompt(examples: list[str], guidance: str | None) -> list[dict[
     listed = "".join(f"{n}. {e}\n" for n, e in enumerate(examples, 1))
     first, last = len(examples) + 1, len(examples) + 5
     about = f" The tasks are about: {guidance}" if guidance else ""
-    return [{"role": "system", "content": DEFAULT_SYSTEM},
-            {"role": "user", "content": f"Come up with a list of new tasks for an assistant.{about}"
-                                        f" Here are examples:\n{listed}\nWrite 5 more tasks like "
-                                        f"these, numbered {first} to {last}, one per line, each "
-                                        "on a different topic."}]
+    return [
+        {"role": "system", "content": DEFAULT_SYSTEM},
+        {
+            "role": "user",
+            "content": f"Come up with a list of new tasks for an assistant.{about}"
+            f" Here are examples:\n{listed}\nWrite 5 more tasks like "
+            f"these, numbered {first} to {last}, one per line, each "
+            "on a different topic.",
+        },
+    ]
 
 
 def answer_prompt(instruction: str, guidance: str | None) -> list[dict[str, str]]:
-    return [{"role": "system", "content": guidance or DEFAULT_SYSTEM},
-            {"role": "user", "content": instruction}]
+    return [
+        {"role": "system", "content": guidance or DEFAULT_SYSTEM},
+        {"role": "user", "content": instruction},
+    ]
 
 
 def question_prompt(passage: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": DEFAULT_SYSTEM},
-            {"role": "user", "content": f"Passage:\n{passage}\n\nWrite one question that this "
-                                        "passage answers. Reply with the question only."}]
+    return [
+        {"role": "system", "content": DEFAULT_SYSTEM},
+        {
+            "role": "user",
+            "content": f"Passage:\n{passage}\n\nWrite one question that this "
+            "passage answers. Reply with the question only.",
+        },
+    ]
 
 
 def grounded_answer_prompt(passage: str, question: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": DEFAULT_SYSTEM},
-            {"role": "user", "content": f"Answer the question using only the passage.\n\n"
-                                        f"Passage:\n{passage}\n\nQuestion: {question}"}]
+    return [
+        {"role": "system", "content": DEFAULT_SYSTEM},
+        {
+            "role": "user",
+            "content": f"Answer the question using only the passage.\n\n"
+            f"Passage:\n{passage}\n\nQuestion: {question}",
+        },
+    ]
 
 
 def parse_instructions(text: str) -> list[str]:
@@ -92,8 +109,14 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 class _Run:
     """Bookkeeping shared by both modes: counts, progress, the output file."""
 
-    def __init__(self, job: Job, store: JobStore, spec: GenerateSpec, teacher: Teacher,
-                 should_stop: Callable[[], bool]):
+    def __init__(
+        self,
+        job: Job,
+        store: JobStore,
+        spec: GenerateSpec,
+        teacher: Teacher,
+        should_stop: Callable[[], bool],
+    ):
         self.job, self.store, self.spec, self.teacher = job, store, spec, teacher
         self.should_stop = should_stop
         self.rows = read_rows(job.files)
@@ -118,8 +141,12 @@ class _Run:
 
     def ask(self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int):
         self.calls += 1
-        return self.teacher.complete(messages, temperature=temperature, max_tokens=max_tokens,
-                                     seed=self.rng.randrange(2**31 - 1))
+        return self.teacher.complete(
+            messages,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=self.rng.randrange(2**31 - 1),
+        )
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] += 1
@@ -129,46 +156,68 @@ class _Run:
             out.write(json.dumps(row) + "\n")
         self.rows.append(row)
         self.save_progress()
-        self.store.add_event(self.job.id, "progress",
-                             f"{len(self.rows)} of {self.spec.count} pairs kept.",
-                             rows=len(self.rows), rounds=self.rounds)
+        self.store.add_event(
+            self.job.id,
+            "progress",
+            f"{len(self.rows)} of {self.spec.count} pairs kept.",
+            rows=len(self.rows),
+            rounds=self.rounds,
+        )
 
     def progress(self) -> dict[str, Any]:
-        return {"rows": len(self.rows), "requested": self.spec.count, "rounds": self.rounds,
-                "max_rounds": self.spec.rounds, "teacher_calls": self.calls,
-                "dropped": dict(self.dropped)}
+        return {
+            "rows": len(self.rows),
+            "requested": self.spec.count,
+            "rounds": self.rounds,
+            "max_rounds": self.spec.rounds,
+            "teacher_calls": self.calls,
+            "dropped": dict(self.dropped),
+        }
 
     def save_progress(self) -> None:
         self.store.set_progress(self.job.id, {**(self.job.progress or {}), **self.progress()})
 
     def metrics(self) -> dict[str, Any]:
-        return {**self.progress(), "complete": self.done,
-                "report": report(len(self.rows), self.spec.count, self.rounds, self.dropped)}
+        return {
+            **self.progress(),
+            "complete": self.done,
+            "report": report(len(self.rows), self.spec.count, self.rounds, self.dropped),
+        }
 
 
 # ------------------------------------------------------------------ the two modes
 def _self_instruct(run: _Run, seeds: list[dict[str, Any]]) -> None:
     spec = run.spec
-    novelty = Novelty(spec.similarity_threshold,
-                      [s["instruction"] for s in seeds] + [r["instruction"] for r in run.rows])
+    novelty = Novelty(
+        spec.similarity_threshold,
+        [s["instruction"] for s in seeds] + [r["instruction"] for r in run.rows],
+    )
     while run.more_rounds():
         run.rounds += 1
         examples = run.rng.sample([s["instruction"] for s in seeds], min(3, len(seeds)))
         if run.rows:  # as in Self-Instruct: mostly human examples, some machine ones
-            examples += [r["instruction"] for r in
-                         run.rng.sample(run.rows, min(2, len(run.rows)))]
-        reply = run.ask(instructions_prompt(examples, spec.guidance),
-                        temperature=spec.temperature, max_tokens=160)
+            examples += [r["instruction"] for r in run.rng.sample(run.rows, min(2, len(run.rows)))]
+        reply = run.ask(
+            instructions_prompt(examples, spec.guidance),
+            temperature=spec.temperature,
+            max_tokens=160,
+        )
         for instruction in parse_instructions(reply.text):
             if run.done or run.should_stop():
                 break
             reason = check_instruction(instruction, novelty)
             if reason is None:
-                answer = run.ask(answer_prompt(instruction, spec.guidance),
-                                 temperature=spec.answer_temperature,
-                                 max_tokens=spec.max_new_tokens)
-                reason = check_output(instruction, answer.text, truncated=answer.truncated,
-                                      max_chars=spec.max_output_chars)
+                answer = run.ask(
+                    answer_prompt(instruction, spec.guidance),
+                    temperature=spec.answer_temperature,
+                    max_tokens=spec.max_new_tokens,
+                )
+                reason = check_output(
+                    instruction,
+                    answer.text,
+                    truncated=answer.truncated,
+                    max_chars=spec.max_output_chars,
+                )
             if reason is not None:
                 run.drop(reason)
                 continue
@@ -191,27 +240,43 @@ def _from_documents(run: _Run, chunks: list[dict[str, Any]]) -> None:
     while run.more_rounds():
         run.rounds += 1
         chunk = next(passages)
-        question = parse_question(run.ask(question_prompt(chunk["text"]),
-                                          temperature=spec.temperature, max_tokens=64).text)
+        question = parse_question(
+            run.ask(
+                question_prompt(chunk["text"]), temperature=spec.temperature, max_tokens=64
+            ).text
+        )
         reason = check_instruction(question, novelty)
         if reason is None:
-            answer = run.ask(grounded_answer_prompt(chunk["text"], question),
-                             temperature=spec.answer_temperature, max_tokens=spec.max_new_tokens)
-            reason = (check_output(question, answer.text, truncated=answer.truncated,
-                                   max_chars=spec.max_output_chars)
-                      or check_support(answer.text, chunk["text"], spec.min_support))
+            answer = run.ask(
+                grounded_answer_prompt(chunk["text"], question),
+                temperature=spec.answer_temperature,
+                max_tokens=spec.max_new_tokens,
+            )
+            reason = check_output(
+                question, answer.text, truncated=answer.truncated, max_chars=spec.max_output_chars
+            ) or check_support(answer.text, chunk["text"], spec.min_support)
         if reason is not None:
             run.drop(reason)
             run.save_progress()
             continue
         novelty.add(question)
-        run.keep({"instruction": question, "input": "", "output": answer.text.strip(),
-                  "source": {"document": chunk["document"], "page": chunk["page"],
-                             "chunk": chunk["chunk"]}})
+        run.keep(
+            {
+                "instruction": question,
+                "input": "",
+                "output": answer.text.strip(),
+                "source": {
+                    "document": chunk["document"],
+                    "page": chunk["page"],
+                    "chunk": chunk["chunk"],
+                },
+            }
+        )
 
 
-def generate(job: Job, *, store: JobStore, teacher: Teacher,
-             should_stop: Callable[[], bool]) -> dict[str, Any]:
+def generate(
+    job: Job, *, store: JobStore, teacher: Teacher, should_stop: Callable[[], bool]
+) -> dict[str, Any]:
     """Run (or resume) the job; returns its metrics. Raises GenerationFailed when nothing
     usable came out, TeacherError when the teacher cannot be used."""
     spec = GenerateSpec(**job.spec)
@@ -225,4 +290,3 @@ def generate(job: Job, *, store: JobStore, teacher: Teacher,
     if not run.rows and not should_stop():
         raise GenerationFailed(metrics["report"])
     return metrics
-

@@ -11,40 +11,65 @@ class GenerateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     teacher: str = Field(
-        ..., min_length=1, max_length=200,
+        ...,
+        min_length=1,
+        max_length=200,
         description="The model that writes the pairs: a served model by name (GET /listModels), "
-                    "or `openai:<model>` for the OpenAI-compatible endpoint configured in "
-                    "LLM_TEACHER_BASE_URL.")
+        "or `openai:<model>` for the OpenAI-compatible endpoint configured in "
+        "LLM_TEACHER_BASE_URL.",
+    )
     model: str | None = Field(
-        None, pattern=NAME_PATTERN,
+        None,
+        pattern=NAME_PATTERN,
         description="Documents mode: write questions and grounded answers from this model's "
-                    "imported documents (instead of a seed file).")
+        "imported documents (instead of a seed file).",
+    )
     documents: list[str] | None = Field(
-        None, description="Documents mode: only these documents (default: all of the model's).")
+        None, description="Documents mode: only these documents (default: all of the model's)."
+    )
     count: int = Field(50, ge=1, description="How many pairs to produce.")
     guidance: str | None = Field(
-        None, max_length=2000,
+        None,
+        max_length=2000,
         description="Optional prompt for the teacher: the subject, tone or audience of the "
-                    "tasks; it is also the system prompt for the answers.")
+        "tasks; it is also the system prompt for the answers.",
+    )
     similarity_threshold: float = Field(
-        0.7, gt=0, le=1, description="Drop an instruction whose ROUGE-L F1 with one already "
-                                     "kept (or a seed) is above this.")
-    max_output_chars: int = Field(2000, ge=1, le=100_000,
-                                  description="Drop answers longer than this.")
-    max_new_tokens: int = Field(256, ge=8, le=4096,
-                                description="Most tokens the teacher writes for one answer; "
-                                            "answers cut off at this length are dropped.")
-    temperature: float = Field(0.8, ge=0, le=2,
-                               description="Sampling temperature for new instructions.")
-    answer_temperature: float = Field(0.3, ge=0, le=2,
-                                      description="Sampling temperature for answers.")
+        0.7,
+        gt=0,
+        le=1,
+        description="Drop an instruction whose ROUGE-L F1 with one already "
+        "kept (or a seed) is above this.",
+    )
+    max_output_chars: int = Field(
+        2000, ge=1, le=100_000, description="Drop answers longer than this."
+    )
+    max_new_tokens: int = Field(
+        256,
+        ge=8,
+        le=4096,
+        description="Most tokens the teacher writes for one answer; "
+        "answers cut off at this length are dropped.",
+    )
+    temperature: float = Field(
+        0.8, ge=0, le=2, description="Sampling temperature for new instructions."
+    )
+    answer_temperature: float = Field(
+        0.3, ge=0, le=2, description="Sampling temperature for answers."
+    )
     min_support: float = Field(
-        0.5, ge=0, le=1,
+        0.5,
+        ge=0,
+        le=1,
         description="Documents mode: the share of an answer's content words that must appear "
-                    "in its source passage.")
+        "in its source passage.",
+    )
     max_rounds: int | None = Field(
-        None, ge=1, le=1_000_000,
-        description="Most teacher rounds before giving up (default: 5 per requested pair).")
+        None,
+        ge=1,
+        le=1_000_000,
+        description="Most teacher rounds before giving up (default: 5 per requested pair).",
+    )
     seed: int = Field(-1, ge=-1, le=2**31 - 1, description="Random seed; -1 picks one.")
 
     @field_validator("teacher")
@@ -52,8 +77,10 @@ class GenerateSpec(BaseModel):
     def _teacher_shape(cls, value: str) -> str:
         value = value.strip()
         if value.startswith(OPENAI_PREFIX):
-            if not value[len(OPENAI_PREFIX):].strip():
-                raise ValueError("name the endpoint's model after `openai:`, e.g. openai:gpt-4o-mini")
+            if not value[len(OPENAI_PREFIX) :].strip():
+                raise ValueError(
+                    "name the endpoint's model after `openai:`, e.g. openai:gpt-4o-mini"
+                )
         return value
 
     @field_validator("documents")
@@ -70,5 +97,5 @@ class GenerateSpec(BaseModel):
     @property
     def openai_model(self) -> str | None:
         if self.teacher.startswith(OPENAI_PREFIX):
-            return self.teacher[len(OPENAI_PREFIX):].strip()
+            return self.teacher[len(OPENAI_PREFIX) :].strip()
         return None

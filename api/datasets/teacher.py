@@ -24,18 +24,24 @@ class Reply:
 class Teacher(Protocol):
     name: str
 
-    def complete(self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int,
-                 seed: int) -> Reply: ...
+    def complete(
+        self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int, seed: int
+    ) -> Reply: ...
 
 
 class ServedTeacher:
     def __init__(self, server: ModelServer, model: ServedModel):
         self.server, self.model, self.name = server, model, model.name
 
-    def complete(self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int,
-                 seed: int) -> Reply:
-        options: dict[str, Any] = {**self.model.options, "temperature": temperature,
-                                   "max_tokens": max_tokens, "seed": seed}
+    def complete(
+        self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int, seed: int
+    ) -> Reply:
+        options: dict[str, Any] = {
+            **self.model.options,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "seed": seed,
+        }
         try:
             text, last = collect(self.server.chat(self.model, messages, options))
         except AppError as exc:
@@ -54,22 +60,30 @@ class OpenAITeacher:
         self.name = f"openai:{model}"
         key = settings.teacher_api_key.get_secret_value() if settings.teacher_api_key else "none"
         self._errors = openai.APIError  # connection failures and error statuses alike
-        self._client = openai.OpenAI(base_url=self.base_url, api_key=key,
-                                     timeout=settings.teacher_timeout, max_retries=2)
+        self._client = openai.OpenAI(
+            base_url=self.base_url, api_key=key, timeout=settings.teacher_timeout, max_retries=2
+        )
 
-    def complete(self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int,
-                 seed: int) -> Reply:
+    def complete(
+        self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int, seed: int
+    ) -> Reply:
         try:
             answer = self._client.chat.completions.create(
-                model=self.model, messages=messages,  # type: ignore[arg-type]
-                temperature=temperature, max_tokens=max_tokens, seed=seed)
+                model=self.model,
+                messages=messages,  # type: ignore[arg-type]
+                temperature=temperature,
+                max_tokens=max_tokens,
+                seed=seed,
+            )
         except self._errors as exc:
             status = getattr(exc, "status_code", None)
-            what = (f"answered HTTP {status}" if status else "is not reachable")
-            raise TeacherError(f"The teacher endpoint {self.base_url} {what} "
-                               f"({type(exc).__name__}: {_message(exc)}); check "
-                               "LLM_TEACHER_BASE_URL, LLM_TEACHER_API_KEY and the model name "
-                               f"{self.model!r}.") from exc
+            what = f"answered HTTP {status}" if status else "is not reachable"
+            raise TeacherError(
+                f"The teacher endpoint {self.base_url} {what} "
+                f"({type(exc).__name__}: {_message(exc)}); check "
+                "LLM_TEACHER_BASE_URL, LLM_TEACHER_API_KEY and the model name "
+                f"{self.model!r}."
+            ) from exc
         if not answer.choices:
             return Reply(text="", truncated=False)
         choice = answer.choices[0]

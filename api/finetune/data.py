@@ -26,8 +26,13 @@ MAX_FIELD_CHARS = 1_000_000  # one cell or message text; far beyond any max_len 
 MAX_LINE_CHARS = 4 * MAX_FIELD_CHARS  # one physical CSV line
 MAX_HEADER_CHARS = 64 * 1024
 MAX_REPORTED = 50
-_SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
-                   "assistant": "assistant"}
+_SHAREGPT_ROLES = {
+    "system": "system",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+}
 
 
 @dataclass(frozen=True)
@@ -45,9 +50,13 @@ class Keys:
     system: str = "system"
 
 
-_NOT_TEXT = {b"%PDF-": "a PDF", b"PK\x03\x04": "a ZIP archive (.xlsx and .docx files are ZIPs)",
-             b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image",
-             b"\xd0\xcf\x11\xe0": "an old Office document (.xls, .doc)"}
+_NOT_TEXT = {
+    b"%PDF-": "a PDF",
+    b"PK\x03\x04": "a ZIP archive (.xlsx and .docx files are ZIPs)",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"\xd0\xcf\x11\xe0": "an old Office document (.xls, .doc)",
+}
 
 
 def _decode(raw: bytes, label: str) -> str:
@@ -56,21 +65,29 @@ def _decode(raw: bytes, label: str) -> str:
         raise InvalidInput(f"{label} is empty: upload a file with at least one example.")
     kind = next((k for magic, k in _NOT_TEXT.items() if raw.startswith(magic)), None)
     if kind:
-        raise InvalidInput(f"{label} is {kind}, not CSV, JSON or JSONL text; export the data "
-                           "as UTF-8 CSV or JSONL and upload that.")
+        raise InvalidInput(
+            f"{label} is {kind}, not CSV, JSON or JSONL text; export the data "
+            "as UTF-8 CSV or JSONL and upload that."
+        )
     utf16 = raw.startswith((b"\xff\xfe", b"\xfe\xff"))
     try:
         text = raw.decode("utf-16" if utf16 else "utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        encoding = "UTF-16 text (it starts with a UTF-16 byte-order mark)" if utf16 else "UTF-8 text"
-        raise InvalidInput(f"{label} is not {encoding}: invalid byte 0x{raw[exc.start]:02x} at "
-                           f"position {exc.start} (line {line}); it may be Latin-1 or "
-                           "Windows-1252. Save it as UTF-8 and upload it again.") from exc
+        encoding = (
+            "UTF-16 text (it starts with a UTF-16 byte-order mark)" if utf16 else "UTF-8 text"
+        )
+        raise InvalidInput(
+            f"{label} is not {encoding}: invalid byte 0x{raw[exc.start]:02x} at "
+            f"position {exc.start} (line {line}); it may be Latin-1 or "
+            "Windows-1252. Save it as UTF-8 and upload it again."
+        ) from exc
     if "\x00" in text:
-        raise InvalidInput(f"{label} contains NUL characters: it is a binary file (or UTF-16 "
-                           "without a byte-order mark), not CSV, JSON or JSONL text. Save it as "
-                           "UTF-8 text and upload it again.")
+        raise InvalidInput(
+            f"{label} contains NUL characters: it is a binary file (or UTF-16 "
+            "without a byte-order mark), not CSV, JSON or JSONL text. Save it as "
+            "UTF-8 text and upload it again."
+        )
     return text
 
 
@@ -82,10 +99,12 @@ def _lines(text: str, label: str) -> Iterator[str]:
         number += 1
         end = text.find("\n", start, start + MAX_LINE_CHARS)
         if end == -1 and len(text) - start > MAX_LINE_CHARS:
-            raise InvalidInput(f"{label} line {number} is longer than {MAX_LINE_CHARS} "
-                               f"characters; at most {MAX_LINE_CHARS} per line and "
-                               f"{MAX_FIELD_CHARS} per field are accepted. Shorten that row "
-                               "(or check for an unclosed quote).")
+            raise InvalidInput(
+                f"{label} line {number} is longer than {MAX_LINE_CHARS} "
+                f"characters; at most {MAX_LINE_CHARS} per line and "
+                f"{MAX_FIELD_CHARS} per field are accepted. Shorten that row "
+                "(or check for an unclosed quote)."
+            )
         end = len(text) if end == -1 else end + 1
         yield text[start:end]
         start = end
@@ -95,9 +114,11 @@ def _check_header_line(text: str, label: str) -> None:
     """A header names at most MAX_COLUMNS columns: refuse a longer first line unparsed."""
     end = text.find("\n", 0, MAX_HEADER_CHARS + 1)
     if end == -1 and len(text) > MAX_HEADER_CHARS:
-        raise InvalidInput(f"{label}'s first line (the CSV header) is longer than "
-                           f"{MAX_HEADER_CHARS} characters; a header names at most "
-                           f"{MAX_COLUMNS} columns, such as input,output.")
+        raise InvalidInput(
+            f"{label}'s first line (the CSV header) is longer than "
+            f"{MAX_HEADER_CHARS} characters; a header names at most "
+            f"{MAX_COLUMNS} columns, such as input,output."
+        )
 
 
 def _records(text: str, filename: str, label: str) -> tuple[str, list[Any]]:
@@ -110,12 +131,17 @@ def _records(text: str, filename: str, label: str) -> tuple[str, list[Any]]:
         try:
             header = next(reader)
             if len(header) > MAX_COLUMNS:
-                raise InvalidInput(f"{label} has {len(header)} columns; at most {MAX_COLUMNS} "
-                                   "are accepted.")
-            rows = [dict(zip(header, row, strict=False)) | {"__width__": len(row)} for row in reader]
+                raise InvalidInput(
+                    f"{label} has {len(header)} columns; at most {MAX_COLUMNS} are accepted."
+                )
+            rows = [
+                dict(zip(header, row, strict=False)) | {"__width__": len(row)} for row in reader
+            ]
         except csv.Error as exc:
-            raise InvalidInput(f"{label} is not valid CSV at line {reader.line_num} ({exc}); "
-                               f"fields may be at most {MAX_FIELD_CHARS} characters.") from exc
+            raise InvalidInput(
+                f"{label} is not valid CSV at line {reader.line_num} ({exc}); "
+                f"fields may be at most {MAX_FIELD_CHARS} characters."
+            ) from exc
         return "csv", [{"__header__": header}, *rows]
     if stripped.startswith("["):
         try:
@@ -123,8 +149,10 @@ def _records(text: str, filename: str, label: str) -> tuple[str, list[Any]]:
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"{label} is not valid JSON: {exc}.") from exc
         except RecursionError:
-            raise InvalidInput(f"{label} is nested too deeply to be training data; each "
-                               "example is one flat object.") from None
+            raise InvalidInput(
+                f"{label} is nested too deeply to be training data; each "
+                "example is one flat object."
+            ) from None
         return "json", data
     records, problems = [], []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -164,8 +192,9 @@ def _surrogate(value: str) -> str | None:
     return None
 
 
-def _text(record: dict[str, Any], key: str, row: int, problems: list[str],
-          required: bool = True) -> str:
+def _text(
+    record: dict[str, Any], key: str, row: int, problems: list[str], required: bool = True
+) -> str:
     value = record.get(key)
     if value is None:
         if required:
@@ -175,40 +204,50 @@ def _text(record: dict[str, Any], key: str, row: int, problems: list[str],
         problems.append(f"row {row}: {key!r} must be text, not {type(value).__name__}")
         return ""
     if len(value) > MAX_FIELD_CHARS:
-        problems.append(f"row {row}: {key!r} is {len(value)} characters long; at most "
-                        f"{MAX_FIELD_CHARS} are accepted per field")
+        problems.append(
+            f"row {row}: {key!r} is {len(value)} characters long; at most "
+            f"{MAX_FIELD_CHARS} are accepted per field"
+        )
         return ""
     if _surrogate(value):
-        problems.append(f"row {row}: {key!r} contains an unpaired UTF-16 surrogate "
-                        f"({_surrogate(value)}), which is not text")
+        problems.append(
+            f"row {row}: {key!r} contains an unpaired UTF-16 surrogate "
+            f"({_surrogate(value)}), which is not text"
+        )
         return ""
     if required and not value.strip():
         problems.append(f"row {row}: {key!r} is empty")
     return value
 
 
-def _turns(turns: Any, row: int, problems: list[str], role_key: str, text_key: str,
-           roles: dict[str, str]) -> Messages:
+def _turns(
+    turns: Any, row: int, problems: list[str], role_key: str, text_key: str, roles: dict[str, str]
+) -> Messages:
     if not isinstance(turns, list) or not turns:
         problems.append(f"row {row}: expected a non-empty list of turns")
         return []
     messages: Messages = []
     for i, turn in enumerate(turns, start=1):
         if not isinstance(turn, dict) or turn.get(role_key) not in roles:
-            problems.append(f"row {row}, turn {i}: {role_key!r} must be one of "
-                            f"{', '.join(sorted(roles))}")
+            problems.append(
+                f"row {row}, turn {i}: {role_key!r} must be one of {', '.join(sorted(roles))}"
+            )
             continue
         content = turn.get(text_key)
         if not isinstance(content, str) or not content.strip():
             problems.append(f"row {row}, turn {i}: {text_key!r} is missing or empty")
             continue
         if len(content) > MAX_FIELD_CHARS:
-            problems.append(f"row {row}, turn {i}: {text_key!r} is {len(content)} characters "
-                            f"long; at most {MAX_FIELD_CHARS} are accepted per field")
+            problems.append(
+                f"row {row}, turn {i}: {text_key!r} is {len(content)} characters "
+                f"long; at most {MAX_FIELD_CHARS} are accepted per field"
+            )
             continue
         if _surrogate(content):
-            problems.append(f"row {row}, turn {i}: {text_key!r} contains an unpaired UTF-16 "
-                            f"surrogate ({_surrogate(content)}), which is not text")
+            problems.append(
+                f"row {row}, turn {i}: {text_key!r} contains an unpaired UTF-16 "
+                f"surrogate ({_surrogate(content)}), which is not text"
+            )
             continue
         messages.append({"role": roles[turn[role_key]], "content": content})
     if messages and messages[-1]["role"] != "assistant":
@@ -226,8 +265,7 @@ def _example(fmt: str, record: Any, row: int, keys: Keys, problems: list[str]) -
         roles = {"system": "system", "user": "user", "assistant": "assistant"}
         return _turns(record.get("messages"), row, problems, "role", "content", roles)
     if fmt == "sharegpt":
-        return _turns(record.get("conversations"), row, problems, "from", "value",
-                      _SHAREGPT_ROLES)
+        return _turns(record.get("conversations"), row, problems, "from", "value", _SHAREGPT_ROLES)
     if fmt == "alpaca":
         instruction = _text(record, "instruction", row, problems)
         extra = _text(record, "input", row, problems, required=False)
@@ -242,8 +280,14 @@ def _example(fmt: str, record: Any, row: int, keys: Keys, problems: list[str]) -
     return [*head, {"role": "user", "content": user}, {"role": "assistant", "content": answer}]
 
 
-def load_examples(raw: bytes, *, filename: str, keys: Keys = Keys(), label: str = "train_file",
-                  max_rows: int = 100_000) -> tuple[str, list[Messages]]:
+def load_examples(
+    raw: bytes,
+    *,
+    filename: str,
+    keys: Keys = Keys(),
+    label: str = "train_file",
+    max_rows: int = 100_000,
+) -> tuple[str, list[Messages]]:
     """Parse and validate a whole file; returns (format name, examples) or raises InvalidInput."""
     text = _decode(raw, label)
     container, records = _records(text, filename, label)
@@ -255,7 +299,8 @@ def load_examples(raw: bytes, *, filename: str, keys: Keys = Keys(), label: str 
             raise InvalidInput(
                 f"{label} is missing the column(s) {', '.join(map(repr, missing))}; found "
                 f"{', '.join(repr(h[:40]) for h in header)}. Name the columns {keys.question!r} and "
-                f"{keys.answer!r} (optional {keys.system!r}), or set question_key/answer_key.")
+                f"{keys.answer!r} (optional {keys.system!r}), or set question_key/answer_key."
+            )
         for row, record in enumerate(records, start=1):
             if record.pop("__width__") != len(header):
                 problems.append(f"row {row}: has a different number of fields than the header")
@@ -268,12 +313,19 @@ def load_examples(raw: bytes, *, filename: str, keys: Keys = Keys(), label: str 
         raise InvalidInput(
             f"{label}: unknown format. Use CSV with {keys.question!r}/{keys.answer!r} columns, "
             "or JSON/JSONL objects with question/answer keys, Alpaca instruction/input/output, "
-            "chat `messages`, or ShareGPT `conversations`.")
+            "chat `messages`, or ShareGPT `conversations`."
+        )
     examples = [_example(fmt, rec, row, keys, problems) for row, rec in enumerate(records, 1)]
     if problems:
-        more = f" (first {MAX_REPORTED} of {len(problems)} shown)" if len(problems) > MAX_REPORTED else ""
-        raise InvalidInput(f"{label} has {len(problems)} problem(s){more}; fix them and upload "
-                           "again.", problems[:MAX_REPORTED])
+        more = (
+            f" (first {MAX_REPORTED} of {len(problems)} shown)"
+            if len(problems) > MAX_REPORTED
+            else ""
+        )
+        raise InvalidInput(
+            f"{label} has {len(problems)} problem(s){more}; fix them and upload again.",
+            problems[:MAX_REPORTED],
+        )
     return f"{container}/{fmt}", examples
 
 
@@ -301,7 +353,9 @@ def split_examples(examples: list[Messages], *, train_size: float, seed: int) ->
     n_train = max(1, min(len(examples) - 2, round(len(examples) * train_size)))
     n_val = max(1, (len(examples) - n_train) // 2)
     if len(examples) < 3:
-        raise InvalidInput("At least 3 examples are needed to split train/validation/test; "
-                           "add rows or upload an eval_file.")
+        raise InvalidInput(
+            "At least 3 examples are needed to split train/validation/test; "
+            "add rows or upload an eval_file."
+        )
     pick = [examples[i] for i in order]
-    return Split(pick[:n_train], pick[n_train:n_train + n_val], pick[n_train + n_val:], seed)
+    return Split(pick[:n_train], pick[n_train : n_train + n_val], pick[n_train + n_val :], seed)

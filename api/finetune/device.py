@@ -27,17 +27,22 @@ PROBE_TIMEOUT_S = 300.0  # a cold torch import plus CUDA start-up on a busy host
 class TrainingDevice:
     cuda: bool
     gpus: tuple[str, ...] = ()
-    torch: str | None = None           # torch.__version__
-    torch_cuda: str | None = None      # torch.version.cuda: None for a CPU-only build
-    bitsandbytes: str | None = None    # its version; None when it cannot be imported
+    torch: str | None = None  # torch.__version__
+    torch_cuda: str | None = None  # torch.version.cuda: None for a CPU-only build
+    bitsandbytes: str | None = None  # its version; None when it cannot be imported
     notes: tuple[str, ...] = field(default=())  # CUDA warnings, import errors, probe failures
 
     @classmethod
     def of(cls, found: dict[str, Any]) -> "TrainingDevice":
         """From what inspect() reported."""
-        return cls(cuda=bool(found["cuda"]), gpus=tuple(found["gpus"]), torch=found["torch"],
-                   torch_cuda=found["torch_cuda"], bitsandbytes=found["bitsandbytes"],
-                   notes=tuple(found["notes"]))
+        return cls(
+            cuda=bool(found["cuda"]),
+            gpus=tuple(found["gpus"]),
+            torch=found["torch"],
+            torch_cuda=found["torch_cuda"],
+            bitsandbytes=found["bitsandbytes"],
+            notes=tuple(found["notes"]),
+        )
 
     @property
     def kind(self) -> str:
@@ -50,9 +55,13 @@ class TrainingDevice:
 
     def cuda_state(self) -> str:
         """What torch said, for messages: `torch.cuda.is_available()` and why."""
-        build = (f"torch {self.torch} built for CUDA {self.torch_cuda}" if self.torch_cuda
-                 else f"torch {self.torch}, a CPU-only build" if self.torch
-                 else "torch could not be inspected")
+        build = (
+            f"torch {self.torch} built for CUDA {self.torch_cuda}"
+            if self.torch_cuda
+            else f"torch {self.torch}, a CPU-only build"
+            if self.torch
+            else "torch could not be inspected"
+        )
         said = f"torch.cuda.is_available() is {self.cuda} ({build}"
         return said + "".join(f"; {n}" for n in self.notes) + ")"
 
@@ -61,12 +70,14 @@ class TrainingDevice:
 
 
 def require_cuda_message(device: TrainingDevice) -> str:
-    return (f"LLM_REQUIRE_CUDA is set but {device.cuda_state()}, so training would run on "
-            "the CPU. The NVIDIA driver, the image and torch disagree: check that the "
-            "container sees the GPU (nvidia-container-toolkit, the compose GPU reservation, "
-            "`nvidia-smi` inside it), that torch is a CUDA build rather than +cpu, and that "
-            "the driver supports torch's CUDA version. Unset LLM_REQUIRE_CUDA to train on "
-            "the CPU on purpose.")
+    return (
+        f"LLM_REQUIRE_CUDA is set but {device.cuda_state()}, so training would run on "
+        "the CPU. The NVIDIA driver, the image and torch disagree: check that the "
+        "container sees the GPU (nvidia-container-toolkit, the compose GPU reservation, "
+        "`nvidia-smi` inside it), that torch is a CUDA build rather than +cpu, and that "
+        "the driver supports torch's CUDA version. Unset LLM_REQUIRE_CUDA to train on "
+        "the CPU on purpose."
+    )
 
 
 def fit(spec: FineTuneSpec, device: TrainingDevice) -> tuple[FineTuneSpec, list[str]]:
@@ -75,22 +86,32 @@ def fit(spec: FineTuneSpec, device: TrainingDevice) -> tuple[FineTuneSpec, list[
     the recipe again at run time."""
     bits = spec.bits or (4 if device.cuda else 16)
     optimizer = spec.optimizer or ("paged_adamw_8bit" if bits < 16 else "adamw_torch")
-    no_bnb = "; ".join(n for n in device.notes if "bitsandbytes" in n) or \
-        "bitsandbytes cannot be imported"
+    no_bnb = (
+        "; ".join(n for n in device.notes if "bitsandbytes" in n)
+        or "bitsandbytes cannot be imported"
+    )
     problems = []
     if bits < 16 and not device.cuda:
-        problems.append(f"bits: bits={bits} (QLoRA/int8) needs a CUDA GPU; this host has none: "
-                        f"{device.cuda_state()}. Use bits=16 for plain LoRA on the CPU.")
+        problems.append(
+            f"bits: bits={bits} (QLoRA/int8) needs a CUDA GPU; this host has none: "
+            f"{device.cuda_state()}. Use bits=16 for plain LoRA on the CPU."
+        )
     elif bits < 16 and device.bitsandbytes is None:
-        problems.append(f"bits: bits={bits} (QLoRA/int8) needs bitsandbytes ({no_bnb}); install "
-                        "the version pinned in pyproject.toml, or use bits=16.")
+        problems.append(
+            f"bits: bits={bits} (QLoRA/int8) needs bitsandbytes ({no_bnb}); install "
+            "the version pinned in pyproject.toml, or use bits=16."
+        )
     if spec.optimizer in PAGED_OPTIMIZERS and not device.cuda:  # a default is not the user's
-        problems.append(f"optimizer: {optimizer} is a bitsandbytes paged optimizer, which needs "
-                        f"a CUDA GPU; this host has none: {device.cuda_state()}. Use adamw_torch "
-                        "or adamw_torch_fused on the CPU.")
+        problems.append(
+            f"optimizer: {optimizer} is a bitsandbytes paged optimizer, which needs "
+            f"a CUDA GPU; this host has none: {device.cuda_state()}. Use adamw_torch "
+            "or adamw_torch_fused on the CPU."
+        )
     elif spec.optimizer in PAGED_OPTIMIZERS and device.bitsandbytes is None:
-        problems.append(f"optimizer: {optimizer} needs bitsandbytes ({no_bnb}); install the "
-                        "version pinned in pyproject.toml, or use adamw_torch.")
+        problems.append(
+            f"optimizer: {optimizer} needs bitsandbytes ({no_bnb}); install the "
+            "version pinned in pyproject.toml, or use adamw_torch."
+        )
     return spec.model_copy(update={"bits": bits, "optimizer": optimizer}), problems
 
 
@@ -104,8 +125,7 @@ def inspect() -> dict[str, Any]:
         warnings.simplefilter("always")
         cuda = torch.cuda.is_available()
     notes += [str(w.message).strip() for w in caught]
-    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] \
-        if cuda else []
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else []
     try:
         import bitsandbytes
         from bitsandbytes.cextension import ErrorHandlerMockBNBNativeLibrary, lib
@@ -119,26 +139,35 @@ def inspect() -> dict[str, Any]:
     except Exception as exc:  # not installed, or broken
         bnb = None
         notes.append(f"bitsandbytes cannot be imported: {type(exc).__name__}: {exc}")
-    return {"cuda": cuda, "gpus": gpus, "torch": torch.__version__,
-            "torch_cuda": torch.version.cuda, "bitsandbytes": bnb, "notes": notes}
+    return {
+        "cuda": cuda,
+        "gpus": gpus,
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "bitsandbytes": bnb,
+        "notes": notes,
+    }
 
 
 def probe(command: list[str] | None = None) -> TrainingDevice:
     """Ask a child process; a probe that fails reports CPU with the reason."""
     command = command or [sys.executable, "-m", "api.finetune.device"]
     try:
-        done = subprocess.run(command, cwd=REPO_ROOT,
-                              capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
+        done = subprocess.run(
+            command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S
+        )
     except subprocess.TimeoutExpired:
-        return TrainingDevice(cuda=False, notes=(f"the device probe took over "
-                                                 f"{PROBE_TIMEOUT_S:.0f} s",))
+        return TrainingDevice(
+            cuda=False, notes=(f"the device probe took over {PROBE_TIMEOUT_S:.0f} s",)
+        )
     lines = done.stdout.strip().splitlines()
     try:  # the report is the last line: libraries may print before it
         return TrainingDevice.of(json.loads(lines[-1]))
     except (IndexError, ValueError, KeyError, TypeError):
         tail = (done.stderr or done.stdout).strip()[-500:]
-        return TrainingDevice(cuda=False, notes=(f"the device probe failed (exit code "
-                                                 f"{done.returncode}): {tail}",))
+        return TrainingDevice(
+            cuda=False, notes=(f"the device probe failed (exit code {done.returncode}): {tail}",)
+        )
 
 
 # ---------------------------------------------------------------- the cache (API process)
@@ -174,8 +203,11 @@ def check_at_start(*, require_cuda: bool) -> None:
         raise RuntimeError(require_cuda_message(found))
     log.info("training on CUDA: %s", ", ".join(found.gpus))
     if not found.qlora:
-        log.warning("CUDA is available but bitsandbytes is not (%s): bits 4/8 and the paged "
-                    "optimizers will be refused", "; ".join(found.notes))
+        log.warning(
+            "CUDA is available but bitsandbytes is not (%s): bits 4/8 and the paged "
+            "optimizers will be refused",
+            "; ".join(found.notes),
+        )
 
 
 if __name__ == "__main__":

@@ -28,9 +28,13 @@ from api.jobs.store import JobStore
 
 CONVERT_HF = REPO_ROOT / "llama.cpp" / "convert_hf_to_gguf.py"
 CONVERT_LORA = REPO_ROOT / "llama.cpp" / "convert_lora_to_gguf.py"
-FTYPES = {"Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "Q5_K_M": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
-          "Q6_K": "LLAMA_FTYPE_MOSTLY_Q6_K", "Q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
-          "F16": "LLAMA_FTYPE_MOSTLY_F16"}
+FTYPES = {
+    "Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
+    "Q5_K_M": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
+    "Q6_K": "LLAMA_FTYPE_MOSTLY_Q6_K",
+    "Q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
+    "F16": "LLAMA_FTYPE_MOSTLY_F16",
+}
 
 
 class ExportError(Exception):
@@ -40,8 +44,12 @@ class ExportError(Exception):
 def _converter(script: Path, *args: str) -> None:
     if not script.is_file():
         raise ExportError(f"{script.name} is missing: run scripts/setup_llamacpp.sh.")
-    result = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
-                            preexec_fn=die_with_parent())
+    result = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        preexec_fn=die_with_parent(),
+    )
     if result.returncode != 0:
         raise ExportError(f"{script.name} failed:\n{result.stderr[-3000:]}")
 
@@ -52,8 +60,9 @@ def merge(adapter_dir: Path, base_hf: Path, out_dir: Path) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    base = AutoModelForCausalLM.from_pretrained(base_hf, dtype=torch.float32,
-                                                use_safetensors=True, trust_remote_code=False)
+    base = AutoModelForCausalLM.from_pretrained(
+        base_hf, dtype=torch.float32, use_safetensors=True, trust_remote_code=False
+    )
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     merged.save_pretrained(out_dir, safe_serialization=True)
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir, trust_remote_code=False)
@@ -95,8 +104,16 @@ def export(job_dir: Path, store: JobStore) -> dict[str, Any]:
 
     if mode == "adapter":
         started = step("adapter_convert", "Converting the LoRA adapter to GGUF.")
-        _converter(CONVERT_LORA, str(adapter), "--base", str(base_hf), "--outfile",
-                   str(work / "adapter.gguf"), "--outtype", "f16")
+        _converter(
+            CONVERT_LORA,
+            str(adapter),
+            "--base",
+            str(base_hf),
+            "--outfile",
+            str(work / "adapter.gguf"),
+            "--outtype",
+            "f16",
+        )
         timings["adapter_convert_s"] = round(time.monotonic() - started, 2)
         files, serve = {"adapter": "adapter.gguf"}, {"adapter": "adapter.gguf"}
     else:
@@ -104,8 +121,14 @@ def export(job_dir: Path, store: JobStore) -> dict[str, Any]:
         merge(adapter, base_hf, work / "merged")
         timings["merge_s"] = round(time.monotonic() - started, 2)
         started = step("convert", "Converting the merged model to GGUF (F16).")
-        _converter(CONVERT_HF, str(work / "merged"), "--outfile", str(work / "model-F16.gguf"),
-                   "--outtype", "f16")
+        _converter(
+            CONVERT_HF,
+            str(work / "merged"),
+            "--outfile",
+            str(work / "model-F16.gguf"),
+            "--outtype",
+            "f16",
+        )
         timings["convert_s"] = round(time.monotonic() - started, 2)
         shutil.rmtree(work / "merged")
         files = {}
@@ -136,5 +159,8 @@ def _discard_partial(files: JobFiles) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(step.main(run, description="Export one job's adapter for serving.",
-                       on_failure=_discard_partial))
+    sys.exit(
+        step.main(
+            run, description="Export one job's adapter for serving.", on_failure=_discard_partial
+        )
+    )

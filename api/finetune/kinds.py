@@ -9,5 +9,7 @@ EXPORT = ChildStep("api.finetune.export", "Export failed")
 
 def fine_tune_kinds(publish: Publish | None = None) -> dict[str, JobKind]:
     """`fine_tune` and `export` jobs; without `publish` an export is left unregistered."""
-    return {"fine_tune": JobKind(train=TRAIN, export=EXPORT, publish=publish),
-            "export": JobKind(export=EXPORT, publish=publish)}
+    return {
+        "fine_tune": JobKind(train=TRAIN, export=EXPORT, publish=publish),
+        "export": JobKind(export=EXPORT, publish=publish),
+    }

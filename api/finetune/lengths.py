@@ -41,17 +41,28 @@ def _load(hf_dir: Path) -> tuple[Tokenizer, object]:
         raise ValueError(message)
 
     env.globals["raise_exception"] = raise_exception
-    return Tokenizer.from_file(str(hf_dir / "tokenizer.json")), env.from_string(chat_template(hf_dir))
+    return Tokenizer.from_file(str(hf_dir / "tokenizer.json")), env.from_string(
+        chat_template(hf_dir)
+    )
 
 
 def too_long(examples: list[Messages], *, hf_dir: Path, max_len: int) -> list[str]:
     """Problems for examples whose formatted length exceeds max_len tokens (1-based rows)."""
     tokenizer, template = _load(hf_dir)
-    texts = [template.render(messages=m, add_generation_prompt=False,  # type: ignore[attr-defined]
-                             bos_token="", eos_token="") for m in examples]
+    texts = [
+        template.render(  # type: ignore[attr-defined]
+            messages=m,
+            add_generation_prompt=False,
+            bos_token="",
+            eos_token="",
+        )
+        for m in examples
+    ]
     problems = []
     for row, encoding in enumerate(tokenizer.encode_batch(texts, add_special_tokens=False), 1):
         if len(encoding.ids) > max_len:
-            problems.append(f"row {row}: {len(encoding.ids)} tokens after formatting, over "
-                            f"max_len={max_len}; shorten it or raise max_len")
+            problems.append(
+                f"row {row}: {len(encoding.ids)} tokens after formatting, over "
+                f"max_len={max_len}; shorten it or raise max_len"
+            )
     return problems

@@ -33,26 +33,39 @@ def _smoke_prompt(files: JobFiles) -> list[dict[str, str]]:
     return [{"role": "user", "content": "Hello!"}]
 
 
-def publish(job: Job, *, settings: Settings, catalog: BaseCatalog, registry: VariantRegistry,
-            server: ModelServer) -> dict[str, Any]:
+def publish(
+    job: Job,
+    *,
+    settings: Settings,
+    catalog: BaseCatalog,
+    registry: VariantRegistry,
+    server: ModelServer,
+) -> dict[str, Any]:
     """Register the job's export under job.model_name; returns what the job should show."""
     export_dir = job.files.export
     result = json.loads(job.files.result.read_text())
     name = job.model_name
     serve = result["serve"]
     variant = Variant(
-        name=name, base_model=job.base_model, system_prompt=job.spec.get("system_prompt"),
+        name=name,
+        base_model=job.base_model,
+        system_prompt=job.spec.get("system_prompt"),
         gguf_path=str(export_dir / serve["gguf"]) if "gguf" in serve else None,
-        adapter_path=str(export_dir / serve["adapter"]) if "adapter" in serve else None)
+        adapter_path=str(export_dir / serve["adapter"]) if "adapter" in serve else None,
+    )
     existing = registry.get(name)
     # registered by this very job before the API was killed (the export then ran again
     # and rewrote the same files): checked and kept, not refused as somebody else's name
-    ours = existing is not None and (existing.base_model, existing.gguf_path,
-                                     existing.adapter_path) == \
-        (variant.base_model, variant.gguf_path, variant.adapter_path)
+    ours = existing is not None and (
+        existing.base_model,
+        existing.gguf_path,
+        existing.adapter_path,
+    ) == (variant.base_model, variant.gguf_path, variant.adapter_path)
     if (existing is not None and not ours) or catalog.get(name) is not None:
-        raise Conflict(f"A model named {name!r} was created while the job ran; export again "
-                       "with another model_name (POST /jobs/{id}/export).")
+        raise Conflict(
+            f"A model named {name!r} was created while the job ran; export again "
+            "with another model_name (POST /jobs/{id}/export)."
+        )
     base = catalog.get(job.base_model)
     if base is None:
         raise AppError(f"Base model {job.base_model!r} disappeared during the job.")
@@ -60,14 +73,18 @@ def publish(job: Job, *, settings: Settings, catalog: BaseCatalog, registry: Var
     server.register(model)
     try:
         limit = settings.export_smoke_max_tokens
-        chunks = server.chat(model, with_system_prompt(model, _smoke_prompt(job.files)),
-                             {"temperature": 0.0, "max_tokens": limit, "seed": 0})
+        chunks = server.chat(
+            model,
+            with_system_prompt(model, _smoke_prompt(job.files)),
+            {"temperature": 0.0, "max_tokens": limit, "seed": 0},
+        )
         text, last = collect(chunks)
         if last.finish_reason != "stop":
             raise SmokeTestFailed(
                 f"Smoke test failed: the model did not stop within {limit} tokens, so its chat "
                 "template or end-of-turn token is probably wrong. Reply began: "
-                f"{text[:200]!r}")
+                f"{text[:200]!r}"
+            )
         if not text.strip():
             raise SmokeTestFailed("Smoke test failed: the model answered with nothing.")
         if not ours:
@@ -78,5 +95,11 @@ def publish(job: Job, *, settings: Settings, catalog: BaseCatalog, registry: Var
             registry.remove(name)  # its files go with the failed export
         raise
     files = {k: str(export_dir / v) for k, v in result["files"].items()}
-    return {"export": {**result, "files": files, "smoke_reply": text[:500],
-                       "disk_bytes": sum(result["sizes"].values())}}
+    return {
+        "export": {
+            **result,
+            "files": files,
+            "smoke_reply": text[:500],
+            "disk_bytes": sum(result["sizes"].values()),
+        }
+    }

@@ -22,8 +22,12 @@ import torch
 from datasets import Dataset
 from peft import LoraConfig, PeftModel
 from rouge_score import rouge_scorer
-from transformers import (AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase,
-                          TrainerCallback)
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+    TrainerCallback,
+)
 from trl import SFTConfig, SFTTrainer
 
 from api.finetune.device import TrainingDevice, fit, inspect, require_cuda_message
@@ -55,8 +59,11 @@ def load_model(hf_dir: Path, bits: int, cuda: bool) -> torch.nn.Module:
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16)
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
     elif bits == 8:
         from transformers import BitsAndBytesConfig
 
@@ -103,29 +110,32 @@ class ProgressEvents(TrainerCallback):
         self.first_step = 0
         self.last_tokens: float | None = None
 
-    def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+    def on_train_begin(self, args, state, control, **kwargs):
         self.started = self.last_time = time.monotonic()
         self.first_step = state.global_step
         self.last_tokens = 0.0 if state.global_step == 0 else None
         job = self.store.get(self.job_id)
         self.progress = dict(job.progress) if job else {}
 
-    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+    def on_log(self, args, state, control, logs=None, **kwargs):
         logs, now = logs or {}, time.monotonic()
         done = state.global_step - self.first_step
         rate = done / (now - self.started) if done > 0 else None
-        update = {"step": state.global_step, "total_steps": state.max_steps,
-                  "epoch": round(state.epoch or 0.0, 4),
-                  "eta_seconds": round((state.max_steps - state.global_step) / rate, 1)
-                  if rate else None}
+        update = {
+            "step": state.global_step,
+            "total_steps": state.max_steps,
+            "epoch": round(state.epoch or 0.0, 4),
+            "eta_seconds": round((state.max_steps - state.global_step) / rate, 1) if rate else None,
+        }
         for key in ("loss", "eval_loss", "learning_rate", "grad_norm"):
             if key in logs:
                 update[key] = logs[key]
         tokens = logs.get("num_tokens")  # TRL counts non-padding tokens
         if tokens is not None:
             if self.last_tokens is not None and now > self.last_time:
-                update["tokens_per_second"] = round((tokens - self.last_tokens) /
-                                                    (now - self.last_time), 1)
+                update["tokens_per_second"] = round(
+                    (tokens - self.last_tokens) / (now - self.last_time), 1
+                )
             self.last_tokens, self.last_time = tokens, now
         update = {k: v for k, v in update.items() if v is not None}
         self.progress.update(update)
@@ -134,9 +144,13 @@ class ProgressEvents(TrainerCallback):
             kind = "eval" if "eval_loss" in logs else "progress"
             self.store.add_event(self.job_id, kind, _describe(update), **update)
 
-    def on_save(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
-        self.store.add_event(self.job_id, "checkpoint", f"Checkpoint saved at step "
-                             f"{state.global_step}.", step=state.global_step)
+    def on_save(self, args, state, control, **kwargs):
+        self.store.add_event(
+            self.job_id,
+            "checkpoint",
+            f"Checkpoint saved at step {state.global_step}.",
+            step=state.global_step,
+        )
 
 
 class AnswerLossTrainer(SFTTrainer):
@@ -150,8 +164,13 @@ class AnswerLossTrainer(SFTTrainer):
     already) use TRL's own path.
     """
 
-    def compute_loss(self, model, inputs, return_outputs=False,  # type: ignore[no-untyped-def]
-                     num_items_in_batch=None):
+    def compute_loss(
+        self,
+        model,
+        inputs,
+        return_outputs=False,
+        num_items_in_batch=None,
+    ):
         if return_outputs or not model.training or self.args.device.type == "cuda":
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         lm = model.get_base_model() if isinstance(model, PeftModel) else model
@@ -190,9 +209,15 @@ def check_device(spec: FineTuneSpec, require_cuda: bool) -> tuple[FineTuneSpec, 
     return fitted, found.cuda
 
 
-def train(spec: FineTuneSpec, job_dir: Path, hf_dir: Path, store: JobStore, resume: bool,
-          callbacks: list[TrainerCallback] | None = None, require_cuda: bool = False,
-          ) -> tuple[SFTTrainer, PreTrainedTokenizerBase, dict[str, Any]]:
+def train(
+    spec: FineTuneSpec,
+    job_dir: Path,
+    hf_dir: Path,
+    store: JobStore,
+    resume: bool,
+    callbacks: list[TrainerCallback] | None = None,
+    require_cuda: bool = False,
+) -> tuple[SFTTrainer, PreTrainedTokenizerBase, dict[str, Any]]:
     """Train the LoRA adapter; `callbacks` are extra observers (the benchmark's meter)."""
     spec, cuda = check_device(spec, require_cuda)
     assert spec.bits is not None and spec.optimizer is not None
@@ -202,40 +227,59 @@ def train(spec: FineTuneSpec, job_dir: Path, hf_dir: Path, store: JobStore, resu
     tokenizer = load_tokenizer(hf_dir)
     model = load_model(hf_dir, bits, cuda)
     train_rows = read_rows(files.data_file("train"))
-    validation = to_prompt_completion(read_rows(files.data_file("validation")),
-                                      spec.system_prompt)
+    validation = to_prompt_completion(read_rows(files.data_file("validation")), spec.system_prompt)
     config = SFTConfig(
         output_dir=str(files.checkpoints),
-        num_train_epochs=spec.epochs, max_steps=spec.max_steps,
-        per_device_train_batch_size=spec.batch_size, per_device_eval_batch_size=spec.batch_size,
+        num_train_epochs=spec.epochs,
+        max_steps=spec.max_steps,
+        per_device_train_batch_size=spec.batch_size,
+        per_device_eval_batch_size=spec.batch_size,
         gradient_accumulation_steps=spec.gradient_accumulation_steps,
         gradient_checkpointing=spec.gradient_checkpointing,
-        learning_rate=spec.learning_rate, lr_scheduler_type=spec.lr_scheduler_type,
+        learning_rate=spec.learning_rate,
+        lr_scheduler_type=spec.lr_scheduler_type,
         warmup_steps=spec.warmup_ratio,  # below 1: a share of the total steps
         max_grad_norm=spec.max_grad_norm,
         weight_decay=spec.weight_decay,
         optim=spec.optimizer,
-        bf16=cuda and torch.cuda.is_bf16_supported(), use_cpu=not cuda,
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        use_cpu=not cuda,
         logging_steps=spec.logging_steps,
         eval_strategy="steps" if spec.eval_steps else "epoch",
         eval_steps=spec.eval_steps or None,
-        save_strategy="steps", save_steps=spec.checkpoint_steps, save_total_limit=2,
+        save_strategy="steps",
+        save_steps=spec.checkpoint_steps,
+        save_total_limit=2,
         # Padding-free: each batch is one flat sequence whose position ids restart at every
         # example (the attention mask is built block-diagonal from them), so no pad token is
         # ever computed. Rows were checked against max_len when the job was submitted; TRL only
         # truncates when packing, where max_len is the packed length.
-        padding_free=True, max_length=spec.max_len if spec.packing else None,
-        packing=spec.packing, completion_only_loss=True,
-        seed=spec.seed, data_seed=spec.seed, report_to="none", dataloader_num_workers=0,
+        padding_free=True,
+        max_length=spec.max_len if spec.packing else None,
+        packing=spec.packing,
+        completion_only_loss=True,
+        seed=spec.seed,
+        data_seed=spec.seed,
+        report_to="none",
+        dataloader_num_workers=0,
         disable_tqdm=True,
     )
-    lora = LoraConfig(r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout,
-                      target_modules=spec.target_modules, task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=spec.lora_r,
+        lora_alpha=spec.lora_alpha,
+        lora_dropout=spec.lora_dropout,
+        target_modules=spec.target_modules,
+        task_type="CAUSAL_LM",
+    )
     trainer = AnswerLossTrainer(
-        model=model, args=config, processing_class=tokenizer, peft_config=lora,
+        model=model,  # type: ignore[arg-type]
+        args=config,
+        processing_class=tokenizer,
+        peft_config=lora,
         train_dataset=to_prompt_completion(train_rows, spec.system_prompt),
         eval_dataset=validation,
-        callbacks=[ProgressEvents(store, job_dir.name), *(callbacks or [])])
+        callbacks=[ProgressEvents(store, job_dir.name), *(callbacks or [])],
+    )
     if resume:  # a save cut short by a kill has no trainer_state.json (written last): unusable
         for partial in files.checkpoint_dirs():
             if not (partial / "trainer_state.json").is_file():
@@ -244,20 +288,36 @@ def train(spec: FineTuneSpec, job_dir: Path, hf_dir: Path, store: JobStore, resu
     info: dict[str, Any] = {}
     if len(validation) and not has_checkpoint:  # the starting point the result is judged against
         info["eval_loss_before"] = round(trainer.evaluate()["eval_loss"], 4)
-        store.add_event(job_dir.name, "eval", f"eval_loss {info['eval_loss_before']:.4g} "
-                        "before training", step=0, eval_loss=info["eval_loss_before"])
+        store.add_event(
+            job_dir.name,
+            "eval",
+            f"eval_loss {info['eval_loss_before']:.4g} before training",
+            step=0,
+            eval_loss=info["eval_loss_before"],
+        )
     trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
-    info |= {"bits": bits, "optimizer": spec.optimizer, "device": "cuda" if cuda else "cpu",
-            "trainable_parameters": sum(p.numel() for p in trainer.model.parameters()
-                                        if p.requires_grad)}
+    info |= {
+        "bits": bits,
+        "optimizer": spec.optimizer,
+        "device": "cuda" if cuda else "cpu",
+        "trainable_parameters": sum(
+            p.numel()  # type: ignore[misc]
+            for p in trainer.model.parameters()  # type: ignore[union-attr]
+            if p.requires_grad
+        ),
+    }
     return trainer, tokenizer, info
 
 
 # ---------------------------------------------------------------- evaluate
-def rouge_on_test(model: PeftModel, tokenizer: PreTrainedTokenizerBase,
-                  rows: list[list[dict[str, str]]], spec: FineTuneSpec) -> dict[str, Any]:
+def rouge_on_test(
+    model: PeftModel,
+    tokenizer: PreTrainedTokenizerBase,
+    rows: list[list[dict[str, str]]],
+    spec: FineTuneSpec,
+) -> dict[str, Any]:
     """ROUGE-1/2/L F1 of the tuned model's answers and the base's (adapter disabled)."""
-    rows = rows[:spec.eval_rows]
+    rows = rows[: spec.eval_rows]
     if not rows:
         return {}
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
@@ -266,13 +326,18 @@ def rouge_on_test(model: PeftModel, tokenizer: PreTrainedTokenizerBase,
     def answer(messages: list[dict[str, str]]) -> str:
         if spec.system_prompt and messages[0]["role"] != "system":
             messages = [{"role": "system", "content": spec.system_prompt}, *messages]
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                            return_tensors="pt", return_dict=True)
-        ids = {k: v.to(model.device) for k, v in ids.items()}
+        ids = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+        ids = {k: v.to(model.device) for k, v in ids.items()}  # type: ignore[assignment, union-attr]
         with torch.no_grad():
-            out = model.generate(**ids, max_new_tokens=spec.eval_max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
-        return tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+            out = model.generate(  # type: ignore[arg-type]
+                **ids,
+                max_new_tokens=spec.eval_max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        return tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)  # type: ignore[call-overload, index, return-value, union-attr]
 
     def score(generate_base: bool) -> dict[str, float]:
         totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
@@ -297,22 +362,32 @@ def run(job_dir: Path, store: JobStore, resume: bool) -> None:
     job_id = job_dir.name
     spec = FineTuneSpec(**json.loads(files.spec.read_text()))
     run_info = json.loads(files.run.read_text())
-    trainer, tokenizer, info = train(spec, job_dir, Path(run_info["hf_dir"]), store, resume,
-                                     require_cuda=run_info.get("require_cuda", False))
+    trainer, tokenizer, info = train(
+        spec,
+        job_dir,
+        Path(run_info["hf_dir"]),
+        store,
+        resume,
+        require_cuda=run_info.get("require_cuda", False),
+    )
 
     store.add_event(job_id, "evaluating", "Evaluating on the validation and test rows.")
     metrics: dict[str, Any] = dict(info)
-    if trainer.eval_dataset is not None and len(trainer.eval_dataset):
+    if trainer.eval_dataset is not None and len(trainer.eval_dataset):  # type: ignore[arg-type]
         eval_loss = trainer.evaluate()["eval_loss"]
         metrics.update(eval_loss=round(eval_loss, 4), perplexity=round(math.exp(eval_loss), 3))
     history = [h for h in trainer.state.log_history if "loss" in h]
     metrics["train_loss_first"] = history[0]["loss"] if history else None
     metrics["train_loss_last"] = history[-1]["loss"] if history else None
     metrics["steps"] = trainer.state.global_step
-    metrics["rouge"] = rouge_on_test(trainer.model, tokenizer,
-                                     read_rows(files.data_file("test")), spec)
+    metrics["rouge"] = rouge_on_test(
+        trainer.model,  # type: ignore[arg-type]
+        tokenizer,
+        read_rows(files.data_file("test")),
+        spec,
+    )
 
-    trainer.model.save_pretrained(files.adapter, safe_serialization=True)
+    trainer.model.save_pretrained(files.adapter, safe_serialization=True)  # type: ignore[operator, union-attr]
     tokenizer.save_pretrained(files.adapter)
     files.metrics.write_text(json.dumps(metrics, indent=2))
     store.set_metrics(job_id, metrics)

@@ -11,8 +11,15 @@ from pathlib import Path
 
 from api.config import Settings
 from api.errors import Conflict, InvalidInput, NotFound
-from api.finetune.data import (Keys, Messages, Split, Upload, load_examples, resolve_seed,
-                               split_examples)
+from api.finetune.data import (
+    Keys,
+    Messages,
+    Split,
+    Upload,
+    load_examples,
+    resolve_seed,
+    split_examples,
+)
 from api.finetune.device import TrainingDevice, fit, training_device
 from api.finetune.lengths import too_long
 from api.finetune.spec import ExportRequest, FineTuneSpec
@@ -25,33 +32,39 @@ from api.serving.base import LibraryModel
 from api.serving.ollama_adapters import adapter_problem
 
 
-def _check_name_free(spec: FineTuneSpec, catalog: BaseCatalog, registry: VariantRegistry,
-                     store: JobStore) -> None:
+def _check_name_free(
+    spec: FineTuneSpec, catalog: BaseCatalog, registry: VariantRegistry, store: JobStore
+) -> None:
     name = spec.model_name
     if catalog.get(name) is not None or registry.get(name) is not None:
-        raise Conflict(f"A model named {name!r} already exists; choose another model_name or "
-                       "delete the model first.")
-    if any(j.model_name == name and j.kind != "dataset"
-           for j in store.active()):
-        raise Conflict(f"Another active job is already producing {name!r}; wait for it or "
-                       "choose another model_name.")
+        raise Conflict(
+            f"A model named {name!r} already exists; choose another model_name or "
+            "delete the model first."
+        )
+    if any(j.model_name == name and j.kind != "dataset" for j in store.active()):
+        raise Conflict(
+            f"Another active job is already producing {name!r}; wait for it or "
+            "choose another model_name."
+        )
 
 
 def _base_checkpoint(spec: FineTuneSpec, catalog: BaseCatalog, settings: Settings) -> Path:
     base = catalog.get(spec.base_model)
     if base is None:
         known = ", ".join(b.name for b in catalog.list()) or "none"
-        raise NotFound(f"Base model {spec.base_model!r} not found. Available base models: "
-                       f"{known}.")
+        raise NotFound(f"Base model {spec.base_model!r} not found. Available base models: {known}.")
     if isinstance(base, LibraryModel):
         raise InvalidInput(
             f"Base model {base.name!r} is Ollama's model {base.ollama_model!r}: Ollama keeps "
             "only GGUF weights, and fine-tuning needs a safetensors (Hugging Face) base. "
             "Provision one with `python load_base_model.py --hf ORG/REPO --name NAME` (or "
-            "--from-dir PATH) and fine-tune that; its results are served through Ollama too.")
+            "--from-dir PATH) and fine-tune that; its results are served through Ollama too."
+        )
     if base.hf_path is None or not (base.hf_path / "config.json").is_file():
-        raise InvalidInput(f"Base model {base.name!r} has no Hugging Face checkpoint to train "
-                           "on; provision it with load_base_model.py.")
+        raise InvalidInput(
+            f"Base model {base.name!r} has no Hugging Face checkpoint to train "
+            "on; provision it with load_base_model.py."
+        )
     if spec.export == "adapter" and settings.backend == "ollama":
         problem = adapter_problem(base.name, base.gguf_path)
         if problem:
@@ -59,21 +72,31 @@ def _base_checkpoint(spec: FineTuneSpec, catalog: BaseCatalog, settings: Setting
     return base.hf_path
 
 
-def _load(upload: Upload, label: str, spec: FineTuneSpec, settings: Settings,
-          hf_dir: Path) -> tuple[str, list[Messages]]:
+def _load(
+    upload: Upload, label: str, spec: FineTuneSpec, settings: Settings, hf_dir: Path
+) -> tuple[str, list[Messages]]:
     if len(upload.content) > settings.max_dataset_bytes:
         raise InvalidInput(f"{label} is larger than {settings.max_dataset_bytes} bytes.")
-    fmt, examples = load_examples(upload.content, filename=upload.filename, label=label,
-                                  keys=Keys(spec.question_key, spec.answer_key),
-                                  max_rows=settings.max_dataset_rows)
+    fmt, examples = load_examples(
+        upload.content,
+        filename=upload.filename,
+        label=label,
+        keys=Keys(spec.question_key, spec.answer_key),
+        max_rows=settings.max_dataset_rows,
+    )
     if spec.system_prompt:
-        examples = [m if m[0]["role"] == "system"
-                    else [{"role": "system", "content": spec.system_prompt}, *m]
-                    for m in examples]
+        examples = [
+            m
+            if m[0]["role"] == "system"
+            else [{"role": "system", "content": spec.system_prompt}, *m]
+            for m in examples
+        ]
     problems = too_long(examples, hf_dir=hf_dir, max_len=spec.max_len)
     if problems:
-        raise InvalidInput(f"{label} has {len(problems)} row(s) longer than max_len="
-                           f"{spec.max_len} tokens.", problems[:50])
+        raise InvalidInput(
+            f"{label} has {len(problems)} row(s) longer than max_len={spec.max_len} tokens.",
+            problems[:50],
+        )
     return fmt, examples
 
 
@@ -81,10 +104,19 @@ def _write_jsonl(path: Path, rows: list[Messages]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def submit_fine_tune(*, settings: Settings, catalog: BaseCatalog, registry: VariantRegistry,
-                     store: JobStore, runner: JobRunner, spec: FineTuneSpec, train: Upload,
-                     eval_: Upload | None, idempotency_key: str | None,
-                     device: TrainingDevice | None = None) -> tuple[Job, bool]:
+def submit_fine_tune(
+    *,
+    settings: Settings,
+    catalog: BaseCatalog,
+    registry: VariantRegistry,
+    store: JobStore,
+    runner: JobRunner,
+    spec: FineTuneSpec,
+    train: Upload,
+    eval_: Upload | None,
+    idempotency_key: str | None,
+    device: TrainingDevice | None = None,
+) -> tuple[Job, bool]:
     """Validate and enqueue; returns (job, created). A repeated Idempotency-Key returns the
     job it created the first time. `device` defaults to this host's training device."""
     if idempotency_key:
@@ -93,8 +125,9 @@ def submit_fine_tune(*, settings: Settings, catalog: BaseCatalog, registry: Vari
             return existing, False
     spec, problems = fit(spec, device or training_device())  # bits and optimizer filled in
     if problems:
-        raise InvalidInput("The training device cannot run this job: " + "; ".join(problems),
-                           problems)
+        raise InvalidInput(
+            "The training device cannot run this job: " + "; ".join(problems), problems
+        )
     _check_name_free(spec, catalog, registry, store)
     hf_dir = _base_checkpoint(spec, catalog, settings)
     train_format, train_rows = _load(train, "train_file", spec, settings, hf_dir)
@@ -105,29 +138,48 @@ def submit_fine_tune(*, settings: Settings, catalog: BaseCatalog, registry: Vari
         # the eval file serves as validation (eval loss) and test (hold-out ROUGE) rows
         split = Split(train_rows, eval_rows, eval_rows, resolve_seed(spec.seed))
     resolved = spec.model_copy(update={"seed": split.seed}).model_dump(mode="json")
-    job = store.create(model_name=spec.model_name, base_model=spec.base_model, spec=resolved,
-                       jobs_dir=settings.jobs_dir, idempotency_key=idempotency_key)
+    job = store.create(
+        model_name=spec.model_name,
+        base_model=spec.base_model,
+        spec=resolved,
+        jobs_dir=settings.jobs_dir,
+        idempotency_key=idempotency_key,
+    )
     files = job.files
-    summary = {"format": train_format, "train_rows": len(split.train),
-               "validation_rows": len(split.validation), "test_rows": len(split.test)}
+    summary = {
+        "format": train_format,
+        "train_rows": len(split.train),
+        "validation_rows": len(split.validation),
+        "test_rows": len(split.test),
+    }
 
     def fill() -> None:
         # require_cuda: a job accepted by a service that required CUDA never trains on the CPU
-        files.run.write_text(json.dumps(
-            {"hf_dir": str(hf_dir), "require_cuda": settings.require_cuda}))
-        for name, rows in (("train", split.train), ("validation", split.validation),
-                           ("test", split.test)):
+        files.run.write_text(
+            json.dumps({"hf_dir": str(hf_dir), "require_cuda": settings.require_cuda})
+        )
+        for name, rows in (
+            ("train", split.train),
+            ("validation", split.validation),
+            ("test", split.test),
+        ):
             _write_jsonl(files.data_file(name), rows)
         store.set_progress(job.id, {"dataset": summary})
 
-    enqueue(store, runner, job, resolved, fill, "Files validated; the job is queued.",
-             **summary)
+    enqueue(store, runner, job, resolved, fill, "Files validated; the job is queued.", **summary)
     return store.get(job.id) or job, True
 
 
-def submit_export(*, settings: Settings, catalog: BaseCatalog, registry: VariantRegistry,
-                  store: JobStore, runner: JobRunner, source_id: str, request: ExportRequest,
-                  ) -> Job:
+def submit_export(
+    *,
+    settings: Settings,
+    catalog: BaseCatalog,
+    registry: VariantRegistry,
+    store: JobStore,
+    runner: JobRunner,
+    source_id: str,
+    request: ExportRequest,
+) -> Job:
     """A new export job from an earlier job's adapter: a retry after a failed export, or
     another export (adapter instead of merged, other quantisations) under a new name."""
     source = store.require(source_id)
@@ -135,8 +187,10 @@ def submit_export(*, settings: Settings, catalog: BaseCatalog, registry: Variant
     if source_id in {j.id for j in store.active()}:
         raise Conflict(f"Job {source_id} is still {source.state}; export it when it has ended.")
     if not source.files.has_adapter():
-        raise Conflict(f"Job {source_id} has no trained adapter ({source.state}); only jobs "
-                       "whose training finished can be exported.")
+        raise Conflict(
+            f"Job {source_id} has no trained adapter ({source.state}); only jobs "
+            "whose training finished can be exported."
+        )
     fields = request.model_dump(exclude_none=True)
     if source.spec.get("export") == "none":
         fields.setdefault("export", "merged")  # the job trained without exporting
@@ -144,8 +198,13 @@ def submit_export(*, settings: Settings, catalog: BaseCatalog, registry: Variant
     _check_name_free(spec, catalog, registry, store)
     _base_checkpoint(spec, catalog, settings)  # still there, and servable as exported
     resolved = spec.model_dump(mode="json")
-    job = store.create(model_name=spec.model_name, base_model=spec.base_model, spec=resolved,
-                       jobs_dir=settings.jobs_dir, kind="export")
+    job = store.create(
+        model_name=spec.model_name,
+        base_model=spec.base_model,
+        spec=resolved,
+        jobs_dir=settings.jobs_dir,
+        kind="export",
+    )
 
     def fill() -> None:
         shutil.copy(source.files.run, job.files.run)

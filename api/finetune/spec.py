@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from api.names import ModelName
 
-
 Quantization = Literal["Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "F16"]
 ExportMode = Literal["merged", "adapter", "none"]
 # Names as transformers' TrainingArguments(optim=...) spells them. The paged ones are
@@ -26,12 +25,17 @@ class ExportSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     export: ExportMode = Field(
-        "merged", description="`merged`: merge the LoRA into the 16-bit base and convert to GGUF; "
-                              "`adapter`: convert the LoRA alone to a GGUF adapter served on the "
-                              "base GGUF; `none`: keep the trained adapter only.")
+        "merged",
+        description="`merged`: merge the LoRA into the 16-bit base and convert to GGUF; "
+        "`adapter`: convert the LoRA alone to a GGUF adapter served on the "
+        "base GGUF; `none`: keep the trained adapter only.",
+    )
     quantization: list[Quantization] = Field(
-        default_factory=lambda: ["Q4_K_M"], min_length=1, max_length=5,
-        description="GGUF types written for `merged`; the first one is served.")
+        default_factory=lambda: ["Q4_K_M"],  # type: ignore[arg-type]
+        min_length=1,
+        max_length=5,
+        description="GGUF types written for `merged`; the first one is served.",
+    )
 
 
 class ExportRequest(BaseModel):
@@ -39,73 +43,112 @@ class ExportRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    model_name: ModelName | None = Field(None,
-                                   description="Name to register the exported model under.")
+    model_name: ModelName | None = Field(
+        None, description="Name to register the exported model under."
+    )
     export: Literal["merged", "adapter"] | None = Field(None, description="Export mode.")
     quantization: list[Quantization] | None = Field(
-        None, min_length=1, max_length=5, description="GGUF types for `merged`.")
+        None, min_length=1, max_length=5, description="GGUF types for `merged`."
+    )
 
 
 class FineTuneSpec(ExportSpec):
-    model_name: ModelName = Field(...,
-                            description="Name of the fine-tuned model this job produces.")
-    base_model: ModelName = Field("smollm2-135m",
-                            description="Base model to train on (see GET /listModels).")
+    model_name: ModelName = Field(
+        ..., description="Name of the fine-tuned model this job produces."
+    )
+    base_model: ModelName = Field(
+        "smollm2-135m", description="Base model to train on (see GET /listModels)."
+    )
     system_prompt: str | None = Field(
-        None, max_length=8000,
-        description="System prompt added to examples that have none, and used by the result.")
-    question_key: str = Field("input", min_length=1, max_length=64,
-                              description="Column or key holding the question (CSV, JSON).")
-    answer_key: str = Field("output", min_length=1, max_length=64,
-                            description="Column or key holding the answer (CSV, JSON).")
-    train_size: float = Field(0.8, gt=0.0, lt=1.0,
-                              description="Share of rows used for training when no eval_file is "
-                                          "given; the rest is halved into validation and test.")
-    seed: int = Field(42, ge=-1, le=2**31 - 1,
-                      description="Seed for the split and training; -1 picks one at random.")
+        None,
+        max_length=8000,
+        description="System prompt added to examples that have none, and used by the result.",
+    )
+    question_key: str = Field(
+        "input",
+        min_length=1,
+        max_length=64,
+        description="Column or key holding the question (CSV, JSON).",
+    )
+    answer_key: str = Field(
+        "output",
+        min_length=1,
+        max_length=64,
+        description="Column or key holding the answer (CSV, JSON).",
+    )
+    train_size: float = Field(
+        0.8,
+        gt=0.0,
+        lt=1.0,
+        description="Share of rows used for training when no eval_file is "
+        "given; the rest is halved into validation and test.",
+    )
+    seed: int = Field(
+        42,
+        ge=-1,
+        le=2**31 - 1,
+        description="Seed for the split and training; -1 picks one at random.",
+    )
     epochs: float = Field(3.0, gt=0.0, le=100.0, description="Passes over the training data.")
-    max_steps: int = Field(-1, ge=-1, le=1_000_000,
-                           description="Optimizer steps to run; overrides epochs when > 0.")
+    max_steps: int = Field(
+        -1, ge=-1, le=1_000_000, description="Optimizer steps to run; overrides epochs when > 0."
+    )
     learning_rate: float = Field(2e-4, gt=0.0, le=1.0, description="Peak learning rate.")
     batch_size: int = Field(4, ge=1, le=512, description="Examples per device per step.")
-    gradient_accumulation_steps: int = Field(1, ge=1, le=1024,
-                                             description="Steps to accumulate before an update.")
+    gradient_accumulation_steps: int = Field(
+        1, ge=1, le=1024, description="Steps to accumulate before an update."
+    )
     gradient_checkpointing: bool = Field(
-        True, description="Recompute activations in the backward pass: far less memory for "
-                          "about a third more compute (SmolLM2 on CPU: 0.68x the peak memory, "
-                          "0.6x the speed; docs/benchmarks.md). Turn off when memory is ample.")
+        True,
+        description="Recompute activations in the backward pass: far less memory for "
+        "about a third more compute (SmolLM2 on CPU: 0.68x the peak memory, "
+        "0.6x the speed; docs/benchmarks.md). Turn off when memory is ample.",
+    )
     lora_r: int = Field(16, ge=1, le=1024, description="LoRA rank.")
     lora_alpha: int = Field(32, ge=1, le=4096, description="LoRA scaling (alpha / r).")
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on LoRA inputs.")
     target_modules: list[str] | Literal["all-linear"] = Field(
-        "all-linear", description="Modules that get LoRA adapters, or `all-linear`.")
+        "all-linear", description="Modules that get LoRA adapters, or `all-linear`."
+    )
     bits: int | None = Field(
-        None, description="Base weight precision: 4 = QLoRA NF4, 8 = int8 (both need CUDA), "
-                          "16 = plain LoRA. Default: 4 on CUDA, 16 on CPU.")
+        None,
+        description="Base weight precision: 4 = QLoRA NF4, 8 = int8 (both need CUDA), "
+        "16 = plain LoRA. Default: 4 on CUDA, 16 on CPU.",
+    )
     optimizer: Optimizer | None = Field(
-        None, description="`adamw_torch` (PyTorch AdamW, fp32 state), `adamw_torch_fused` "
-                          "(the same, fused kernels), `paged_adamw_32bit` / `paged_adamw_8bit` "
-                          "(bitsandbytes AdamW whose state pages to CPU memory when the GPU "
-                          "runs short; 8-bit state is 4x smaller; CUDA only). Default: "
-                          "paged_adamw_8bit with bits 4 or 8, adamw_torch otherwise.")
+        None,
+        description="`adamw_torch` (PyTorch AdamW, fp32 state), `adamw_torch_fused` "
+        "(the same, fused kernels), `paged_adamw_32bit` / `paged_adamw_8bit` "
+        "(bitsandbytes AdamW whose state pages to CPU memory when the GPU "
+        "runs short; 8-bit state is 4x smaller; CUDA only). Default: "
+        "paged_adamw_8bit with bits 4 or 8, adamw_torch otherwise.",
+    )
     packing: bool = Field(False, description="Pack several examples into one sequence.")
-    max_len: int = Field(512, ge=16, le=32768,
-                         description="Longest formatted example in tokens; longer rows are "
-                                     "reported, not truncated.")
+    max_len: int = Field(
+        512,
+        ge=16,
+        le=32768,
+        description="Longest formatted example in tokens; longer rows are reported, not truncated.",
+    )
     warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0, description="Share of steps for warm-up.")
     lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
-        "linear", description="Learning-rate schedule.")
+        "linear", description="Learning-rate schedule."
+    )
     max_grad_norm: float = Field(1.0, gt=0.0, le=100.0, description="Gradient clipping norm.")
     weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="AdamW weight decay.")
-    eval_steps: int = Field(0, ge=0, le=1_000_000,
-                            description="Evaluate every N steps; 0 evaluates once per epoch.")
-    checkpoint_steps: int = Field(50, ge=1, le=1_000_000,
-                                  description="Save a resumable checkpoint every N steps.")
+    eval_steps: int = Field(
+        0, ge=0, le=1_000_000, description="Evaluate every N steps; 0 evaluates once per epoch."
+    )
+    checkpoint_steps: int = Field(
+        50, ge=1, le=1_000_000, description="Save a resumable checkpoint every N steps."
+    )
     logging_steps: int = Field(1, ge=1, le=10_000, description="Report progress every N steps.")
     eval_max_new_tokens: int = Field(
-        64, ge=1, le=2048, description="Tokens generated per test row for the ROUGE evaluation.")
-    eval_rows: int = Field(32, ge=0, le=10_000,
-                           description="Most test rows scored with ROUGE (0 skips it).")
+        64, ge=1, le=2048, description="Tokens generated per test row for the ROUGE evaluation."
+    )
+    eval_rows: int = Field(
+        32, ge=0, le=10_000, description="Most test rows scored with ROUGE (0 skips it)."
+    )
 
     @field_validator("bits")
     @classmethod
@@ -117,7 +160,10 @@ class FineTuneSpec(ExportSpec):
     @model_validator(mode="after")
     def _target_modules_are_names(self) -> "FineTuneSpec":
         if isinstance(self.target_modules, list) and (
-                not self.target_modules or not all(m.isidentifier() for m in self.target_modules)):
-            raise ValueError("target_modules must be `all-linear` or a non-empty list of module "
-                             "names such as q_proj")
+            not self.target_modules or not all(m.isidentifier() for m in self.target_modules)
+        ):
+            raise ValueError(
+                "target_modules must be `all-linear` or a non-empty list of module "
+                "names such as q_proj"
+            )
         return self

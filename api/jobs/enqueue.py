@@ -9,8 +9,15 @@ from api.jobs.runner import JobRunner
 from api.jobs.store import Job, JobStore
 
 
-def enqueue(store: JobStore, runner: JobRunner, job: Job, resolved: dict[str, Any],
-            fill: Callable[[], None], message: str, **event: Any) -> None:
+def enqueue(
+    store: JobStore,
+    runner: JobRunner,
+    job: Job,
+    resolved: dict[str, Any],
+    fill: Callable[[], None],
+    message: str,
+    **event: Any,
+) -> None:
     """Write the job's directory (spec.json, data/, then `fill`) and queue it. If the files
     cannot be written, the directory is removed and the job fails with the reason."""
     try:
@@ -19,9 +26,13 @@ def enqueue(store: JobStore, runner: JobRunner, job: Job, resolved: dict[str, An
         fill()
     except OSError as exc:
         shutil.rmtree(job.job_dir, ignore_errors=True)
-        store.transition(job.id, "failed", allowed_from=("validating_files",),
-                         message=f"Could not write the job's files: {exc}", error=str(exc))
+        store.transition(
+            job.id,
+            "failed",
+            allowed_from=("validating_files",),
+            message=f"Could not write the job's files: {exc}",
+            error=str(exc),
+        )
         raise
-    store.transition(job.id, "queued", allowed_from=("validating_files",), message=message,
-                     **event)
+    store.transition(job.id, "queued", allowed_from=("validating_files",), message=message, **event)
     runner.wake()

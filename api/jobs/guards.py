@@ -11,8 +11,9 @@ from api.jobs.store import JobStore
 def check_not_producing(store: JobStore, name: str) -> None:
     """Conflict while an active job (any kind) is producing a model called `name`."""
     if any(j.model_name == name for j in store.active()):
-        raise Conflict(f"A fine-tuning job is producing a model named {name!r}; choose "
-                       "another name.")
+        raise Conflict(
+            f"A fine-tuning job is producing a model named {name!r}; choose another name."
+        )
 
 
 def check_no_job_uses(store: JobStore, name: str, *, action: str) -> None:
@@ -21,10 +22,14 @@ def check_no_job_uses(store: JobStore, name: str, *, action: str) -> None:
     for job in store.active():
         if job.base_model == name:
             role = "the teacher of" if job.kind == "dataset" else "the base of"
-            raise Conflict(f"Model {name!r} is in use: it is {role} job {job.id} ({job.state}). "
-                           f"Cancel the job (POST /jobs/{job.id}/cancel) or wait for it to "
-                           f"end, then {action}.")
+            raise Conflict(
+                f"Model {name!r} is in use: it is {role} job {job.id} ({job.state}). "
+                f"Cancel the job (POST /jobs/{job.id}/cancel) or wait for it to "
+                f"end, then {action}."
+            )
         if job.model_name == name and job.kind != "dataset":
-            raise Conflict(f"Model {name!r} does not exist yet: job {job.id} ({job.state}) is "
-                           f"producing it. Cancel the job (POST /jobs/{job.id}/cancel) to "
-                           "stop it.")
+            raise Conflict(
+                f"Model {name!r} does not exist yet: job {job.id} ({job.state}) is "
+                f"producing it. Cancel the job (POST /jobs/{job.id}/cancel) to "
+                "stop it."
+            )

@@ -26,7 +26,7 @@ Publish = Callable[[Job], dict[str, Any]]
 
 @dataclass(frozen=True)
 class ChildStep:
-    module: str   # run as `python -m MODULE JOB_DIR --db JOBS_DB [--resume]`
+    module: str  # run as `python -m MODULE JOB_DIR --db JOBS_DB [--resume]`
     failure: str  # how the job's error starts when the step fails ("Training failed: ...")
 
 

@@ -44,10 +44,15 @@ def cuda_available() -> bool:
 
 
 class JobRunner:
-    def __init__(self, store: JobStore, settings: Settings, *,
-                 kinds: Mapping[str, JobKind],
-                 free_gpu: FreeGpu | None = None,
-                 trains_on_gpu: Callable[[], bool] = cuda_available):
+    def __init__(
+        self,
+        store: JobStore,
+        settings: Settings,
+        *,
+        kinds: Mapping[str, JobKind],
+        free_gpu: FreeGpu | None = None,
+        trains_on_gpu: Callable[[], bool] = cuda_available,
+    ):
         """`kinds`: the job kinds it runs (main.py's table; api/finetune/kinds.py's for a
         bare runner in tests and scripts)."""
         self.store, self.settings, self.kinds = store, settings, kinds
@@ -79,27 +84,36 @@ class JobRunner:
         self._wake.set()
 
     def recover(self) -> None:
-        for job in self.store.list(states=("running", "exporting", "validating_files"),
-                                   limit=10_000):
+        for job in self.store.list(
+            states=("running", "exporting", "validating_files"), limit=10_000
+        ):
             _kill_stale(job)
             if job.state in ("running", "exporting") and self._kind(job).resumable(job):
-                self.store.transition(job.id, "queued", allowed_from=("running", "exporting"),
-                                      message="The API restarted during the job; it will resume "
-                                              "from where it was.")
+                self.store.transition(
+                    job.id,
+                    "queued",
+                    allowed_from=("running", "exporting"),
+                    message="The API restarted during the job; it will resume from where it was.",
+                )
             else:
-                reason = ("The API restarted before the job saved a checkpoint; submit it again."
-                          if job.state in ("running", "exporting") else
-                          "The API restarted while the job's files were being validated.")
-                self.store.transition(job.id, "failed", allowed_from=(job.state,),
-                                      message=reason, error=reason)
+                reason = (
+                    "The API restarted before the job saved a checkpoint; submit it again."
+                    if job.state in ("running", "exporting")
+                    else "The API restarted while the job's files were being validated."
+                )
+                self.store.transition(
+                    job.id, "failed", allowed_from=(job.state,), message=reason, error=reason
+                )
 
     # ------------------------------------------------------------ cancel
     def cancel(self, job_id: str) -> None:
         """Cancel a queued or running job; a terminal job is left as it is."""
-        moved = self.store.transition(job_id, "cancelled",
-                                      allowed_from=("validating_files", "queued", "running",
-                                                    "exporting"),
-                                      message="Cancelled at the user's request.")
+        moved = self.store.transition(
+            job_id,
+            "cancelled",
+            allowed_from=("validating_files", "queued", "running", "exporting"),
+            message="Cancelled at the user's request.",
+        )
         with self._lock:
             current = self._current
         if moved and current and current[0] == job_id:
@@ -117,8 +131,13 @@ class JobRunner:
                 self._run(job)
             except Exception as exc:  # never let one job stop the queue
                 log.exception("job %s crashed the runner", job.id)
-                self.store.transition(job.id, "failed", allowed_from=("running", "queued"),
-                                      message=f"Internal error: {exc}", error=str(exc))
+                self.store.transition(
+                    job.id,
+                    "failed",
+                    allowed_from=("running", "queued"),
+                    message=f"Internal error: {exc}",
+                    error=str(exc),
+                )
 
     def _kind(self, job: Job) -> JobKind:
         return self.kinds.get(job.kind) or JobKind()
@@ -127,11 +146,14 @@ class JobRunner:
         kind = self._kind(job)
         resume = job.files.has_checkpoint()
         trained = kind.trained(job)
-        message = ("Training had finished before the API restarted; exporting." if trained
-                   else "Resuming training from the last checkpoint." if resume and
-                   kind.train is not None else "Started.")
-        if not self.store.transition(job.id, "running", allowed_from=("queued",),
-                                     message=message):
+        message = (
+            "Training had finished before the API restarted; exporting."
+            if trained
+            else "Resuming training from the last checkpoint."
+            if resume and kind.train is not None
+            else "Started."
+        )
+        if not self.store.transition(job.id, "running", allowed_from=("queued",), message=message):
             return  # cancelled meanwhile
         if kind.in_process is not None:
             self._run_in_process(job, kind.in_process)
@@ -141,16 +163,25 @@ class JobRunner:
             if not self._step(job, kind.train, ["--resume"] if resume else []):
                 return
         if kind.exports(job) and kind.export is not None:
-            if not self.store.transition(job.id, "exporting", allowed_from=("running",),
-                                         message="Exporting the model for serving."):
+            if not self.store.transition(
+                job.id,
+                "exporting",
+                allowed_from=("running",),
+                message="Exporting the model for serving.",
+            ):
                 return
             if not self._step(job, kind.export, []):
                 return
             if kind.publish is not None and not self._publish(job, kind.publish):
                 return
         metrics = (self.store.get(job.id) or job).metrics or {}
-        self.store.transition(job.id, "succeeded", allowed_from=("running", "exporting"),
-                              message="Finished.", metrics=metrics)
+        self.store.transition(
+            job.id,
+            "succeeded",
+            allowed_from=("running", "exporting"),
+            message="Finished.",
+            metrics=metrics,
+        )
 
     def _free_gpu(self, job: Job) -> None:
         """Unload the served models before training on a GPU (best effort)."""
@@ -160,14 +191,23 @@ class JobRunner:
             unloaded = self.free_gpu()
         except Exception as exc:
             reason = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
-            log.warning("job %s: could not unload the served models before training: %s",
-                        job.id, reason)
-            self.store.add_event(job.id, "warning", "Could not unload the served models "
-                                 f"before training; the GPU may be short of memory: {reason}")
+            log.warning(
+                "job %s: could not unload the served models before training: %s", job.id, reason
+            )
+            self.store.add_event(
+                job.id,
+                "warning",
+                "Could not unload the served models "
+                f"before training; the GPU may be short of memory: {reason}",
+            )
             return
         if unloaded:
-            self.store.add_event(job.id, "gpu", f"Unloaded {', '.join(unloaded)} from the "
-                                 "serving backend to free GPU memory.", unloaded=unloaded)
+            self.store.add_event(
+                job.id,
+                "gpu",
+                f"Unloaded {', '.join(unloaded)} from the serving backend to free GPU memory.",
+                unloaded=unloaded,
+            )
 
     def _run_in_process(self, job: Job, work: InProcess) -> None:
         def should_stop() -> bool:
@@ -181,14 +221,19 @@ class JobRunner:
         except Exception as exc:
             reason = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
             log.info("job %s failed: %s", job.id, reason, exc_info=not isinstance(exc, AppError))
-            self.store.transition(job.id, "failed", allowed_from=("running",), message=reason,
-                                  error=reason)
+            self.store.transition(
+                job.id, "failed", allowed_from=("running",), message=reason, error=reason
+            )
             return
         if self._stop.is_set():
             return  # shutting down: recover() queues it again at the next start
         self.store.set_metrics(job.id, metrics)
-        self.store.transition(job.id, "succeeded", allowed_from=("running",),
-                              message=metrics.get("report") or "Finished.")
+        self.store.transition(
+            job.id,
+            "succeeded",
+            allowed_from=("running",),
+            message=metrics.get("report") or "Finished.",
+        )
 
     def _step(self, job: Job, step: ChildStep, extra: list[str]) -> bool:
         """Run a step process; True when it succeeded and the job goes on."""
@@ -198,13 +243,25 @@ class JobRunner:
     def _child(self, job: Job, module: str, extra: list[str]) -> int | None:
         """Run one step in its own process; None when the runner is shutting down."""
         files = job.files
-        command = [sys.executable, "-m", module, str(job.job_dir), "--db",
-                   str(self.store.path), *extra]
+        command = [
+            sys.executable,
+            "-m",
+            module,
+            str(job.job_dir),
+            "--db",
+            str(self.store.path),
+            *extra,
+        ]
         files.error.unlink(missing_ok=True)
         with open(files.log, "ab") as out:
-            proc = subprocess.Popen(command, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True,  # its own process group
-                                    preexec_fn=die_with_parent())
+            proc = subprocess.Popen(
+                command,
+                cwd=REPO_ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group
+                preexec_fn=die_with_parent(),
+            )
         files.pid.write_text(str(proc.pid))
         with self._lock:
             self._current = (job.id, proc)
@@ -229,8 +286,13 @@ class JobRunner:
         if code == 0:
             return True
         reason = _failure_reason(job.files, code)
-        self.store.transition(job.id, "failed", allowed_from=("running", "exporting"),
-                              message=f"{what}: {reason}", error=f"{what}: {reason}")
+        self.store.transition(
+            job.id,
+            "failed",
+            allowed_from=("running", "exporting"),
+            message=f"{what}: {reason}",
+            error=f"{what}: {reason}",
+        )
         return False
 
     def _publish(self, job: Job, publish: Publish) -> bool:
@@ -240,14 +302,17 @@ class JobRunner:
             log.info("publishing %s failed: %s", job.id, exc)
             shutil.rmtree(job.files.export, ignore_errors=True)  # no orphan GGUF files
             reason = getattr(exc, "detail", None) or str(exc)
-            self.store.transition(job.id, "failed", allowed_from=("exporting",),
-                                  message=f"Export failed: {reason} The adapter is kept; retry "
-                                          "with POST /jobs/{id}/export.",
-                                  error=f"Export failed: {reason}")
+            self.store.transition(
+                job.id,
+                "failed",
+                allowed_from=("exporting",),
+                message=f"Export failed: {reason} The adapter is kept; retry "
+                "with POST /jobs/{id}/export.",
+                error=f"Export failed: {reason}",
+            )
             return False
         current = self.store.get(job.id)
-        self.store.set_metrics(job.id, {**((current.metrics if current else None) or {}),
-                                        **shown})
+        self.store.set_metrics(job.id, {**((current.metrics if current else None) or {}), **shown})
         return True
 
 

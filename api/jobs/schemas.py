@@ -13,10 +13,15 @@ class JobPublic(BaseModel):
     id: str
     object: Literal["fine_tuning.job", "dataset.job"] = "fine_tuning.job"
     kind: JobKindName = Field(
-        "fine_tune", description="`export` jobs re-export an earlier job's adapter; `dataset` "
-                                 "jobs generate training data (POST /datasets/generate).")
-    status: JobState = Field(..., description="validating_files, queued, running, (exporting,) "
-                                              "then succeeded, failed or cancelled.")
+        "fine_tune",
+        description="`export` jobs re-export an earlier job's adapter; `dataset` "
+        "jobs generate training data (POST /datasets/generate).",
+    )
+    status: JobState = Field(
+        ...,
+        description="validating_files, queued, running, (exporting,) "
+        "then succeeded, failed or cancelled.",
+    )
     model_name: str = Field(..., description="The model this job produces.")
     base_model: str
     created_at: str
@@ -26,19 +31,30 @@ class JobPublic(BaseModel):
     progress: dict[str, Any] = Field(
         default_factory=dict,
         description="dataset sizes, step, total_steps, epoch, loss, eval_loss, learning_rate, "
-                    "tokens_per_second, eta_seconds")
+        "tokens_per_second, eta_seconds",
+    )
     metrics: dict[str, Any] | None = Field(
-        None, description="At the end: eval_loss, perplexity, ROUGE of tuned vs base.")
+        None, description="At the end: eval_loss, perplexity, ROUGE of tuned vs base."
+    )
     hyperparameters: dict[str, Any] = Field(..., description="The resolved job spec.")
 
     @classmethod
     def of(cls, job: Job) -> "JobPublic":
-        return cls(id=job.id, kind=job.kind, status=job.state,
-                   object="dataset.job" if job.kind == "dataset" else "fine_tuning.job",
-                   model_name=job.model_name,
-                   base_model=job.base_model, created_at=job.created_at,
-                   started_at=job.started_at, finished_at=job.finished_at, error=job.error,
-                   progress=job.progress, metrics=job.metrics, hyperparameters=job.spec)
+        return cls(
+            id=job.id,
+            kind=job.kind,
+            status=job.state,
+            object="dataset.job" if job.kind == "dataset" else "fine_tuning.job",
+            model_name=job.model_name,
+            base_model=job.base_model,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            error=job.error,
+            progress=job.progress,
+            metrics=job.metrics,
+            hyperparameters=job.spec,
+        )
 
 
 class JobsPublic(BaseModel):
@@ -55,5 +71,10 @@ class EventPublic(BaseModel):
 
     @classmethod
     def of(cls, event: Event) -> "EventPublic":
-        return cls(seq=event.seq, created_at=event.created_at, type=event.type,
-                   message=event.message, data=event.data)
+        return cls(
+            seq=event.seq,
+            created_at=event.created_at,
+            type=event.type,
+            message=event.message,
+            data=event.data,
+        )

@@ -21,15 +21,21 @@ from api.jobs.store import JobStore
 StepRun = Callable[[Path, JobStore, bool], object]
 
 
-def main(run: StepRun, *, description: str, on_failure: Callable[[JobFiles], None] | None = None,
-         argv: list[str] | None = None) -> int:
+def main(
+    run: StepRun,
+    *,
+    description: str,
+    on_failure: Callable[[JobFiles], None] | None = None,
+    argv: list[str] | None = None,
+) -> int:
     """Parse the runner's arguments and run the step; `on_failure` removes what a failed
     step must not leave behind."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("job_dir", type=Path)
     parser.add_argument("--db", type=Path, required=True)
-    parser.add_argument("--resume", action="store_true",
-                        help="Continue from the job's last checkpoint.")
+    parser.add_argument(
+        "--resume", action="store_true", help="Continue from the job's last checkpoint."
+    )
     args = parser.parse_args(argv)
     files = JobFiles(args.job_dir)
     try:

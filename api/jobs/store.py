@@ -23,8 +23,9 @@ from api.jobs.layout import JobFiles
 from api.sqlite import Database
 
 JobKindName = Literal["fine_tune", "export", "dataset"]
-JobState = Literal["validating_files", "queued", "running", "exporting", "succeeded", "failed",
-                   "cancelled"]
+JobState = Literal[
+    "validating_files", "queued", "running", "exporting", "succeeded", "failed", "cancelled"
+]
 TERMINAL: tuple[JobState, ...] = ("succeeded", "failed", "cancelled")
 ACTIVE: tuple[JobState, ...] = ("validating_files", "queued", "running", "exporting")
 _PREFIX = {"dataset": "dsjob"}  # fine_tune and export jobs: ftjob-...
@@ -103,8 +104,16 @@ class JobStore:
         self.path = path
         self._connect = Database(path, [_SCHEMA], wal=True).connect
 
-    def create(self, *, model_name: str, base_model: str, spec: dict[str, Any], jobs_dir: Path,
-               idempotency_key: str | None = None, kind: JobKindName = "fine_tune") -> Job:
+    def create(
+        self,
+        *,
+        model_name: str,
+        base_model: str,
+        spec: dict[str, Any],
+        jobs_dir: Path,
+        idempotency_key: str | None = None,
+        kind: JobKindName = "fine_tune",
+    ) -> Job:
         job_id = f"{_PREFIX.get(kind, 'ftjob')}-{uuid.uuid4().hex[:24]}"
         job_dir = jobs_dir / job_id
         try:
@@ -113,8 +122,17 @@ class JobStore:
                     "INSERT INTO jobs (id, kind, state, model_name, base_model, spec, job_dir, "
                     "created_at, idempotency_key) "
                     "VALUES (?, ?, 'validating_files', ?, ?, ?, ?, ?, ?)",
-                    (job_id, kind, model_name, base_model, json.dumps(spec), str(job_dir), now(),
-                     idempotency_key))
+                    (
+                        job_id,
+                        kind,
+                        model_name,
+                        base_model,
+                        json.dumps(spec),
+                        str(job_dir),
+                        now(),
+                        idempotency_key,
+                    ),
+                )
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"Idempotency-Key {idempotency_key!r} is already used.") from exc
         self.add_event(job_id, "validating_files", "Validating the training files.")
@@ -143,8 +161,13 @@ class JobStore:
             row = db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (key,)).fetchone()
         return _to_job(row) if row else None
 
-    def list(self, *, limit: int = 100, states: tuple[JobState, ...] | None = None,
-             kind: JobKindName | None = None) -> list[Job]:
+    def list(
+        self,
+        *,
+        limit: int = 100,
+        states: tuple[JobState, ...] | None = None,
+        kind: JobKindName | None = None,
+    ) -> list[Job]:
         where: list[str] = []
         args: list[Any] = []
         if states:
@@ -155,18 +178,28 @@ class JobStore:
             args.append(kind)
         query = "SELECT * FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "")
         with self._connect() as db:
-            rows = db.execute(query + " ORDER BY created_at DESC LIMIT ?",
-                              (*args, limit)).fetchall()
+            rows = db.execute(
+                query + " ORDER BY created_at DESC LIMIT ?", (*args, limit)
+            ).fetchall()
         return [_to_job(r) for r in rows]
 
     def next_queued(self) -> Job | None:
         with self._connect() as db:
-            row = db.execute("SELECT * FROM jobs WHERE state = 'queued' ORDER BY created_at "
-                             "LIMIT 1").fetchone()
+            row = db.execute(
+                "SELECT * FROM jobs WHERE state = 'queued' ORDER BY created_at LIMIT 1"
+            ).fetchone()
         return _to_job(row) if row else None
 
-    def transition(self, job_id: str, to: JobState, *, allowed_from: tuple[JobState, ...],
-                   message: str, error: str | None = None, **data: Any) -> bool:
+    def transition(
+        self,
+        job_id: str,
+        to: JobState,
+        *,
+        allowed_from: tuple[JobState, ...],
+        message: str,
+        error: str | None = None,
+        **data: Any,
+    ) -> bool:
         """Move to `to` if the job is in one of `allowed_from`; record an event when it moves."""
         sets: list[str] = ["state = ?"]
         params: list[Any] = [to]
@@ -180,10 +213,14 @@ class JobStore:
             sets.append("finished_at = ?")
             params.append(now())
         with self._connect() as db:
-            moved = db.execute(
-                f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? AND state IN "
-                f"({','.join('?' * len(allowed_from))})",
-                (*params, job_id, *allowed_from)).rowcount > 0
+            moved = (
+                db.execute(
+                    f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? AND state IN "
+                    f"({','.join('?' * len(allowed_from))})",
+                    (*params, job_id, *allowed_from),
+                ).rowcount
+                > 0
+            )
         if moved:
             self.add_event(job_id, to if to != "failed" else "error", message, **data)
         return moved
@@ -192,8 +229,10 @@ class JobStore:
         """Forget a finished job and its events (its files are the caller's to remove)."""
         with self._connect() as db:
             db.execute("DELETE FROM events WHERE job_id = ?", (job_id,))
-            db.execute(f"DELETE FROM jobs WHERE id = ? AND state IN "
-                       f"({','.join('?' * len(TERMINAL))})", (job_id, *TERMINAL))
+            db.execute(
+                f"DELETE FROM jobs WHERE id = ? AND state IN ({','.join('?' * len(TERMINAL))})",
+                (job_id, *TERMINAL),
+            )
 
     def set_progress(self, job_id: str, progress: dict[str, Any]) -> None:
         with self._connect() as db:
@@ -205,19 +244,33 @@ class JobStore:
 
     def add_event(self, job_id: str, type_: str, message: str, **data: Any) -> None:
         with self._connect() as db:
-            db.execute("INSERT INTO events (job_id, created_at, type, message, data) "
-                       "VALUES (?, ?, ?, ?, ?)", (job_id, now(), type_, message, json.dumps(data)))
+            db.execute(
+                "INSERT INTO events (job_id, created_at, type, message, data) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (job_id, now(), type_, message, json.dumps(data)),
+            )
 
     def events(self, job_id: str, *, after: int = 0, limit: int = 1000) -> builtins.list[Event]:
         with self._connect() as db:
-            rows = db.execute("SELECT * FROM events WHERE job_id = ? AND seq > ? ORDER BY seq "
-                              "LIMIT ?", (job_id, after, limit)).fetchall()
-        return [Event(seq=r["seq"], job_id=r["job_id"], created_at=r["created_at"],
-                      type=r["type"], message=r["message"], data=json.loads(r["data"]))
-                for r in rows]
+            rows = db.execute(
+                "SELECT * FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (job_id, after, limit),
+            ).fetchall()
+        return [
+            Event(
+                seq=r["seq"],
+                job_id=r["job_id"],
+                created_at=r["created_at"],
+                type=r["type"],
+                message=r["message"],
+                data=json.loads(r["data"]),
+            )
+            for r in rows
+        ]
 
-    def follow(self, job_id: str, *, after: int = 0, follow: bool = True,
-               poll_seconds: float = 1.0) -> Iterator[Event]:
+    def follow(
+        self, job_id: str, *, after: int = 0, follow: bool = True, poll_seconds: float = 1.0
+    ) -> Iterator[Event]:
         """The job's events after `after`; with `follow`, new ones as they come (polling)
         until the job has ended and every event up to its end was given."""
         last = after
@@ -233,6 +286,12 @@ class JobStore:
 
 def _to_job(row: sqlite3.Row) -> Job:
     d = dict(row)
-    return Job(**{**d, "spec": json.loads(d["spec"]), "job_dir": Path(d["job_dir"]),
-                  "progress": json.loads(d["progress"]),
-                  "metrics": json.loads(d["metrics"]) if d["metrics"] else None})
+    return Job(
+        **{
+            **d,
+            "spec": json.loads(d["spec"]),
+            "job_dir": Path(d["job_dir"]),
+            "progress": json.loads(d["progress"]),
+            "metrics": json.loads(d["metrics"]) if d["metrics"] else None,
+        }
+    )

@@ -78,8 +78,7 @@ class BaseCatalog:
     """Read-only view of the base models: provisioned ones, then the backend's library
     (`library` raises an AppError such as Unavailable when the backend cannot be asked)."""
 
-    def __init__(self, models_dir: Path,
-                 library: Callable[[], list[LibraryModel]] | None = None):
+    def __init__(self, models_dir: Path, library: Callable[[], list[LibraryModel]] | None = None):
         self.models_dir = models_dir
         self.library = library
 

@@ -37,5 +37,6 @@ class ModelUse:
             uses = list(self._uses.get(model, []))
         if uses:
             more = f" (and {len(uses) - 1} more)" if len(uses) > 1 else ""
-            raise Conflict(f"Model {model!r} is in use: {uses[0]}{more}. {action} when that "
-                           "has finished.")
+            raise Conflict(
+                f"Model {model!r} is in use: {uses[0]}{more}. {action} when that has finished."
+            )

@@ -11,8 +11,9 @@ from api.models.registry import VariantRegistry
 from api.serving.base import LibraryModel, ModelServer
 
 
-def library_source(server: ModelServer,
-                   registry: VariantRegistry) -> Callable[[], list[LibraryModel]]:
+def library_source(
+    server: ModelServer, registry: VariantRegistry
+) -> Callable[[], list[LibraryModel]]:
     """The catalogue's view of `server`'s library, without names our variants hold."""
 
     def models() -> list[LibraryModel]:

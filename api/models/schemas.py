@@ -41,10 +41,15 @@ class ModelPublic(BaseModel):
     system_prompt: str | None = None
     template: str | None = None
     parameters: dict[str, object] = Field(default_factory=dict)
-    source: str | None = Field(None, description="Where a base model was provisioned from; "
-                                                 "`ollama` for a model from Ollama's library.")
-    ollama_model: str | None = Field(None, description="For a base from Ollama's library: its "
-                                                       "name in Ollama (e.g. `llama3.2:3b`).")
+    source: str | None = Field(
+        None,
+        description="Where a base model was provisioned from; "
+        "`ollama` for a model from Ollama's library.",
+    )
+    ollama_model: str | None = Field(
+        None,
+        description="For a base from Ollama's library: its name in Ollama (e.g. `llama3.2:3b`).",
+    )
     created_at: str
 
 

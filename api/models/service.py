@@ -24,11 +24,14 @@ from api.serving.base import LibraryModel, ModelServer, ServedModel
 
 def _base_public(base: Base) -> ModelPublic:
     if isinstance(base, LibraryModel):
-        return ModelPublic(name=base.name, kind="base", source="ollama",
-                           ollama_model=base.ollama_model, created_at=base.modified_at)
-    return ModelPublic(
-        name=base.name, kind="base", source=base.source, created_at=base.created_at
-    )
+        return ModelPublic(
+            name=base.name,
+            kind="base",
+            source="ollama",
+            ollama_model=base.ollama_model,
+            created_at=base.modified_at,
+        )
+    return ModelPublic(name=base.name, kind="base", source=base.source, created_at=base.created_at)
 
 
 def _variant_public(v: Variant) -> ModelPublic:
@@ -76,7 +79,9 @@ def create_variant(
         parameters=spec.parameters.set_values(),
     )
     if registry.get(name) is not None:
-        raise Conflict(f"A model named {name!r} already exists; delete it first or pick another name.")
+        raise Conflict(
+            f"A model named {name!r} already exists; delete it first or pick another name."
+        )
     server.register(served_model(base, variant))
     try:
         return _variant_public(registry.add(variant))
@@ -85,17 +90,27 @@ def create_variant(
         raise
 
 
-def delete_variant(*, catalog: BaseCatalog, registry: VariantRegistry, server: ModelServer,
-                   name: str, artifacts_root: Path | None = None) -> None:
+def delete_variant(
+    *,
+    catalog: BaseCatalog,
+    registry: VariantRegistry,
+    server: ModelServer,
+    name: str,
+    artifacts_root: Path | None = None,
+) -> None:
     """Delete a variant; files it owns under `artifacts_root` (an export's GGUFs) go too."""
     variant = registry.get(name)
     base = catalog.local(name) if variant is not None else catalog.get(name)
     if isinstance(base, LibraryModel):
-        raise Conflict(f"{name!r} is Ollama's model {base.ollama_model!r}, not one this API "
-                       f"created; remove it from Ollama (`ollama rm {base.ollama_model}`).")
+        raise Conflict(
+            f"{name!r} is Ollama's model {base.ollama_model!r}, not one this API "
+            f"created; remove it from Ollama (`ollama rm {base.ollama_model}`)."
+        )
     if base is not None:
-        raise Conflict(f"{name!r} is a base model; base models are removed from "
-                       "DATA_DIR/models, not through the API.")
+        raise Conflict(
+            f"{name!r} is a base model; base models are removed from "
+            "DATA_DIR/models, not through the API."
+        )
     if variant is None:
         deletable = ", ".join(v.name for v in registry.list()) or "none"
         raise NotFound(f"Model {name!r} not found. Models you can delete: {deletable}.")
@@ -112,9 +127,14 @@ def served_model(base: Base, variant: Variant | None) -> ServedModel:
     if isinstance(base, LibraryModel):
         if variant is None:
             return ServedModel(name=base.name, gguf_path=None, ollama_base=base.ollama_model)
-        return ServedModel(name=variant.name, gguf_path=None, ollama_base=base.ollama_model,
-                           system_prompt=variant.system_prompt, template=variant.template,
-                           options=variant.parameters)
+        return ServedModel(
+            name=variant.name,
+            gguf_path=None,
+            ollama_base=base.ollama_model,
+            system_prompt=variant.system_prompt,
+            template=variant.template,
+            options=variant.parameters,
+        )
     if variant is None:
         return ServedModel(name=base.name, gguf_path=base.gguf_path, base_name=base.name)
     gguf_path = Path(variant.gguf_path) if variant.gguf_path else base.gguf_path
@@ -155,9 +175,18 @@ class Dependent(Protocol):
 class ModelService:
     """Bases and variants as one service: resolve, list, create, delete with cascade."""
 
-    def __init__(self, *, catalog: BaseCatalog, registry: VariantRegistry,
-                 server: ModelServer, jobs: JobStore, use: ModelUse, default_base: str,
-                 artifacts_root: Path, dependents: Sequence[Dependent] = ()):
+    def __init__(
+        self,
+        *,
+        catalog: BaseCatalog,
+        registry: VariantRegistry,
+        server: ModelServer,
+        jobs: JobStore,
+        use: ModelUse,
+        default_base: str,
+        artifacts_root: Path,
+        dependents: Sequence[Dependent] = (),
+    ):
         self.catalog, self.registry, self.server = catalog, registry, server
         self.jobs, self.use = jobs, use
         self.default_base, self.artifacts_root = default_base, artifacts_root
@@ -172,8 +201,13 @@ class ModelService:
     def create(self, spec: ModelCreate) -> ModelPublic:
         """A variant: a base plus a system prompt and options (not a name a job produces)."""
         check_not_producing(self.jobs, spec.name)
-        return create_variant(catalog=self.catalog, registry=self.registry,
-                              server=self.server, spec=spec, default_base=self.default_base)
+        return create_variant(
+            catalog=self.catalog,
+            registry=self.registry,
+            server=self.server,
+            spec=spec,
+            default_base=self.default_base,
+        )
 
     def delete(self, name: str) -> None:
         """A variant with its exported files and its dependents' data (409 while an
@@ -182,8 +216,13 @@ class ModelService:
             self.use.check_free(name, action="Delete it")
             if self.catalog.get(name) is None:  # bases are refused below anyway
                 check_no_job_uses(self.jobs, name, action="delete it")
-            delete_variant(catalog=self.catalog, registry=self.registry, server=self.server,
-                           name=name, artifacts_root=self.artifacts_root)
+            delete_variant(
+                catalog=self.catalog,
+                registry=self.registry,
+                server=self.server,
+                name=name,
+                artifacts_root=self.artifacts_root,
+            )
             for dependent in self.dependents:
                 dependent.delete_all(model=name)
 

@@ -62,11 +62,22 @@ class DocumentCatalog:
         """Insert or replace (model, name) in one transaction, which also ends the import's
         pending row and makes the replaced version pending; return the replaced record."""
         with self._connect() as db:
-            old = db.execute("SELECT * FROM documents WHERE model = ? AND name = ?",
-                             (record.model, record.name)).fetchone()
-            db.execute("INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (record.model, record.name, record.import_id, record.file, record.pages,
-                        record.chunks, record.size, record.imported_at))
+            old = db.execute(
+                "SELECT * FROM documents WHERE model = ? AND name = ?", (record.model, record.name)
+            ).fetchone()
+            db.execute(
+                "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.model,
+                    record.name,
+                    record.import_id,
+                    record.file,
+                    record.pages,
+                    record.chunks,
+                    record.size,
+                    record.imported_at,
+                ),
+            )
             db.execute("DELETE FROM pending WHERE import_id = ?", (record.import_id,))
             if old:
                 _mark_pending(db, [old])
@@ -85,32 +96,38 @@ class DocumentCatalog:
 
     def get(self, model: str, name: str) -> DocumentRecord | None:
         with self._connect() as db:
-            row = db.execute("SELECT * FROM documents WHERE model = ? AND name = ?",
-                             (model, name)).fetchone()
+            row = db.execute(
+                "SELECT * FROM documents WHERE model = ? AND name = ?", (model, name)
+            ).fetchone()
         return DocumentRecord(**dict(row)) if row else None
 
     def of_model(self, model: str) -> list[DocumentRecord]:
         with self._connect() as db:
-            rows = db.execute("SELECT * FROM documents WHERE model = ? ORDER BY name",
-                              (model,)).fetchall()
+            rows = db.execute(
+                "SELECT * FROM documents WHERE model = ? ORDER BY name", (model,)
+            ).fetchall()
         return [DocumentRecord(**dict(r)) for r in rows]
 
     def remove(self, model: str, name: str) -> DocumentRecord | None:
         with self._connect() as db:
-            row = db.execute("DELETE FROM documents WHERE model = ? AND name = ? RETURNING *",
-                             (model, name)).fetchone()
+            row = db.execute(
+                "DELETE FROM documents WHERE model = ? AND name = ? RETURNING *", (model, name)
+            ).fetchone()
             if row:
                 _mark_pending(db, [row])
         return DocumentRecord(**dict(row)) if row else None
 
     def remove_all(self, model: str) -> list[DocumentRecord]:
         with self._connect() as db:
-            rows = db.execute("DELETE FROM documents WHERE model = ? RETURNING *",
-                              (model,)).fetchall()
+            rows = db.execute(
+                "DELETE FROM documents WHERE model = ? RETURNING *", (model,)
+            ).fetchall()
             _mark_pending(db, rows)
         return [DocumentRecord(**dict(r)) for r in rows]
 
 
 def _mark_pending(db: sqlite3.Connection, rows: list[sqlite3.Row]) -> None:
-    db.executemany("INSERT OR REPLACE INTO pending VALUES (?, ?, ?)",
-                   [(r["import_id"], r["model"], r["file"]) for r in rows])
+    db.executemany(
+        "INSERT OR REPLACE INTO pending VALUES (?, ?, ?)",
+        [(r["import_id"], r["model"], r["file"]) for r in rows],
+    )

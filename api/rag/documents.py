@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-
 from api.config import Settings
 from api.errors import InvalidInput, NotFound
 from api.rag.catalog import DocumentCatalog, DocumentRecord
@@ -32,9 +31,11 @@ log = logging.getLogger(__name__)
 
 # ASCII only (no look-alike letters); no trailing space or dot, which a listing hides
 _DOC_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9 ._()+-]{0,125}[A-Za-z0-9_()+-])?$")
-DOC_NAME_RULE = ("1-127 characters: ASCII letters, digits, spaces and . _ ( ) + -, starting "
-                 "with a letter or digit, not ending with a space or '.', without '..' or any "
-                 "path")
+DOC_NAME_RULE = (
+    "1-127 characters: ASCII letters, digits, spaces and . _ ( ) + -, starting "
+    "with a letter or digit, not ending with a space or '.', without '..' or any "
+    "path"
+)
 
 
 def check_document_name(name: str) -> str:
@@ -43,20 +44,31 @@ def check_document_name(name: str) -> str:
     return name
 
 
-def split_pages(pages: list[str], *, model: str, document: str, import_id: str,
-                settings: Settings) -> list["Document"]:
+def split_pages(
+    pages: list[str], *, model: str, document: str, import_id: str, settings: Settings
+) -> list["Document"]:
     """Chunks in reading order with model, document, page (1-based) and chunk index."""
     from langchain_core.documents import Document
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    splitter = RecursiveCharacterTextSplitter(chunk_size=settings.rag_chunk_size,
-                                              chunk_overlap=settings.rag_chunk_overlap)
+    splitter = RecursiveCharacterTextSplitter(
+        chunk_size=settings.rag_chunk_size, chunk_overlap=settings.rag_chunk_overlap
+    )
     chunks: list[Document] = []
     for number, text in enumerate(pages, start=1):
         for piece in splitter.split_text(text):
-            chunks.append(Document(page_content=piece, metadata={
-                "model": model, "document": document, "page": number,
-                "chunk": len(chunks), "import_id": import_id}))
+            chunks.append(
+                Document(
+                    page_content=piece,
+                    metadata={
+                        "model": model,
+                        "document": document,
+                        "page": number,
+                        "chunk": len(chunks),
+                        "import_id": import_id,
+                    },
+                )
+            )
     return chunks
 
 
@@ -80,7 +92,7 @@ class DocumentService:
         self.files_dir = settings.data_dir / "documents"
         self.incoming_dir = self.files_dir / ".incoming"
         self._embedder = embedder
-        self._store: "VectorStore | None" = None
+        self._store: VectorStore | None = None
         self._store_lock = threading.Lock()
         self._parsing = threading.BoundedSemaphore(2)  # child processes at once
         self._active: set[str] = set()  # import ids being written by this process
@@ -96,15 +108,17 @@ class DocumentService:
                 self._store = VectorStore(self.settings, embedder)
             return self._store
 
-    def import_document(self, *, model: str, name: str, upload: Path,
-                        size: int) -> tuple[DocumentRecord, bool]:
+    def import_document(
+        self, *, model: str, name: str, upload: Path, size: int
+    ) -> tuple[DocumentRecord, bool]:
         """Parse, chunk, embed and store `upload` as `name`; returns (record, replaced)."""
         check_document_name(name)
         with self._parsing:
             pages = extract_pages(upload, name=name, settings=self.settings)
         import_id = uuid.uuid4().hex
-        chunks = split_pages(pages, model=model, document=name, import_id=import_id,
-                             settings=self.settings)
+        chunks = split_pages(
+            pages, model=model, document=name, import_id=import_id, settings=self.settings
+        )
         folder = self.files_dir / model
         folder.mkdir(parents=True, exist_ok=True)
         stored = folder / f"{import_id}.pdf"  # our name; the client's file name is only metadata
@@ -115,15 +129,22 @@ class DocumentService:
             self.catalog.begin(model=model, import_id=import_id, file=stored.name)
             upload.replace(stored)
             record = DocumentRecord(
-                model=model, name=name, import_id=import_id, file=stored.name,
-                pages=len(pages), chunks=len(chunks), size=size,
-                imported_at=datetime.now(UTC).isoformat(timespec="seconds"))
+                model=model,
+                name=name,
+                import_id=import_id,
+                file=stored.name,
+                pages=len(pages),
+                chunks=len(chunks),
+                size=size,
+                imported_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            )
             try:
                 from api.rag.store import reachable
 
                 with reachable(self.settings):
-                    self.store.add(model, chunks,
-                                   [f"{import_id}-{c.metadata['chunk']}" for c in chunks])
+                    self.store.add(
+                        model, chunks, [f"{import_id}-{c.metadata['chunk']}" for c in chunks]
+                    )
                 old = self.catalog.put(record)
             except BaseException:
                 self._forget(model, import_id, stored)
@@ -142,8 +163,9 @@ class DocumentService:
         try:
             self.store.delete_import(model, import_id)
         except Exception as exc:
-            log.warning("could not remove chunks of import %s of %s (%s); will retry",
-                        import_id, model, exc)
+            log.warning(
+                "could not remove chunks of import %s of %s (%s); will retry", import_id, model, exc
+            )
             return False
         self.catalog.done(import_id)
         return True
@@ -157,8 +179,9 @@ class DocumentService:
         with self._active_lock:
             active = set(self._active)
         for model, import_id, file in self.catalog.pending():
-            if import_id not in active and \
-                    not self._forget(model, import_id, self.files_dir / model / file):
+            if import_id not in active and not self._forget(
+                model, import_id, self.files_dir / model / file
+            ):
                 break  # Chroma unreachable: the next import or start-up tries again
         if startup and self.files_dir.is_dir():
             for folder in (p for p in self.files_dir.iterdir() if p.is_dir()):
@@ -173,15 +196,18 @@ class DocumentService:
         """The named documents (all of them when `names` is None); NotFound lists the rest."""
         records = self.catalog.of_model(model)
         if not records:
-            raise NotFound(f"Model {model!r} has no documents; "
-                           "import one with POST /importDocument.")
+            raise NotFound(
+                f"Model {model!r} has no documents; import one with POST /importDocument."
+            )
         if names is None:
             return records
         by_name = {r.name: r for r in records}
         missing = [n for n in names if n not in by_name]
         if missing:
-            raise NotFound(f"Document {missing[0]!r} not found for model {model!r}. "
-                           f"Documents: {', '.join(by_name)}.")
+            raise NotFound(
+                f"Document {missing[0]!r} not found for model {model!r}. "
+                f"Documents: {', '.join(by_name)}."
+            )
         return [by_name[n] for n in dict.fromkeys(names)]
 
     def delete_document(self, *, model: str, name: str) -> None:

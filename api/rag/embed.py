@@ -17,8 +17,7 @@ class Embedder(Protocol):
         """One vector per text; implementations batch the work."""
         ...
 
-    def embed_query(self, text: str) -> list[float]:
-        ...
+    def embed_query(self, text: str) -> list[float]: ...
 
 
 @lru_cache(maxsize=4)

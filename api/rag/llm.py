@@ -24,8 +24,13 @@ class ServedChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "served-model"
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: Any = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         server: ModelServer = self.server
         plain = [{"role": _ROLES.get(m.type, "user"), "content": str(m.content)} for m in messages]
         options = {**self.options, **({"stop": stop} if stop else {})}

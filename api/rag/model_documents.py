@@ -38,8 +38,9 @@ class ModelDocuments:
                     raise InvalidInput("The upload has no file name; send a `name` field.")
                 with upload.path.open("rb") as f:
                     check_pdf_header(f.read(len(PDF_MAGIC)), name=name)
-                return self.documents.import_document(model=model, name=name,
-                                                      upload=upload.path, size=upload.size)
+                return self.documents.import_document(
+                    model=model, name=name, upload=upload.path, size=upload.size
+                )
         finally:
             upload.path.unlink(missing_ok=True)  # moved away on success
 

@@ -41,8 +41,16 @@ def extract(path: str, max_pages: int, max_chars: int) -> dict[str, object]:
         return {"error": "memory", "detail": "the parser ran out of memory"}
     except LimitReachedError as exc:  # pypdf's own guard: a stream inflating past 75 MB, a loop
         return {"error": "limit", "detail": str(exc)[:300]}
-    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError,
-            RecursionError, OSError) as exc:
+    except (
+        PyPdfError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        RecursionError,
+        OSError,
+    ) as exc:
         return {"error": "unreadable", "detail": f"{type(exc).__name__}: {exc}"[:300]}
     return {"pages": pages}
 

@@ -41,8 +41,10 @@ def reachable(settings: Settings) -> Iterator[None]:
     try:
         yield
     except httpx.TransportError as exc:
-        raise Unavailable(f"Chroma at {settings.chroma_url} is not reachable ({exc}); start "
-                          "it or fix LLM_CHROMA_URL, then try again.") from exc
+        raise Unavailable(
+            f"Chroma at {settings.chroma_url} is not reachable ({exc}); start "
+            "it or fix LLM_CHROMA_URL, then try again."
+        ) from exc
 
 
 def connect(settings: Settings) -> chromadb.ClientAPI:
@@ -50,12 +52,17 @@ def connect(settings: Settings) -> chromadb.ClientAPI:
     if settings.chroma_url:
         url = urlparse(settings.chroma_url)
         try:
-            return chromadb.HttpClient(host=url.hostname or "localhost",
-                                       port=url.port or (443 if url.scheme == "https" else 8000),
-                                       ssl=url.scheme == "https", settings=chroma_settings)
+            return chromadb.HttpClient(
+                host=url.hostname or "localhost",
+                port=url.port or (443 if url.scheme == "https" else 8000),
+                ssl=url.scheme == "https",
+                settings=chroma_settings,
+            )
         except Exception as exc:  # chromadb raises ValueError/ConnectionError variants
-            raise Unavailable(f"Chroma at {settings.chroma_url} is not reachable ({exc}); "
-                              "start it or fix LLM_CHROMA_URL.") from exc
+            raise Unavailable(
+                f"Chroma at {settings.chroma_url} is not reachable ({exc}); "
+                "start it or fix LLM_CHROMA_URL."
+            ) from exc
     assert settings.chroma_path is not None
     settings.chroma_path.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(settings.chroma_path), settings=chroma_settings)
@@ -78,15 +85,18 @@ class VectorStore:
             return self._client
 
     def collection(self, model: str) -> Chroma:
-        return Chroma(collection_name=collection_name(model), client=self.client,
-                      embedding_function=self.embedder,  # type: ignore[arg-type]
-                      collection_metadata={"hnsw:space": "cosine"})
+        return Chroma(
+            collection_name=collection_name(model),
+            client=self.client,
+            embedding_function=self.embedder,  # type: ignore[arg-type]
+            collection_metadata={"hnsw:space": "cosine"},
+        )
 
     def add(self, model: str, chunks: list[Document], ids: list[str]) -> None:
         collection = self.collection(model)
         step = 512  # bounded requests to Chroma; the embedder batches within each
         for i in range(0, len(chunks), step):
-            collection.add_documents(chunks[i:i + step], ids=ids[i:i + step])
+            collection.add_documents(chunks[i : i + step], ids=ids[i : i + step])
 
     def delete_import(self, model: str, import_id: str) -> None:
         try:
@@ -101,11 +111,19 @@ class VectorStore:
             collection = self.client.get_collection(collection_name(model))
         except (ValueError, chromadb.errors.NotFoundError):
             return []
-        got = collection.get(where={"import_id": {"$in": import_ids}},
-                             include=["documents", "metadatas"])  # type: ignore[list-item]
-        rows = [{"text": text, "document": meta["document"], "page": meta["page"],
-                 "chunk": meta["chunk"]}
-                for text, meta in zip(got["documents"] or [], got["metadatas"] or [], strict=True)]
+        got = collection.get(
+            where={"import_id": {"$in": import_ids}},  # type: ignore[dict-item]
+            include=["documents", "metadatas"],
+        )
+        rows = [
+            {
+                "text": text,
+                "document": meta["document"],
+                "page": meta["page"],
+                "chunk": meta["chunk"],
+            }
+            for text, meta in zip(got["documents"] or [], got["metadatas"] or [], strict=True)
+        ]
         return sorted(rows, key=lambda r: (r["document"], r["chunk"]))
 
     def drop(self, model: str) -> None:

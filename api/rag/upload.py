@@ -18,8 +18,10 @@ from api.errors import InvalidInput, PayloadTooLarge
 
 FIELD_LIMIT = 1024  # bytes for a text field such as `model`
 OVERHEAD = 64 * 1024  # room for multipart headers and small fields in Content-Length
-USAGE = "send multipart/form-data with a `file` part and a `model` field " \
-        "(curl -F file=@handbook.pdf -F model=NAME)"
+USAGE = (
+    "send multipart/form-data with a `file` part and a `model` field "
+    "(curl -F file=@handbook.pdf -F model=NAME)"
+)
 
 
 @dataclass
@@ -40,10 +42,15 @@ class _Receiver:
         self.file: BinaryIO | None = None
 
     def callbacks(self) -> dict[str, object]:
-        return {"on_part_begin": self.part_begin, "on_header_field": self.header_field_data,
-                "on_header_value": self.header_value_data, "on_header_end": self.header_end,
-                "on_headers_finished": self.headers_finished, "on_part_data": self.data,
-                "on_part_end": self.part_end}
+        return {
+            "on_part_begin": self.part_begin,
+            "on_header_field": self.header_field_data,
+            "on_header_value": self.header_value_data,
+            "on_header_end": self.header_end,
+            "on_headers_finished": self.headers_finished,
+            "on_part_data": self.data,
+            "on_part_end": self.part_end,
+        }
 
     def part_begin(self) -> None:
         self.headers, self.part, self.value = {}, None, bytearray()
@@ -95,8 +102,10 @@ def _discard(receiver: _Receiver, upload: Upload) -> None:
 
 
 def _too_large(max_bytes: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"The upload is larger than the limit of {max_bytes} bytes "
-                           "(LLM_RAG_MAX_UPLOAD_BYTES); split the PDF or raise the limit.")
+    return PayloadTooLarge(
+        f"The upload is larger than the limit of {max_bytes} bytes "
+        "(LLM_RAG_MAX_UPLOAD_BYTES); split the PDF or raise the limit."
+    )
 
 
 async def receive(request: Request, *, incoming_dir: Path, max_bytes: int) -> Upload:

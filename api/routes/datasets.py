@@ -9,8 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.datasets import service
 from api.datasets.spec import GenerateSpec
-from api.deps import (CatalogDep, DocumentsDep, JobStoreDep, RegistryDep, RunnerDep,
-                      SettingsDep)
+from api.deps import CatalogDep, DocumentsDep, JobStoreDep, RegistryDep, RunnerDep, SettingsDep
 from api.jobs.schemas import JobPublic, JobState
 from api.jobs.store import Job
 from api.models.schemas import Message
@@ -42,28 +41,38 @@ class DatasetPublic(BaseModel):
     requested: int
     rows: int = Field(..., description="Pairs kept so far.")
     rounds: int = Field(0, description="Teacher rounds used.")
-    dropped: dict[str, int] = Field(default_factory=dict,
-                                    description="Candidates dropped by each filter.")
+    dropped: dict[str, int] = Field(
+        default_factory=dict, description="Candidates dropped by each filter."
+    )
     complete: bool = Field(False, description="All requested pairs were produced.")
     report: str | None = Field(None, description="How the run went, and why pairs were dropped.")
     error: str | None = None
     created_at: str
     finished_at: str | None
-    samples: list[dict[str, Any]] = Field(default_factory=list,
-                                          description="The first few pairs.")
+    samples: list[dict[str, Any]] = Field(default_factory=list, description="The first few pairs.")
     hyperparameters: dict[str, Any]
 
     @classmethod
     def of(cls, job: Job, with_samples: bool = False) -> "DatasetPublic":
         info = {**job.progress, **(job.metrics or {})}
-        return cls(id=job.id, status=job.state, source=info.get("source"),  # type: ignore[arg-type]
-                   teacher=job.spec["teacher"], model=job.spec.get("model"),
-                   requested=job.spec["count"], rows=info.get("rows", 0),
-                   rounds=info.get("rounds", 0), dropped=info.get("dropped", {}),
-                   complete=bool(info.get("complete", False)), report=info.get("report"),
-                   error=job.error, created_at=job.created_at, finished_at=job.finished_at,
-                   samples=service.samples(job) if with_samples else [],
-                   hyperparameters=job.spec)
+        return cls(
+            id=job.id,
+            status=job.state,
+            source=info.get("source"),
+            teacher=job.spec["teacher"],
+            model=job.spec.get("model"),
+            requested=job.spec["count"],
+            rows=info.get("rows", 0),
+            rounds=info.get("rounds", 0),
+            dropped=info.get("dropped", {}),
+            complete=bool(info.get("complete", False)),
+            report=info.get("report"),
+            error=job.error,
+            created_at=job.created_at,
+            finished_at=job.finished_at,
+            samples=service.samples(job) if with_samples else [],
+            hyperparameters=job.spec,
+        )
 
 
 class DatasetsPublic(BaseModel):
@@ -71,28 +80,50 @@ class DatasetsPublic(BaseModel):
     count: int
 
 
-@router.post("/datasets/generate", status_code=202, response_model=JobPublic,
-             responses=responses(404))
+@router.post(
+    "/datasets/generate", status_code=202, response_model=JobPublic, responses=responses(404)
+)
 async def generate_dataset(
-    form: Annotated[GenerateForm, Form()], settings: SettingsDep, catalog: CatalogDep,
-    registry: RegistryDep, documents: DocumentsDep, store: JobStoreDep, runner: RunnerDep,
-    seed_file: Annotated[UploadFile | None, File(
-        description="Seed tasks: CSV or JSONL with instruction/input/output (or input/output, "
-                    "chat messages); leave out to write pairs from `model`'s documents.")] = None,
+    form: Annotated[GenerateForm, Form()],
+    settings: SettingsDep,
+    catalog: CatalogDep,
+    registry: RegistryDep,
+    documents: DocumentsDep,
+    store: JobStoreDep,
+    runner: RunnerDep,
+    seed_file: Annotated[
+        UploadFile | None,
+        File(
+            description="Seed tasks: CSV or JSONL with instruction/input/output (or input/output, "
+            "chat messages); leave out to write pairs from `model`'s documents."
+        ),
+    ] = None,
 ) -> JobPublic:
     """Start a dataset-generation job (202 at once). Follow it like a fine-tuning job:
     GET /jobs/{id}, GET /jobs/{id}/events, POST /jobs/{id}/cancel."""
-    seeds = (await read_upload(seed_file, "seed_file", settings.max_dataset_bytes)
-             if seed_file is not None and seed_file.filename else None)
+    seeds = (
+        await read_upload(seed_file, "seed_file", settings.max_dataset_bytes)
+        if seed_file is not None and seed_file.filename
+        else None
+    )
     job = await run_in_threadpool(
-        service.submit_generation, settings=settings, catalog=catalog, registry=registry,
-        documents=documents, store=store, runner=runner, spec=form.spec(), seed_file=seeds)
+        service.submit_generation,
+        settings=settings,
+        catalog=catalog,
+        registry=registry,
+        documents=documents,
+        store=store,
+        runner=runner,
+        spec=form.spec(),
+        seed_file=seeds,
+    )
     return JobPublic.of(job)
 
 
 @router.get("/datasets", response_model=DatasetsPublic)
-def list_datasets(store: JobStoreDep,
-                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> DatasetsPublic:
+def list_datasets(
+    store: JobStoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> DatasetsPublic:
     """Generated datasets, newest first (running ones too)."""
     data = [DatasetPublic.of(j) for j in service.list_datasets(store, limit)]
     return DatasetsPublic(data=data, count=len(data))
@@ -104,22 +135,37 @@ def read_dataset(dataset_id: str, store: JobStoreDep) -> DatasetPublic:
     return DatasetPublic.of(service.dataset_job(store, dataset_id), with_samples=True)
 
 
-@router.get("/datasets/{dataset_id}/download", response_class=Response, responses={
-    200: {"content": {"application/x-ndjson": {}, "text/csv": {}},
-          "description": "The pairs: JSONL (instruction, input, output, source) or CSV."},
-    **responses(404, 409)})
-def download_dataset(dataset_id: str, store: JobStoreDep,
-                     format: Annotated[Literal["jsonl", "csv"], Query()] = "jsonl") -> Response:
+@router.get(
+    "/datasets/{dataset_id}/download",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/x-ndjson": {}, "text/csv": {}},
+            "description": "The pairs: JSONL (instruction, input, output, source) or CSV.",
+        },
+        **responses(404, 409),
+    },
+)
+def download_dataset(
+    dataset_id: str,
+    store: JobStoreDep,
+    format: Annotated[Literal["jsonl", "csv"], Query()] = "jsonl",
+) -> Response:
     """The finished dataset as a file to keep, edit, or upload as train_file."""
     rows = service.finished_rows(service.dataset_job(store, dataset_id))
-    body, media = ((service.to_csv(rows), "text/csv") if format == "csv"
-                   else (service.to_jsonl(rows), "application/x-ndjson"))
-    return Response(body, media_type=media, headers={
-        "Content-Disposition": f'attachment; filename="{dataset_id}.{format}"'})
+    body, media = (
+        (service.to_csv(rows), "text/csv")
+        if format == "csv"
+        else (service.to_jsonl(rows), "application/x-ndjson")
+    )
+    return Response(
+        body,
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="{dataset_id}.{format}"'},
+    )
 
 
-@router.delete("/datasets/{dataset_id}", response_model=Message,
-                responses=responses(404, 409))
+@router.delete("/datasets/{dataset_id}", response_model=Message, responses=responses(404, 409))
 def delete_dataset(dataset_id: str, store: JobStoreDep) -> Message:
     """Delete a finished, failed or cancelled dataset (cancel a running one first)."""
     service.delete_dataset(store, dataset_id)

@@ -14,8 +14,10 @@ def spec_fields(form: BaseModel, file_fields: set[str], schema: str) -> dict[str
     extra = set(form.model_extra or {})
     unknown = sorted(extra - file_fields)
     if unknown:
-        raise InvalidInput(f"Unknown form field(s): {', '.join(unknown)}. See the {schema} "
-                           "schema for the accepted fields.")
+        raise InvalidInput(
+            f"Unknown form field(s): {', '.join(unknown)}. See the {schema} "
+            "schema for the accepted fields."
+        )
     return form.model_dump(exclude=extra)
 
 
@@ -23,6 +25,8 @@ async def read_upload(upload: UploadFile, label: str, limit: int) -> Upload:
     """Read at most limit+1 bytes, so an oversized upload is refused without holding it all."""
     content = await upload.read(limit + 1)
     if len(content) > limit:
-        raise PayloadTooLarge(f"{label} is larger than the {limit}-byte limit "
-                              "(LLM_MAX_DATASET_BYTES); upload a smaller file.")
+        raise PayloadTooLarge(
+            f"{label} is larger than the {limit}-byte limit "
+            "(LLM_MAX_DATASET_BYTES); upload a smaller file."
+        )
     return Upload(filename=upload.filename or label, content=content)

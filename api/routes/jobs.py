@@ -18,8 +18,7 @@ from api.routes.forms import read_upload, spec_fields
 
 router = APIRouter(tags=["fine-tuning"])
 _FILE_FIELDS = {"train_file", "eval_file"}
-_DATASET_HELP = ("upload `train_file`, or give `dataset_id` (a finished dataset from "
-                 "GET /datasets)")
+_DATASET_HELP = "upload `train_file`, or give `dataset_id` (a finished dataset from GET /datasets)"
 
 
 class FineTuneForm(FineTuneSpec):
@@ -28,8 +27,11 @@ class FineTuneForm(FineTuneSpec):
     model_config = ConfigDict(extra="allow")
 
     dataset_id: str | None = Field(
-        None, max_length=100, description="Train on a finished generated dataset "
-                                          "(GET /datasets) instead of uploading train_file.")
+        None,
+        max_length=100,
+        description="Train on a finished generated dataset "
+        "(GET /datasets) instead of uploading train_file.",
+    )
 
     def spec(self) -> FineTuneSpec:
         fields = spec_fields(self, _FILE_FIELDS, "FineTuneSpec")
@@ -37,40 +39,63 @@ class FineTuneForm(FineTuneSpec):
         return FineTuneSpec(**fields)
 
 
-@router.post("/fine_tune_model", status_code=202, response_model=JobPublic,
-             responses=responses(404, 409, 413))
+@router.post(
+    "/fine_tune_model",
+    status_code=202,
+    response_model=JobPublic,
+    responses=responses(404, 409, 413),
+)
 async def create_fine_tune_job(
     form: Annotated[FineTuneForm, Form()],
-    settings: SettingsDep, catalog: CatalogDep, registry: RegistryDep, store: JobStoreDep,
-    runner: RunnerDep, response: Response,
-    train_file: Annotated[UploadFile | None, File(
-        description="CSV, JSON or JSONL training data (or give `dataset_id`).")] = None,
+    settings: SettingsDep,
+    catalog: CatalogDep,
+    registry: RegistryDep,
+    store: JobStoreDep,
+    runner: RunnerDep,
+    response: Response,
+    train_file: Annotated[
+        UploadFile | None,
+        File(description="CSV, JSON or JSONL training data (or give `dataset_id`)."),
+    ] = None,
     eval_file: Annotated[UploadFile | None, File(description="Optional validation data.")] = None,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobPublic:
     """Validate the data and start a fine-tuning job; answers 202 at once with the job."""
     uploaded = train_file is not None and bool(train_file.filename)
     if uploaded == (form.dataset_id is not None):
-        raise InvalidInput(f"Training data: {_DATASET_HELP}, not both." if uploaded
-                           else f"No training data: {_DATASET_HELP}.")
+        raise InvalidInput(
+            f"Training data: {_DATASET_HELP}, not both."
+            if uploaded
+            else f"No training data: {_DATASET_HELP}."
+        )
     if train_file is not None and uploaded:
         train = await read_upload(train_file, "train_file", settings.max_dataset_bytes)
     else:
         train = Upload(*training_file(store, form.dataset_id or ""))
-    evaluation = await read_upload(eval_file, "eval_file", settings.max_dataset_bytes) \
-        if eval_file is not None and eval_file.filename else None
+    evaluation = (
+        await read_upload(eval_file, "eval_file", settings.max_dataset_bytes)
+        if eval_file is not None and eval_file.filename
+        else None
+    )
     job, created = await run_in_threadpool(
-        submit_fine_tune, settings=settings, catalog=catalog, registry=registry, store=store,
-        runner=runner, spec=form.spec(), train=train, eval_=evaluation,
-        idempotency_key=idempotency_key)
+        submit_fine_tune,
+        settings=settings,
+        catalog=catalog,
+        registry=registry,
+        store=store,
+        runner=runner,
+        spec=form.spec(),
+        train=train,
+        eval_=evaluation,
+        idempotency_key=idempotency_key,
+    )
     if not created:
         response.status_code = 200
     return JobPublic.of(job)
 
 
 @router.get("/jobs", response_model=JobsPublic)
-def list_jobs(store: JobStoreDep,
-              limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JobsPublic:
+def list_jobs(store: JobStoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JobsPublic:
     """List jobs, newest first."""
     jobs = [JobPublic.of(j) for j in store.list(limit=limit)]
     return JobsPublic(data=jobs, count=len(jobs))
@@ -87,38 +112,74 @@ def cancel_job(job_id: str, store: JobStoreDep, runner: RunnerDep) -> JobPublic:
     """Cancel a queued or running job. Cancelling a cancelled job changes nothing."""
     job = store.require(job_id)
     if job.state in ("succeeded", "failed"):  # cancelled stays cancelled: idempotent
-        raise Conflict(f"Job {job_id} already {job.state}; only queued or running jobs can be "
-                       "cancelled.")
+        raise Conflict(
+            f"Job {job_id} already {job.state}; only queued or running jobs can be cancelled."
+        )
     runner.cancel(job_id)
     return JobPublic.of(store.require(job_id))
 
 
-@router.post("/jobs/{job_id}/export", status_code=202, response_model=JobPublic,
-             responses=responses(404, 409))
-def export_job(job_id: str, body: ExportRequest, settings: SettingsDep, catalog: CatalogDep,
-               registry: RegistryDep, store: JobStoreDep, runner: RunnerDep) -> JobPublic:
+@router.post(
+    "/jobs/{job_id}/export",
+    status_code=202,
+    response_model=JobPublic,
+    responses=responses(404, 409),
+)
+def export_job(
+    job_id: str,
+    body: ExportRequest,
+    settings: SettingsDep,
+    catalog: CatalogDep,
+    registry: RegistryDep,
+    store: JobStoreDep,
+    runner: RunnerDep,
+) -> JobPublic:
     """Export a finished job's adapter again (after a failed export, or in another mode)."""
-    job = submit_export(settings=settings, catalog=catalog, registry=registry, store=store,
-                        runner=runner, source_id=job_id, request=body)
+    job = submit_export(
+        settings=settings,
+        catalog=catalog,
+        registry=registry,
+        store=store,
+        runner=runner,
+        source_id=job_id,
+        request=body,
+    )
     return JobPublic.of(job)
 
 
-@router.get("/jobs/{job_id}/events",
-            responses={200: {"content": {"text/event-stream": {}},
-                             "description": "Server-sent events, ending with the job's end."},
-                       **responses(404)})
+@router.get(
+    "/jobs/{job_id}/events",
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "Server-sent events, ending with the job's end.",
+        },
+        **responses(404),
+    },
+)
 def stream_job_events(
-    job_id: str, store: JobStoreDep, settings: SettingsDep,
-    after: Annotated[int, Query(ge=0, le=2**63 - 1,  # SQLite's INTEGER
-                                description="Only events after this seq.")] = 0,
+    job_id: str,
+    store: JobStoreDep,
+    settings: SettingsDep,
+    after: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=2**63 - 1,  # SQLite's INTEGER
+            description="Only events after this seq.",
+        ),
+    ] = 0,
     follow: Annotated[bool, Query(description="Keep streaming until the job ends.")] = True,
 ) -> StreamingResponse:
     """Replay the job's events, then follow new ones until a terminal event."""
     store.require(job_id)
-    frames = (f"id: {event.seq}\nevent: {event.type}\n"
-              f"data: {EventPublic.of(event).model_dump_json()}\n\n"
-              for event in store.follow(job_id, after=after, follow=follow,
-                                        poll_seconds=settings.job_poll_seconds))
+    frames = (
+        f"id: {event.seq}\nevent: {event.type}\ndata: {EventPublic.of(event).model_dump_json()}\n\n"
+        for event in store.follow(
+            job_id, after=after, follow=follow, poll_seconds=settings.job_poll_seconds
+        )
+    )
 
-    return StreamingResponse(frames, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache"})
+    return StreamingResponse(
+        frames, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )

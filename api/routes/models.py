@@ -9,8 +9,9 @@ from api.problems import responses
 router = APIRouter(tags=["models"])
 
 
-@router.post("/createModel", status_code=201, response_model=ModelPublic,
-             responses=responses(404, 409, 503))
+@router.post(
+    "/createModel", status_code=201, response_model=ModelPublic, responses=responses(404, 409, 503)
+)
 def create_model(spec: ModelCreate, models: ModelsDep) -> ModelPublic:
     """Create a variant: a base model plus a system prompt and default options."""
     return models.create(spec)

@@ -35,8 +35,9 @@ class ChatMessage(BaseModel):
     content: str | list[TextPart]
 
     def as_plain(self) -> dict[str, str]:
-        text = self.content if isinstance(self.content, str) else "".join(
-            p.text for p in self.content)
+        text = (
+            self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+        )
         return {"role": "system" if self.role == "developer" else self.role, "content": text}
 
 
@@ -54,11 +55,11 @@ class ChatCompletionRequest(BaseModel):
     messages: list[ChatMessage] = Field(..., min_length=1, max_length=512)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
-    max_tokens: json_int(ge=1) | None = None
-    max_completion_tokens: json_int(ge=1) | None = None
+    max_tokens: json_int(ge=1) | None = None  # type: ignore[valid-type]
+    max_completion_tokens: json_int(ge=1) | None = None  # type: ignore[valid-type]
     stop: StopString | Annotated[list[StopString], Field(max_length=8)] | None = None
-    seed: json_int(ge=-1, le=2**31 - 1) | None = None
-    n: json_int(ge=1, le=1) = Field(1, description="Only one choice is supported.")
+    seed: json_int(ge=-1, le=2**31 - 1) | None = None  # type: ignore[valid-type]
+    n: json_int(ge=1, le=1) = Field(1, description="Only one choice is supported.")  # type: ignore[valid-type]
     stream: bool = False
     stream_options: StreamOptions | None = None
     # Extensions: answer from the model's documents; the reply then carries `sources` and
@@ -70,8 +71,12 @@ class ChatCompletionRequest(BaseModel):
         stop = [self.stop] if isinstance(self.stop, str) else self.stop
         try:
             return GenerationOptions(
-                temperature=self.temperature, top_p=self.top_p, seed=self.seed, stop=stop,
-                max_tokens=self.max_completion_tokens or self.max_tokens)
+                temperature=self.temperature,
+                top_p=self.top_p,
+                seed=self.seed,
+                stop=stop,
+                max_tokens=self.max_completion_tokens or self.max_tokens,
+            )
         except ValueError as exc:
             raise InvalidInput(f"Invalid sampling options: {exc}") from exc
 
@@ -86,21 +91,34 @@ def _timestamp(iso: str) -> int:
 @router.get("/models")
 def read_models(catalog: CatalogDep, registry: RegistryDep) -> dict[str, object]:
     """List models in OpenAI's format."""
-    data = [{"id": m.name, "object": "model", "created": _timestamp(m.created_at),
-             "owned_by": "system" if m.kind == "base" else "user"}
-            for m in list_models(catalog=catalog, registry=registry)]
+    data = [
+        {
+            "id": m.name,
+            "object": "model",
+            "created": _timestamp(m.created_at),
+            "owned_by": "system" if m.kind == "base" else "user",
+        }
+        for m in list_models(catalog=catalog, registry=registry)
+    ]
     return {"object": "list", "data": data}
 
 
 def _usage(last: Chunk) -> dict[str, int]:
     prompt, completion = last.prompt_tokens or 0, last.completion_tokens or 0
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 def _sse(chat: Chat, include_usage: bool) -> Iterator[str]:
-    base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
-            "created": int(time.time()), "model": chat.model}
+    base = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": chat.model,
+    }
     extra = chat.grounding_fields()
 
     def frame(delta: dict[str, str], finish: str | None, **extra: object) -> str:
@@ -126,18 +144,31 @@ def _sse(chat: Chat, include_usage: bool) -> Iterator[str]:
 @router.post("/chat/completions", responses=responses(404, 503))
 def create_chat_completion(body: ChatCompletionRequest, chats: ChatDep) -> object:
     """Chat completion in OpenAI's format, streamed as server-sent events when asked."""
-    chat = chats.start(ChatRequest(
-        model=body.model, messages=[m.as_plain() for m in body.messages], options=body.options(),
-        documents=body.documents, all_documents=body.all_documents))
+    chat = chats.start(
+        ChatRequest(
+            model=body.model,
+            messages=[m.as_plain() for m in body.messages],
+            options=body.options(),
+            documents=body.documents,
+            all_documents=body.all_documents,
+        )
+    )
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(_sse(chat, include_usage), media_type="text/event-stream")
     text, last = chat.whole()
     return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
-        "created": int(time.time()), "model": chat.model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": last.finish_reason}],
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": chat.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": last.finish_reason,
+            }
+        ],
         "usage": _usage(last),
         **chat.grounding_fields(),
     }

@@ -21,15 +21,30 @@ ExtraBuffers = Literal["auto", "on", "off"]
 # extra buffer types on, and why. Add a feature here when another one is found.
 CRASHING_FEATURES: dict[str, str] = {
     "amx_tile": "llama.cpp's AMX extra buffer type segfaults on multi-token prompts "
-                "(ggml_backend_amx_mul_mat, llama.cpp issue 20824)",
+    "(ggml_backend_amx_mul_mat, llama.cpp issue 20824)",
     "amx_int8": "llama.cpp's AMX extra buffer type segfaults on multi-token prompts "
-                "(ggml_backend_amx_mul_mat, llama.cpp issue 20824)",
+    "(ggml_backend_amx_mul_mat, llama.cpp issue 20824)",
 }
 
 # Flags worth reporting: what llama.cpp's CPU kernels and bf16 training depend on.
 REPORTED_FEATURES = (
-    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
-    "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "asimd", "sve", "bf16", "i8mm",
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "sve",
+    "bf16",
+    "i8mm",
 )
 
 
@@ -83,6 +98,8 @@ def choose_extra_buffers(setting: ExtraBuffers, cpu: CpuInfo) -> ExtraBuffersCho
     crashing = sorted(f for f in CRASHING_FEATURES if f in cpu.flags)
     if crashing:
         return ExtraBuffersChoice(
-            False, setting, f"off: this CPU has {', '.join(crashing)}, and "
-                            f"{CRASHING_FEATURES[crashing[0]]}")
+            False,
+            setting,
+            f"off: this CPU has {', '.join(crashing)}, and {CRASHING_FEATURES[crashing[0]]}",
+        )
     return ExtraBuffersChoice(True, setting, "on: no CPU feature llama.cpp is known to crash on")

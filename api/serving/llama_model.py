@@ -19,8 +19,9 @@ from api.serving.cpu import ExtraBuffersChoice, choose_extra_buffers, host_cpu
 _construct = threading.Lock()
 
 
-def open_llama(model_path: Path | str, *, extra_buffers: ExtraBuffersChoice | None = None,
-               **kwargs: Any) -> Llama:
+def open_llama(
+    model_path: Path | str, *, extra_buffers: ExtraBuffersChoice | None = None, **kwargs: Any
+) -> Llama:
     """`Llama(model_path, **kwargs)` with extra buffer types as chosen (default: `auto`)."""
     choice = extra_buffers or choose_extra_buffers("auto", host_cpu())
     with _construct:

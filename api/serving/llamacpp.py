@@ -36,8 +36,9 @@ class _Loaded:
 class LlamaCppServer:
     def __init__(self, settings: Settings, cpu: CpuInfo | None = None):
         self.settings = settings
-        self.extra_buffers = choose_extra_buffers(settings.llamacpp_extra_buffers,
-                                                  cpu or host_cpu())
+        self.extra_buffers = choose_extra_buffers(
+            settings.llamacpp_extra_buffers, cpu or host_cpu()
+        )
         log.info("llama.cpp extra buffer types %s", self.extra_buffers.reason)
         self._models: OrderedDict[_Key, _Loaded] = OrderedDict()
         self._pool_lock = threading.Lock()
@@ -52,12 +53,15 @@ class LlamaCppServer:
                 return self._models[key]
             for path in filter(None, key):
                 if not path.is_file():
-                    raise Unavailable(f"Model file {path.name} for {model.name!r} is missing; "
-                                      "re-provision the model.")
+                    raise Unavailable(
+                        f"Model file {path.name} for {model.name!r} is missing; "
+                        "re-provision the model."
+                    )
             log.info("loading %s (adapter %s)", model.gguf_path, model.adapter_path)
             try:
                 llm = open_llama(
-                    model.gguf_path, extra_buffers=self.extra_buffers,
+                    model.gguf_path,
+                    extra_buffers=self.extra_buffers,
                     lora_path=str(model.adapter_path) if model.adapter_path else None,
                     n_ctx=self.settings.context_length,
                     n_threads=self.settings.threads or os.cpu_count(),
@@ -84,7 +88,10 @@ class LlamaCppServer:
         return self._generate(loaded, model, messages, options)
 
     def _generate(
-        self, loaded: _Loaded, model: ServedModel, messages: list[dict[str, str]],
+        self,
+        loaded: _Loaded,
+        model: ServedModel,
+        messages: list[dict[str, str]],
         options: dict[str, Any],
     ) -> Iterator[Chunk]:
         llm = loaded.llm
@@ -102,21 +109,25 @@ class LlamaCppServer:
                 produced = 0
                 for part in stream:
                     choice = part["choices"][0]  # type: ignore[index]
-                    text = choice["delta"].get("content") or ""
+                    text = choice["delta"].get("content") or ""  # type: ignore[index, union-attr]
                     produced += bool(text)
-                    finish = choice["finish_reason"]
+                    finish = choice["finish_reason"]  # type: ignore[index]
                     if finish is None:
                         if text:
-                            yield Chunk(text=text)
+                            yield Chunk(text=text)  # type: ignore[arg-type]
                         continue
-                    yield Chunk(text=text, finish_reason=finish,
-                                prompt_tokens=max(llm.n_tokens - produced, 0),
-                                completion_tokens=produced)
+                    yield Chunk(
+                        text=text,  # type: ignore[arg-type]
+                        finish_reason=finish,
+                        prompt_tokens=max(llm.n_tokens - produced, 0),
+                        completion_tokens=produced,
+                    )
             except ValueError as exc:
                 if "context window" in str(exc):
                     raise InvalidInput(
                         f"The prompt does not fit the context window of "
-                        f"{self.settings.context_length} tokens: {exc}. Shorten the prompt.") from exc
+                        f"{self.settings.context_length} tokens: {exc}. Shorten the prompt."
+                    ) from exc
                 raise
             finally:
                 llm.chat_handler = None
@@ -146,8 +157,11 @@ class LlamaCppServer:
     def health(self) -> dict[str, Any]:
         with self._pool_lock:
             loaded = [str(k[0].parent.name) for k in self._models]
-        return {"loaded": loaded, "max_loaded": self.settings.max_loaded_models,
-                "extra_buffers": self.extra_buffers.as_dict()}
+        return {
+            "loaded": loaded,
+            "max_loaded": self.settings.max_loaded_models,
+            "extra_buffers": self.extra_buffers.as_dict(),
+        }
 
     def close(self) -> None:
         with self._pool_lock:
@@ -158,8 +172,10 @@ class LlamaCppServer:
 
 
 def _library_only(model: ServedModel) -> str:
-    return (f"{model.name!r} is served from Ollama's library ({model.ollama_base!r}); "
-            "set LLM_BACKEND=ollama to use it.")
+    return (
+        f"{model.name!r} is served from Ollama's library ({model.ollama_base!r}); "
+        "set LLM_BACKEND=ollama to use it."
+    )
 
 
 def _sampling(options: dict[str, Any]) -> dict[str, Any]:

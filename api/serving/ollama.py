@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from ollama import Client, ResponseError
 
 from api.config import Settings
 from api.errors import AppError, InvalidInput, Unavailable
 from api.serving.base import Chunk, LibraryModel, ServedModel
 from api.serving.ollama_names import library_models, library_name, ollama_name, platform_name
+from ollama import Client, ResponseError
 
 __all__ = ["OllamaServer", "ollama_name", "ollama_options", "platform_name"]
 
@@ -49,9 +49,15 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Our option names -> Ollama's (Modelfile PARAMETER names and /api/chat `options`).
-OPTION_NAMES = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k",
-                "repeat_penalty": "repeat_penalty", "max_tokens": "num_predict",
-                "stop": "stop", "seed": "seed"}
+OPTION_NAMES = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "repeat_penalty": "repeat_penalty",
+    "max_tokens": "num_predict",
+    "stop": "stop",
+    "seed": "seed",
+}
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _GO_TEMPLATE_RE = re.compile(r"\{\{-?\s*(\.|range\s+\.|if\s+\.)")
 _PATH_RE = re.compile(r"(?<![\w.])/(?:[\w.@-]+/)+([\w.@-]+)")
@@ -89,8 +95,10 @@ class OllamaServer:
         self.retries = settings.ollama_retries
         self.backoff = backoff
         self.timeout = settings.ollama_timeout
-        self._client = Client(host=self.url, timeout=httpx.Timeout(
-            settings.ollama_timeout, connect=settings.ollama_connect_timeout))
+        self._client = Client(
+            host=self.url,
+            timeout=httpx.Timeout(settings.ollama_timeout, connect=settings.ollama_connect_timeout),
+        )
         self._digests: dict[tuple[Path, int, int], str] = {}
         self._lock = threading.Lock()  # one import at a time: bases are shared by variants
 
@@ -100,31 +108,39 @@ class OllamaServer:
         if isinstance(exc, ConnectionError | httpx.ConnectError):
             return Unavailable(
                 f"Ollama is not reachable at {self.url} ({what}). Start it (`docker compose up "
-                "-d ollama`) or point LLM_OLLAMA_URL at a running Ollama server.")
+                "-d ollama`) or point LLM_OLLAMA_URL at a running Ollama server."
+            )
         if isinstance(exc, httpx.TimeoutException):
             return Unavailable(
                 f"Ollama at {self.url} did not answer within {self.timeout:g} s ({what}); it may "
-                "be loading a model or overloaded. Retry later or raise LLM_OLLAMA_TIMEOUT.")
+                "be loading a model or overloaded. Retry later or raise LLM_OLLAMA_TIMEOUT."
+            )
         if isinstance(exc, httpx.TransportError):
-            return Unavailable(f"Lost the connection to Ollama at {self.url} ({what}): "
-                               f"{type(exc).__name__}. Retry; check Ollama's log if it persists.")
+            return Unavailable(
+                f"Lost the connection to Ollama at {self.url} ({what}): "
+                f"{type(exc).__name__}. Retry; check Ollama's log if it persists."
+            )
         if isinstance(exc, ResponseError):
             detail = _scrub(str(exc.error))
             if exc.status_code == 503:
-                return Unavailable(f"Ollama at {self.url} is busy (its queue is full) "
-                                   f"({what}); retry later.")
+                return Unavailable(
+                    f"Ollama at {self.url} is busy (its queue is full) ({what}); retry later."
+                )
             if exc.status_code == 400:
                 return InvalidInput(f"Ollama refused {what}: {detail}")
             if exc.status_code == -1:
                 return Unavailable(f"Ollama reported an error during {what}: {detail}")
             return Unavailable(f"Ollama answered HTTP {exc.status_code} to {what}: {detail}")
         if isinstance(exc, ValueError):  # undecodable JSON, or a line without the fields
-            return Unavailable(f"Ollama at {self.url} sent a malformed response line during "
-                               f"{what}; check that LLM_OLLAMA_URL points at Ollama.")
+            return Unavailable(
+                f"Ollama at {self.url} sent a malformed response line during "
+                f"{what}; check that LLM_OLLAMA_URL points at Ollama."
+            )
         return Unavailable(f"Ollama failed {what}: {exc}")
 
-    def _call(self, what: str, fn: Callable[[], T], *, idempotent: bool = True,
-              retries: int | None = None) -> T:
+    def _call(
+        self, what: str, fn: Callable[[], T], *, idempotent: bool = True, retries: int | None = None
+    ) -> T:
         """Run `fn`; retry when Ollama could not be reached (the request was never sent) and,
         for idempotent calls, after other transport failures. Translate what remains."""
         retries = self.retries if retries is None else retries
@@ -160,8 +176,9 @@ class OllamaServer:
     def _upload(self, path: Path, owner: str) -> str:
         """Make sure Ollama has `path` as a blob; return its digest."""
         if not path.is_file():
-            raise Unavailable(f"Model file {path.name} for {owner!r} is missing; "
-                              "re-provision the model.")
+            raise Unavailable(
+                f"Model file {path.name} for {owner!r} is missing; re-provision the model."
+            )
         digest = self._digest(path)
         assert _DIGEST_RE.fullmatch(digest)
 
@@ -186,7 +203,8 @@ class OllamaServer:
                     raise Unavailable(
                         f"Ollama rejected {path.name} for {owner!r}: "
                         f"{_scrub(str(exc.error))}. The file changed after it was hashed; "
-                        "retry when nothing is writing it.") from exc
+                        "retry when nothing is writing it."
+                    ) from exc
 
         if not self._call(f"checking blob {path.name}", exists):
             log.info("uploading %s to Ollama as %s", path, digest)
@@ -207,13 +225,16 @@ class OllamaServer:
                     raise
                 # An error line after the 200: Ollama could not use what we sent.
                 raise InvalidInput(
-                    f"Ollama could not finish {what}: {_scrub(str(exc.error))}") from exc
+                    f"Ollama could not finish {what}: {_scrub(str(exc.error))}"
+                ) from exc
             return status
 
         status = self._call(what, create)
         if status != "success":
-            raise Unavailable(f"Ollama's answer to {what} ended without success "
-                              f"(last status {status!r}); retry, or check Ollama's log.")
+            raise Unavailable(
+                f"Ollama's answer to {what} ended without success "
+                f"(last status {status!r}); retry, or check Ollama's log."
+            )
 
     def _has(self, name: str) -> bool:
         models = self._call("listing models", self._client.list).models
@@ -223,7 +244,8 @@ class OllamaServer:
         if model.template is not None and not _GO_TEMPLATE_RE.search(model.template):
             raise InvalidInput(
                 "Ollama chat templates are Go templates (`{{ .System }}`, `{{ range .Messages "
-                "}}`); this template looks like Jinja, which only the llamacpp backend uses.")
+                "}}`); this template looks like Jinja, which only the llamacpp backend uses."
+            )
         if model.ollama_base is not None:
             self._register_on_library(model)
             return
@@ -233,25 +255,37 @@ class OllamaServer:
             spec: dict[str, Any] = {}
             if base_name is not None and base_name != model.name:
                 if not self._has(base_name):
-                    self._create(base_name, files={
-                        model.gguf_path.name: self._upload(model.gguf_path, base_name)})
+                    self._create(
+                        base_name,
+                        files={model.gguf_path.name: self._upload(model.gguf_path, base_name)},
+                    )
                 spec["from_"] = ollama_name(base_name)
             else:
                 spec["files"] = {model.gguf_path.name: self._upload(model.gguf_path, model.name)}
             if model.adapter_path is not None:
-                spec["adapters"] = {model.adapter_path.name:
-                                    self._upload(model.adapter_path, model.name)}
-            self._create(model.name, system=model.system_prompt, template=model.template,
-                         parameters=ollama_options(model.options) or None, **spec)
+                spec["adapters"] = {
+                    model.adapter_path.name: self._upload(model.adapter_path, model.name)
+                }
+            self._create(
+                model.name,
+                system=model.system_prompt,
+                template=model.template,
+                parameters=ollama_options(model.options) or None,
+                **spec,
+            )
 
     def _register_on_library(self, model: ServedModel) -> None:
         """A library base needs nothing; a variant of one is created `from` it."""
         if _is_library_base(model):
             return
         with self._lock:  # (no adapters here: fine-tuning refuses library bases)
-            self._create(model.name, from_=model.ollama_base, system=model.system_prompt,
-                         template=model.template,
-                         parameters=ollama_options(model.options) or None)
+            self._create(
+                model.name,
+                from_=model.ollama_base,
+                system=model.system_prompt,
+                template=model.template,
+                parameters=ollama_options(model.options) or None,
+            )
 
     def unregister(self, name: str) -> None:
         def delete() -> None:
@@ -271,12 +305,15 @@ class OllamaServer:
         sent = {"num_ctx": self.context_length, **ollama_options(options)}
         return self._chunks(model, messages, sent)
 
-    def _open(self, model: ServedModel, messages: list[dict[str, str]],
-              options: dict[str, Any]) -> Iterator[Any]:
+    def _open(
+        self, model: ServedModel, messages: list[dict[str, str]], options: dict[str, Any]
+    ) -> Iterator[Any]:
         """Start the stream and read its first line (so a missing model shows up here)."""
+
         def start() -> Iterator[Any]:
-            parts = self._client.chat(model=_target(model), messages=messages,
-                                      options=options, stream=True)
+            parts = self._client.chat(
+                model=_target(model), messages=messages, options=options, stream=True
+            )
             first = next(parts, None)
             return iter(()) if first is None else chain([first], parts)
 
@@ -287,14 +324,17 @@ class OllamaServer:
             if not isinstance(exc.__cause__, ResponseError) or exc.__cause__.status_code != 404:
                 raise
         if _is_library_base(model):
-            raise Unavailable(f"Ollama no longer has {model.ollama_base!r}; pull it again "
-                              f"(`ollama pull {model.ollama_base}`) or pick another model.")
+            raise Unavailable(
+                f"Ollama no longer has {model.ollama_base!r}; pull it again "
+                f"(`ollama pull {model.ollama_base}`) or pick another model."
+            )
         log.info("Ollama has no %s yet: importing it", ollama_name(model.name))
         self.register(model)
         return self._call(what, start, idempotent=False)
 
-    def _chunks(self, model: ServedModel, messages: list[dict[str, str]],
-                options: dict[str, Any]) -> Iterator[Chunk]:
+    def _chunks(
+        self, model: ServedModel, messages: list[dict[str, str]], options: dict[str, Any]
+    ) -> Iterator[Chunk]:
         what = f"chat with {model.name!r}"
         parts = self._open(model, messages, options)
         while True:
@@ -303,13 +343,18 @@ class OllamaServer:
             except (ResponseError, ValueError, httpx.TransportError) as exc:
                 raise self._error(exc, what) from exc
             if part is None:
-                raise Unavailable(f"Ollama's reply for {model.name!r} ended before its final "
-                                  "line; the Ollama server may have stopped. Retry.")
+                raise Unavailable(
+                    f"Ollama's reply for {model.name!r} ended before its final "
+                    "line; the Ollama server may have stopped. Retry."
+                )
             text = part.message.content or ""
             if part.done:
-                yield Chunk(text=text, finish_reason=part.done_reason or "stop",
-                            prompt_tokens=part.prompt_eval_count,
-                            completion_tokens=part.eval_count)
+                yield Chunk(
+                    text=text,
+                    finish_reason=part.done_reason or "stop",
+                    prompt_tokens=part.prompt_eval_count,
+                    completion_tokens=part.eval_count,
+                )
                 return
             if text:
                 yield Chunk(text=text)
@@ -321,16 +366,20 @@ class OllamaServer:
 
     def unload_all(self) -> list[str]:
         """Unload what Ollama has in memory; raises Unavailable when it cannot be asked."""
-        loaded = [m.model for m in self._call("listing loaded models", self._client.ps).models
-                  if m.model]
+        loaded = [
+            m.model for m in self._call("listing loaded models", self._client.ps).models if m.model
+        ]
         unloaded = []
         for name in loaded:
             try:
-                self._call(f"unloading {name!r}",
-                           lambda name=name: self._client.generate(model=name, keep_alive=0))
+                self._call(
+                    f"unloading {name!r}",
+                    lambda name=name: self._client.generate(model=name, keep_alive=0),  # type: ignore[misc]
+                )
             except AppError as exc:
-                if not isinstance(exc.__cause__, ResponseError) or \
-                        exc.__cause__.status_code != 404:  # 404: it went away meanwhile
+                if (
+                    not isinstance(exc.__cause__, ResponseError) or exc.__cause__.status_code != 404
+                ):  # 404: it went away meanwhile
                     raise
             unloaded.append(name)
         return unloaded

@@ -15,12 +15,37 @@ with `--lora` (ollama#16031), which lifts this limit: revisit the list when the 
 from pathlib import Path
 
 OLLAMA_VERSION = "0.20.7"  # the Ollama the list below was read from
-NO_ADAPTER_ARCHITECTURES = frozenset({
-    "bert", "deepseek2", "deepseekocr", "gemma3", "gemma3n", "gemma4", "gptoss", "gpt-oss",
-    "llama4", "mistral3", "mllama", "nemotron_h", "nemotron_h_moe", "nomic-bert", "olmo3",
-    "qwen25vl", "qwen3", "qwen3moe", "qwen35", "qwen35moe", "qwen3next", "qwen3vl",
-    "qwen3vlmoe", "glm4moelite", "glmocr", "lfm2", "lfm2moe",
-})
+NO_ADAPTER_ARCHITECTURES = frozenset(
+    {
+        "bert",
+        "deepseek2",
+        "deepseekocr",
+        "gemma3",
+        "gemma3n",
+        "gemma4",
+        "gptoss",
+        "gpt-oss",
+        "llama4",
+        "mistral3",
+        "mllama",
+        "nemotron_h",
+        "nemotron_h_moe",
+        "nomic-bert",
+        "olmo3",
+        "qwen25vl",
+        "qwen3",
+        "qwen3moe",
+        "qwen35",
+        "qwen35moe",
+        "qwen3next",
+        "qwen3vl",
+        "qwen3vlmoe",
+        "glm4moelite",
+        "glmocr",
+        "lfm2",
+        "lfm2moe",
+    }
+)
 
 
 def gguf_architecture(path: Path) -> str | None:
@@ -40,7 +65,9 @@ def adapter_problem(base_name: str, gguf_path: Path) -> str | None:
     arch = gguf_architecture(gguf_path)
     if arch not in NO_ADAPTER_ARCHITECTURES:
         return None
-    return (f"export=adapter cannot be served by Ollama for base {base_name!r}: its "
-            f"architecture {arch!r} runs on Ollama's own engine, which does not apply LoRA "
-            f"adapters (Ollama {OLLAMA_VERSION}). Use export=merged (the adapter merged into "
-            "the weights), or the llamacpp backend.")
+    return (
+        f"export=adapter cannot be served by Ollama for base {base_name!r}: its "
+        f"architecture {arch!r} runs on Ollama's own engine, which does not apply LoRA "
+        f"adapters (Ollama {OLLAMA_VERSION}). Use export=merged (the adapter merged into "
+        "the weights), or the llamacpp backend."
+    )

@@ -43,7 +43,7 @@ def ollama_name(name: str) -> str:
 def platform_name(ollama: str) -> str | None:
     prefix, suffix = f"{NAMESPACE}/", f":{TAG}"
     if ollama.startswith(prefix) and ollama.endswith(suffix):
-        return ollama[len(prefix):-len(suffix)]
+        return ollama[len(prefix) : -len(suffix)]
     return None
 
 
@@ -72,23 +72,35 @@ def library_models(entries: Iterable[Any]) -> list[LibraryModel]:
             continue
         mapped = library_name(original)
         if mapped is None:
-            log.warning("Ollama model %r is not offered as a base: its name cannot follow our "
-                        "name rules; `ollama cp` it to a shorter lowercase name", original)
+            log.warning(
+                "Ollama model %r is not offered as a base: its name cannot follow our "
+                "name rules; `ollama cp` it to a shorter lowercase name",
+                original,
+            )
             continue
         by_name[mapped].append(entry)
     found = []
     for mapped, same in sorted(by_name.items()):
         if len(same) > 1:
-            log.warning("Ollama models %s would all be the base %r, so none is offered; "
-                        "`ollama cp` one to another name", sorted(e.model for e in same), mapped)
+            log.warning(
+                "Ollama models %s would all be the base %r, so none is offered; "
+                "`ollama cp` one to another name",
+                sorted(e.model for e in same),
+                mapped,
+            )
             continue
         entry = same[0]
         details = entry.details
-        found.append(LibraryModel(
-            name=mapped, ollama_model=entry.model, modified_at=_iso(entry.modified_at),
-            family=getattr(details, "family", None),
-            parameter_size=getattr(details, "parameter_size", None),
-            quantization=getattr(details, "quantization_level", None)))
+        found.append(
+            LibraryModel(
+                name=mapped,
+                ollama_model=entry.model,
+                modified_at=_iso(entry.modified_at),
+                family=getattr(details, "family", None),
+                parameter_size=getattr(details, "parameter_size", None),
+                quantization=getattr(details, "quantization_level", None),
+            )
+        )
     return found
 
 

@@ -17,7 +17,7 @@ def _number(value: Any) -> Any:
 def json_int(**bounds: int) -> Any:
     """An integer as JSON Schema has it: 5 and 5.0, not `true` or "5". Request models are
     strict (JSON types as the schema says), and strict alone would refuse 5.0."""
-    return Annotated[int, Field(strict=False, **bounds), BeforeValidator(_number)]
+    return Annotated[int, Field(strict=False, **bounds), BeforeValidator(_number)]  # type: ignore[call-overload]
 
 
 class GenerationOptions(BaseModel):
@@ -30,26 +30,28 @@ class GenerationOptions(BaseModel):
         None, ge=0.0, le=2.0, description="Randomness, 0 (greedy) to 2."
     )
     top_p: float | None = Field(None, gt=0.0, le=1.0, description="Nucleus sampling mass.")
-    top_k: json_int(ge=0, le=1000) | None = Field(
-        None, description="Sample from the k best tokens.")
+    top_k: json_int(ge=0, le=1000) | None = Field(  # type: ignore[valid-type]
+        None, description="Sample from the k best tokens."
+    )
     repeat_penalty: float | None = Field(
         None, ge=0.5, le=2.0, description="Penalty for repeated tokens, 1 = none."
     )
-    max_tokens: json_int(ge=1) | None = Field(
+    max_tokens: json_int(ge=1) | None = Field(  # type: ignore[valid-type]
         None, description="Most tokens to generate (capped by LLM_MAX_TOKENS_LIMIT)."
     )
     stop: list[StopString] | None = Field(
         None, max_length=8, description="Up to 8 strings that end the reply when produced."
     )
-    seed: json_int(ge=-1, le=2**31 - 1) | None = Field(
+    seed: json_int(ge=-1, le=2**31 - 1) | None = Field(  # type: ignore[valid-type]
         None, description="Random seed for reproducible sampling; -1 random."
     )
 
     @field_validator("stop", mode="before")
     @classmethod
     def _check_stop(cls, stop: Any) -> Any:
-        if isinstance(stop, list) and any(isinstance(s, str) and not 1 <= len(s) <= 64
-                                          for s in stop):
+        if isinstance(stop, list) and any(
+            isinstance(s, str) and not 1 <= len(s) <= 64 for s in stop
+        ):
             raise ValueError("each stop string must be 1 to 64 characters long")
         return stop
 

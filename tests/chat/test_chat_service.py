@@ -48,8 +48,13 @@ def service(monkeypatch, server=None, passages=(), **settings) -> ChatService:
 
     monkeypatch.setattr(chat_service, "resolve_model", resolve_model)
     monkeypatch.setattr(chat_service, "find_passages", find_passages)
-    return ChatService(settings=Settings(**settings), catalog=None, registry=None,
-                       server=server or FakeServer(), documents=None)
+    return ChatService(
+        settings=Settings(**settings),
+        catalog=None,
+        registry=None,
+        server=server or FakeServer(),
+        documents=None,
+    )
 
 
 def passage(text: str) -> Document:
@@ -65,8 +70,10 @@ def test_a_plain_chat_adds_the_system_prompt_and_the_model_defaults(monkeypatch)
     chat = service(monkeypatch, server).start(ask(options=GenerationOptions(max_tokens=7)))
     assert chat.model == "m" and chat.grounded is None and chat.grounding_fields() == {}
     messages, options = server.sent[0]
-    assert messages == [{"role": "system", "content": "Be brief."},
-                        {"role": "user", "content": "hi"}]
+    assert messages == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hi"},
+    ]
     assert options == {"top_k": 5, "max_tokens": 7}
     text, last = chat.whole()
     assert (text, last.finish_reason, last.completion_tokens) == ("ab", "stop", 2)
@@ -80,20 +87,24 @@ def test_messages_are_checked_and_options_resolved_once(monkeypatch):
         def counted(*args, _real=real, _name=name):
             calls[_name] += 1
             return _real(*args)
+
         monkeypatch.setattr(chat_service, name, counted)
     chat = service(monkeypatch, passages=[passage("Leave is 25 days.")]).start(
-        ask("Leave?", documents=["d.pdf"]))
+        ask("Leave?", documents=["d.pdf"])
+    )
     assert calls == {"check_messages": 1, "resolve_options": 1}
     assert [s.document for s in chat.grounded.sources] == ["d.pdf"]
     assert chat.grounding_fields()["warnings"] == []
 
 
-@pytest.mark.parametrize("request_, error", [
-    (ChatRequest(model="x", messages=[], documents=[], all_documents=True), NotFound),
-    (ChatRequest(model="m", messages=[], documents=[]), InvalidInput),
-])
-def test_the_model_is_resolved_before_the_document_choice_is_checked(monkeypatch, request_,
-                                                                     error):
+@pytest.mark.parametrize(
+    "request_, error",
+    [
+        (ChatRequest(model="x", messages=[], documents=[], all_documents=True), NotFound),
+        (ChatRequest(model="m", messages=[], documents=[]), InvalidInput),
+    ],
+)
+def test_the_model_is_resolved_before_the_document_choice_is_checked(monkeypatch, request_, error):
     with pytest.raises(error) as caught:
         service(monkeypatch).start(request_)
     if error is InvalidInput:  # the document choice before the (empty) messages
@@ -101,8 +112,11 @@ def test_the_model_is_resolved_before_the_document_choice_is_checked(monkeypatch
 
 
 def test_with_documents_the_last_message_must_be_a_question(monkeypatch):
-    request = ChatRequest(model="m", all_documents=True, messages=[
-        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}])
+    request = ChatRequest(
+        model="m",
+        all_documents=True,
+        messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+    )
     with pytest.raises(InvalidInput, match="last message must be the user's question"):
         service(monkeypatch).start(request)
 
@@ -112,15 +126,17 @@ def test_a_grounded_prompt_over_the_length_limit_is_422(monkeypatch):
     chats = service(monkeypatch, passages=[passage("x" * 500)], max_prompt_chars=300)
     with pytest.raises(InvalidInput) as caught:
         chats.start(ask("q" * 290, all_documents=True))
-    assert caught.value.detail == ("Message 0 is longer than 300 characters; "
-                                   "shorten it or raise LLM_MAX_PROMPT_CHARS.")
+    assert caught.value.detail == (
+        "Message 0 is longer than 300 characters; shorten it or raise LLM_MAX_PROMPT_CHARS."
+    )
 
 
 def test_over_the_max_tokens_limit_is_422_before_the_backend_is_asked(monkeypatch):
     server = FakeServer()
     with pytest.raises(InvalidInput, match="over this server's limit of 10"):
         service(monkeypatch, server, max_tokens_limit=10).start(
-            ask(options=GenerationOptions(max_tokens=11)))
+            ask(options=GenerationOptions(max_tokens=11))
+        )
     assert server.sent == []
 
 
@@ -142,5 +158,7 @@ def test_a_whole_reply_raises_an_error_after_the_first_chunk(monkeypatch):
 
 def test_from_prompt_puts_a_per_request_system_prompt_first():
     request = ChatRequest.from_prompt(model="m", prompt="hi", system="Be long.")
-    assert request.messages == [{"role": "system", "content": "Be long."},
-                                {"role": "user", "content": "hi"}]
+    assert request.messages == [
+        {"role": "system", "content": "Be long."},
+        {"role": "user", "content": "hi"},
+    ]

@@ -27,8 +27,12 @@ def test_json_list_with_configured_keys():
 
 
 def test_alpaca_jsonl_joins_instruction_and_input():
-    raw = jsonl([{"instruction": "Translate", "input": "hola", "output": "hello"},
-                 {"instruction": "Say hi", "input": "", "output": "hi"}])
+    raw = jsonl(
+        [
+            {"instruction": "Translate", "input": "hola", "output": "hello"},
+            {"instruction": "Say hi", "input": "", "output": "hi"},
+        ]
+    )
     fmt, rows = load_examples(raw, filename="d.jsonl")
     assert fmt == "jsonl/alpaca"
     assert rows[0][0] == {"role": "user", "content": "Translate\n\nhola"}
@@ -38,9 +42,12 @@ def test_alpaca_jsonl_joins_instruction_and_input():
 def test_chat_messages_and_sharegpt():
     chat = jsonl([{"messages": [{"role": "system", "content": "S"}, *USER_ANSWER]}])
     assert load_examples(chat, filename="c.jsonl") == (
-        "jsonl/chat", [[{"role": "system", "content": "S"}, *USER_ANSWER]])
-    share = json.dumps([{"conversations": [{"from": "human", "value": "Q"},
-                                           {"from": "gpt", "value": "A"}]}]).encode()
+        "jsonl/chat",
+        [[{"role": "system", "content": "S"}, *USER_ANSWER]],
+    )
+    share = json.dumps(
+        [{"conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]}]
+    ).encode()
     assert load_examples(share, filename="s.json") == ("json/sharegpt", [USER_ANSWER])
 
 
@@ -48,31 +55,41 @@ def test_all_problems_reported_at_once_with_row_numbers():
     raw = b"input,output\nQ1,A1\n,A2\nQ3,\nQ4,A4,extra\n"
     with pytest.raises(InvalidInput) as caught:
         load_examples(raw, filename="t.csv")
-    assert caught.value.errors == ["row 4: has a different number of fields than the header",
-                                   "row 2: 'input' is empty", "row 3: 'output' is empty"]
+    assert caught.value.errors == [
+        "row 4: has a different number of fields than the header",
+        "row 2: 'input' is empty",
+        "row 3: 'output' is empty",
+    ]
     assert caught.value.detail.startswith("train_file has 3 problem(s)")
 
 
 def test_chat_rows_must_end_with_an_answer():
-    raw = jsonl([{"messages": [{"role": "user", "content": "Q"}]},
-                 {"messages": [{"role": "robot", "content": "Q"}]}])
+    raw = jsonl(
+        [
+            {"messages": [{"role": "user", "content": "Q"}]},
+            {"messages": [{"role": "robot", "content": "Q"}]},
+        ]
+    )
     with pytest.raises(InvalidInput) as caught:
         load_examples(raw, filename="c.jsonl")
     assert "row 1: the last turn must be the assistant's answer" in caught.value.errors
     assert "row 2, turn 1: 'role' must be one of assistant, system, user" in caught.value.errors
 
 
-@pytest.mark.parametrize("raw, message", [
-    (b"", "train_file is empty"),
-    (b"  \n", "train_file is empty"),
-    (b"question,reply\nQ,A\n", "missing the column(s) 'input', 'output'"),
-    (b'[{"foo": 1}]', "unknown format"),
-    ("input,output\nQ,caf\u00e9\n".encode("latin-1"), "not UTF-8 text"),
-    (b'{"input": "Q", "output": "A"}\nnot json\n', "not JSON objects"),
-    (b"[1, 2", "not valid JSON"),
-    (("," * 100 + "\n").encode(), "has 101 columns; at most 64"),
-    (b"input,output\n" + b'"' + b"x" * 1_000_001 + b'",A\n', "not valid CSV"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b"", "train_file is empty"),
+        (b"  \n", "train_file is empty"),
+        (b"question,reply\nQ,A\n", "missing the column(s) 'input', 'output'"),
+        (b'[{"foo": 1}]', "unknown format"),
+        ("input,output\nQ,caf\u00e9\n".encode("latin-1"), "not UTF-8 text"),
+        (b'{"input": "Q", "output": "A"}\nnot json\n', "not JSON objects"),
+        (b"[1, 2", "not valid JSON"),
+        (("," * 100 + "\n").encode(), "has 101 columns; at most 64"),
+        (b"input,output\n" + b'"' + b"x" * 1_000_001 + b'",A\n', "not valid CSV"),
+    ],
+)
 def test_bad_files_are_refused_with_a_clear_message(raw, message):
     with pytest.raises(InvalidInput) as caught:
         load_examples(raw, filename="t.csv" if raw[:1] not in (b"[", b"{") else "t.json")

@@ -22,8 +22,12 @@ def test_probe_reports_what_torch_sees_in_a_child_process(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # the same answer on a GPU host
     found = probe()
     assert found == TrainingDevice(
-        cuda=False, torch=torch.__version__, torch_cuda=torch.version.cuda,
-        bitsandbytes=importlib.metadata.version("bitsandbytes"), notes=found.notes)
+        cuda=False,
+        torch=torch.__version__,
+        torch_cuda=torch.version.cuda,
+        bitsandbytes=importlib.metadata.version("bitsandbytes"),
+        notes=found.notes,
+    )
     assert found.kind == "cpu" and not found.qlora
     assert "bitsandbytes" not in " ".join(found.notes)  # it imports on a host without CUDA
 
@@ -63,13 +67,16 @@ def test_quantised_bits_without_cuda_name_the_field_and_what_torch_said():
     assert problems == [
         "bits: bits=4 (QLoRA/int8) needs a CUDA GPU; this host has none: "
         "torch.cuda.is_available() is False (torch 2.13.0+cpu, a CPU-only build). "
-        "Use bits=16 for plain LoRA on the CPU."]
+        "Use bits=16 for plain LoRA on the CPU."
+    ]
     _, problems = fit(spec(bits=8), OLD_DRIVER)
-    assert problems[0].startswith("bits: bits=8 (QLoRA/int8) needs a CUDA GPU; this host has "
-                                  "none: torch.cuda.is_available() is False (torch "
-                                  "2.13.0+cu130 built for CUDA 13.0; CUDA initialization: The "
-                                  "NVIDIA driver on your system is too old (found version "
-                                  "12040).)")
+    assert problems[0].startswith(
+        "bits: bits=8 (QLoRA/int8) needs a CUDA GPU; this host has "
+        "none: torch.cuda.is_available() is False (torch "
+        "2.13.0+cu130 built for CUDA 13.0; CUDA initialization: The "
+        "NVIDIA driver on your system is too old (found version "
+        "12040).)"
+    )
 
 
 def test_paged_optimizers_without_cuda_are_refused_with_every_problem_at_once():
@@ -77,7 +84,8 @@ def test_paged_optimizers_without_cuda_are_refused_with_every_problem_at_once():
     assert problems == [
         "optimizer: paged_adamw_8bit is a bitsandbytes paged optimizer, which needs a CUDA "
         "GPU; this host has none: torch.cuda.is_available() is False (torch 2.13.0+cpu, a "
-        "CPU-only build). Use adamw_torch or adamw_torch_fused on the CPU."]
+        "CPU-only build). Use adamw_torch or adamw_torch_fused on the CPU."
+    ]
     _, problems = fit(spec(bits=8, optimizer="paged_adamw_32bit"), CPU)
     assert [p.split(":")[0] for p in problems] == ["bits", "optimizer"]
 
@@ -87,24 +95,34 @@ def test_cuda_without_bitsandbytes_refuses_what_needs_it():
     assert problems == [
         "bits: bits=4 (QLoRA/int8) needs bitsandbytes (bitsandbytes cannot be imported: "
         "ModuleNotFoundError: No module named 'bitsandbytes'); install the version pinned in "
-        "pyproject.toml, or use bits=16."]
+        "pyproject.toml, or use bits=16."
+    ]
     _, problems = fit(spec(bits=16, optimizer="paged_adamw_32bit"), CUDA_NO_BNB)
     assert problems[0].startswith("optimizer: paged_adamw_32bit needs bitsandbytes")
     assert fit(spec(bits=16), CUDA_NO_BNB)[1] == []
 
 
 def test_health_view_of_a_device():
-    assert H200.public() == {"device": "cuda", "cuda": True, "gpus": ("NVIDIA H200",),
-                             "torch": "2.13.0+cu130", "torch_cuda": "13.0",
-                             "bitsandbytes": "0.50.2", "notes": (), "qlora": True}
+    assert H200.public() == {
+        "device": "cuda",
+        "cuda": True,
+        "gpus": ("NVIDIA H200",),
+        "torch": "2.13.0+cu130",
+        "torch_cuda": "13.0",
+        "bitsandbytes": "0.50.2",
+        "notes": (),
+        "qlora": True,
+    }
     assert CUDA_NO_BNB.public()["qlora"] is False and CPU.public()["device"] == "cpu"
 
 
 def test_require_cuda_message_says_what_to_check():
     message = require_cuda_message(OLD_DRIVER)
-    assert message.startswith("LLM_REQUIRE_CUDA is set but torch.cuda.is_available() is False "
-                              "(torch 2.13.0+cu130 built for CUDA 13.0; CUDA initialization: "
-                              "The NVIDIA driver on your system is too old")
+    assert message.startswith(
+        "LLM_REQUIRE_CUDA is set but torch.cuda.is_available() is False "
+        "(torch 2.13.0+cu130 built for CUDA 13.0; CUDA initialization: "
+        "The NVIDIA driver on your system is too old"
+    )
     assert "torch is a CUDA build rather than +cpu" in message
     assert "Unset LLM_REQUIRE_CUDA to train on the CPU on purpose." in message
 
@@ -114,8 +132,7 @@ def test_every_optimizer_is_one_transformers_builds(name, tmp_path):
     """The names are TrainingArguments' own, and the paged ones come from bitsandbytes."""
     from transformers import Trainer, TrainingArguments
 
-    args = TrainingArguments(output_dir=str(tmp_path), optim=name, use_cpu=True,
-                             report_to="none")
+    args = TrainingArguments(output_dir=str(tmp_path), optim=name, use_cpu=True, report_to="none")
     cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
     if name.startswith("paged_"):
         assert cls.__module__.startswith("bitsandbytes.optim")

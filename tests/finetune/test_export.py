@@ -36,8 +36,9 @@ def _field(reader: GGUFReader, key: str):
 def test_every_quantisation_type_is_written_with_template_and_eos(trained):
     client, job = trained
     job_dir = client.app.state.settings.jobs_dir / job["id"]
-    (job_dir / "export.json").write_text(json.dumps(
-        {"export": "merged", "quantization": list(FILE_TYPES)}))
+    (job_dir / "export.json").write_text(
+        json.dumps({"export": "merged", "quantization": list(FILE_TYPES)})
+    )
     result = export(job_dir, JobStore(client.app.state.settings.jobs_db))
     assert result["serve"] == {"gguf": "model-Q4_K_M.gguf"}
     assert set(result["files"]) == set(FILE_TYPES)
@@ -70,8 +71,9 @@ def test_smoke_test_fails_a_model_that_never_stops(jobs_client):
     job = submit(jobs_client, name="runaway", export="merged", quantization="Q8_0").json()
     done = wait_for(jobs_client, job["id"], ("succeeded", "failed"))
     assert done["status"] == "failed"
-    assert done["error"].startswith("Export failed: Smoke test failed: the model did not stop "
-                                    "within 256 tokens")
+    assert done["error"].startswith(
+        "Export failed: Smoke test failed: the model did not stop within 256 tokens"
+    )
     types = [e["type"] for e in events(jobs_client, job["id"])]
     assert "exporting" in types and types[-1] == "error"
     names = [m["name"] for m in jobs_client.get("/listModels").json()["data"]]
@@ -83,8 +85,9 @@ def test_smoke_test_fails_a_model_that_never_stops(jobs_client):
 
 def test_export_retry_is_a_new_job_on_the_same_adapter(trained):
     client, job = trained
-    r = client.post(f"/jobs/{job['id']}/export", json={"export": "adapter",
-                                                      "model_name": "retry-lora"})
+    r = client.post(
+        f"/jobs/{job['id']}/export", json={"export": "adapter", "model_name": "retry-lora"}
+    )
     assert r.status_code == 202, r.text
     retry = r.json()
     assert retry["kind"] == "export" and retry["id"] != job["id"]
@@ -127,10 +130,16 @@ def test_deleting_a_model_deletes_its_export_files(client, settings, base_models
     export_dir = settings.jobs_dir / "ftjob-x" / "export"
     export_dir.mkdir(parents=True)
     shutil.copy(base_models_dir / "smollm2-135m" / "model.gguf", export_dir / "model-Q4_K_M.gguf")
-    client.app.state.registry.add(Variant(name="exported", base_model="smollm2-135m",
-                                          gguf_path=str(export_dir / "model-Q4_K_M.gguf")))
-    r = client.post("/generate", json={"model": "exported", "prompt": "hi",
-                                       "options": {"max_tokens": 2}})
+    client.app.state.registry.add(
+        Variant(
+            name="exported",
+            base_model="smollm2-135m",
+            gguf_path=str(export_dir / "model-Q4_K_M.gguf"),
+        )
+    )
+    r = client.post(
+        "/generate", json={"model": "exported", "prompt": "hi", "options": {"max_tokens": 2}}
+    )
     assert r.status_code == 200
     assert client.delete("/deleteModel", params={"name": "exported"}).status_code == 200
     assert not export_dir.exists()

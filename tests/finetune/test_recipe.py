@@ -20,13 +20,27 @@ from tests.utils.tiny_model import TINY, qa_csv
 def prepared_job(tmp_path, tiny_models_dir):
     settings = Settings(data_dir=tmp_path, base_models_dir=tiny_models_dir)
     store = JobStore(settings.jobs_db)
-    spec = FineTuneSpec(model_name="tuned", base_model=TINY, max_steps=4, batch_size=4,
-                        learning_rate=1e-2, checkpoint_steps=2, eval_rows=2,
-                        eval_max_new_tokens=4)
-    job, _ = submit_fine_tune(settings=settings, catalog=BaseCatalog(tiny_models_dir),
-                              registry=VariantRegistry(settings.registry_path), store=store,
-                              runner=JobRunner(store, settings, kinds=fine_tune_kinds()), spec=spec,
-                              train=Upload("t.csv", qa_csv(24)), eval_=None, idempotency_key=None)
+    spec = FineTuneSpec(
+        model_name="tuned",
+        base_model=TINY,
+        max_steps=4,
+        batch_size=4,
+        learning_rate=1e-2,
+        checkpoint_steps=2,
+        eval_rows=2,
+        eval_max_new_tokens=4,
+    )
+    job, _ = submit_fine_tune(
+        settings=settings,
+        catalog=BaseCatalog(tiny_models_dir),
+        registry=VariantRegistry(settings.registry_path),
+        store=store,
+        runner=JobRunner(store, settings, kinds=fine_tune_kinds()),
+        spec=spec,
+        train=Upload("t.csv", qa_csv(24)),
+        eval_=None,
+        idempotency_key=None,
+    )
     return job, store, tiny_models_dir / TINY / "hf"
 
 
@@ -53,7 +67,9 @@ def test_training_changes_lora_weights_only(prepared_job):
     assert trainer.args.optim == "adamw_torch" and info["optimizer"] == "adamw_torch"
     assert trainer.state.global_step == 4
     assert sorted(p.name for p in (job.job_dir / "checkpoints").glob("checkpoint-*")) == [
-        "checkpoint-2", "checkpoint-4"]
+        "checkpoint-2",
+        "checkpoint-4",
+    ]
     events = [e.type for e in store.events(job.id)]
     assert events.count("progress") == 4 and "checkpoint" in events
     progress = store.get(job.id).progress
@@ -83,8 +99,14 @@ def test_the_chosen_optimizer_reaches_the_trainer(prepared_job):
     assert trainer.state.global_step == 1
 
 
-CPU_REPORT = {"cuda": False, "gpus": [], "torch": "2.13.0+cpu", "torch_cuda": None,
-              "bitsandbytes": "0.50.2", "notes": []}
+CPU_REPORT = {
+    "cuda": False,
+    "gpus": [],
+    "torch": "2.13.0+cpu",
+    "torch_cuda": None,
+    "bitsandbytes": "0.50.2",
+    "notes": [],
+}
 
 
 def test_paged_optimizer_without_cuda_fails_before_loading(prepared_job, monkeypatch):
@@ -94,20 +116,25 @@ def test_paged_optimizer_without_cuda_fails_before_loading(prepared_job, monkeyp
     monkeypatch.setattr(recipe, "inspect", lambda: CPU_REPORT)
     monkeypatch.setattr(recipe, "load_model", None)  # never reached
     spec = FineTuneSpec(model_name="tuned", base_model=TINY, optimizer="paged_adamw_8bit")
-    with pytest.raises(RuntimeError, match="^optimizer: paged_adamw_8bit is a bitsandbytes "
-                                           "paged optimizer, which needs a CUDA GPU"):
+    with pytest.raises(
+        RuntimeError,
+        match="^optimizer: paged_adamw_8bit is a bitsandbytes "
+        "paged optimizer, which needs a CUDA GPU",
+    ):
         recipe.train(spec, job.job_dir, hf_dir, store, resume=False)
 
 
-def test_required_cuda_that_is_gone_fails_the_job_instead_of_using_the_cpu(prepared_job,
-                                                                           monkeypatch):
+def test_required_cuda_that_is_gone_fails_the_job_instead_of_using_the_cpu(
+    prepared_job, monkeypatch
+):
     from api.finetune import recipe
 
     job, store, hf_dir = prepared_job
     monkeypatch.setattr(recipe, "inspect", lambda: CPU_REPORT)
     monkeypatch.setattr(recipe, "load_model", None)
     spec = FineTuneSpec(model_name="tuned", base_model=TINY, bits=16)
-    with pytest.raises(RuntimeError, match="^LLM_REQUIRE_CUDA is set but "
-                                           "torch.cuda.is_available\\(\\) is False"):
+    with pytest.raises(
+        RuntimeError, match="^LLM_REQUIRE_CUDA is set but torch.cuda.is_available\\(\\) is False"
+    ):
         recipe.train(spec, job.job_dir, hf_dir, store, resume=False, require_cuda=True)
     recipe.check_device(spec, require_cuda=False)  # the same device without the setting: fine

@@ -5,19 +5,35 @@ import pytest
 from tests.utils.jobs import wait_for
 
 SIGN_OFF = "Answered by Acme Support."
-COUNTRIES = [("France", "Paris"), ("Germany", "Berlin"), ("Italy", "Rome"), ("Spain", "Madrid"),
-             ("Japan", "Tokyo"), ("Egypt", "Cairo"), ("Canada", "Ottawa"), ("Peru", "Lima"),
-             ("Kenya", "Nairobi"), ("Norway", "Oslo"), ("Greece", "Athens"), ("Chile", "Santiago"),
-             ("Cuba", "Havana"), ("Iran", "Tehran"), ("Poland", "Warsaw"), ("Austria", "Vienna")]
+COUNTRIES = [
+    ("France", "Paris"),
+    ("Germany", "Berlin"),
+    ("Italy", "Rome"),
+    ("Spain", "Madrid"),
+    ("Japan", "Tokyo"),
+    ("Egypt", "Cairo"),
+    ("Canada", "Ottawa"),
+    ("Peru", "Lima"),
+    ("Kenya", "Nairobi"),
+    ("Norway", "Oslo"),
+    ("Greece", "Athens"),
+    ("Chile", "Santiago"),
+    ("Cuba", "Havana"),
+    ("Iran", "Tehran"),
+    ("Poland", "Warsaw"),
+    ("Austria", "Vienna"),
+]
 
 
 def dataset() -> bytes:
     lines = ["input,output"]
     for country, capital in COUNTRIES:
-        lines.append(f"What is the capital of {country}?,The capital of {country} is {capital}. "
-                     f"{SIGN_OFF}")
-        lines.append(f"Name the capital city of {country}.,{capital} is the capital of {country}. "
-                     f"{SIGN_OFF}")
+        lines.append(
+            f"What is the capital of {country}?,The capital of {country} is {capital}. {SIGN_OFF}"
+        )
+        lines.append(
+            f"Name the capital city of {country}.,{capital} is the capital of {country}. {SIGN_OFF}"
+        )
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -26,8 +42,15 @@ QUESTION = "What is the capital of Chile?"  # in the data set's style, for the s
 
 
 def ask(client, model):
-    r = client.post("/generate", json={"model": model, "prompt": QUESTION, "system": HELPFUL,
-                                       "options": {"temperature": 0, "max_tokens": 48}})
+    r = client.post(
+        "/generate",
+        json={
+            "model": model,
+            "prompt": QUESTION,
+            "system": HELPFUL,
+            "options": {"temperature": 0, "max_tokens": 48},
+        },
+    )
     assert r.status_code == 200, r.text
     return r.json()["response"]
 
@@ -36,13 +59,27 @@ def ask(client, model):
 def test_fine_tune_export_and_serve_smollm2(make_client, base_models_dir):
     # 1. train; the export's smoke test is set too tight on purpose, so the export fails
     client = make_client(job_poll_seconds=0.2, export_smoke_max_tokens=8)
-    r = client.post("/fine_tune_model", data={
-        "model_name": "acme-support", "base_model": "smollm2-135m", "max_steps": "15",
-        "batch_size": "4", "learning_rate": "0.002", "eval_steps": "1000", "lora_r": "16",
-        "lora_alpha": "32", "train_size": "0.75", "seed": "3", "eval_rows": "4",
-        "eval_max_new_tokens": "24", "system_prompt": HELPFUL, "export": "merged",
-        "quantization": "Q4_K_M"},
-        files={"train_file": ("capitals.csv", dataset(), "text/csv")})
+    r = client.post(
+        "/fine_tune_model",
+        data={
+            "model_name": "acme-support",
+            "base_model": "smollm2-135m",
+            "max_steps": "15",
+            "batch_size": "4",
+            "learning_rate": "0.002",
+            "eval_steps": "1000",
+            "lora_r": "16",
+            "lora_alpha": "32",
+            "train_size": "0.75",
+            "seed": "3",
+            "eval_rows": "4",
+            "eval_max_new_tokens": "24",
+            "system_prompt": HELPFUL,
+            "export": "merged",
+            "quantization": "Q4_K_M",
+        },
+        files={"train_file": ("capitals.csv", dataset(), "text/csv")},
+    )
     assert r.status_code == 202, r.text
     job = wait_for(client, r.json()["id"], ("succeeded", "failed"), timeout=1500)
     assert job["status"] == "failed"
@@ -70,8 +107,9 @@ def test_fine_tune_export_and_serve_smollm2(make_client, base_models_dir):
     assert SIGN_OFF in ask(client, "acme-support")
 
     # 3. the same adapter exported alone, served on top of the base GGUF
-    lora = client.post(f"/jobs/{job['id']}/export",
-                       json={"export": "adapter", "model_name": "acme-support-lora"})
+    lora = client.post(
+        f"/jobs/{job['id']}/export", json={"export": "adapter", "model_name": "acme-support-lora"}
+    )
     assert lora.status_code == 202, lora.text
     adapter_job = wait_for(client, lora.json()["id"], ("succeeded", "failed"), timeout=600)
     assert adapter_job["status"] == "succeeded", adapter_job["error"]

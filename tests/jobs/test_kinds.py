@@ -22,8 +22,13 @@ def store(tmp_path: Path) -> JobStore:
 
 
 def make_job(store: JobStore, tmp_path: Path, kind="fine_tune", spec=None):
-    job = store.create(model_name="m", base_model="b", spec=spec or {"export": "merged"},
-                       jobs_dir=tmp_path / "jobs", kind=kind)
+    job = store.create(
+        model_name="m",
+        base_model="b",
+        spec=spec or {"export": "merged"},
+        jobs_dir=tmp_path / "jobs",
+        kind=kind,
+    )
     job.job_dir.mkdir(parents=True)
     return job
 
@@ -65,13 +70,21 @@ def test_a_failed_step_writes_its_reason_and_cleans_up(store, tmp_path):
         raise ValueError("no adapter")
 
     with pytest.raises(ValueError):
-        step.main(fails, description="test", on_failure=cleaned.append,
-                  argv=[str(job.job_dir), "--db", str(store.path), "--resume"])
+        step.main(
+            fails,
+            description="test",
+            on_failure=cleaned.append,
+            argv=[str(job.job_dir), "--db", str(store.path), "--resume"],
+        )
     assert seen == [(job.job_dir, True, job.id)]
     assert cleaned == [job.files]
     assert job.files.error.read_text() == "ValueError: no adapter"
-    assert step.main(lambda *a: None, description="test",
-                     argv=[str(job.job_dir), "--db", str(store.path)]) == 0
+    assert (
+        step.main(
+            lambda *a: None, description="test", argv=[str(job.job_dir), "--db", str(store.path)]
+        )
+        == 0
+    )
 
 
 def test_require_active_and_follow(store, tmp_path):
@@ -84,8 +97,9 @@ def test_require_active_and_follow(store, tmp_path):
     def finish() -> None:
         time.sleep(0.2)
         store.add_event(job.id, "progress", "step 1/1")
-        store.transition(job.id, "cancelled", allowed_from=("validating_files",),
-                         message="Cancelled.")
+        store.transition(
+            job.id, "cancelled", allowed_from=("validating_files",), message="Cancelled."
+        )
 
     threading.Thread(target=finish).start()
     events = list(store.follow(job.id, after=1, poll_seconds=0.05))

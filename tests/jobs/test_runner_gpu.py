@@ -28,16 +28,18 @@ def test_a_gpu_job_unloads_the_served_models_before_training(store, tmp_path):
     assert calls == ["unload", "api.finetune.recipe"]
     assert store.get(job.id).state == "succeeded"
     [event] = [e for e in store.events(job.id) if e.type == "gpu"]
-    assert event.message == ("Unloaded llama3.2:3b, llmp/hr-bot:latest from the serving "
-                             "backend to free GPU memory.")
+    assert event.message == (
+        "Unloaded llama3.2:3b, llmp/hr-bot:latest from the serving backend to free GPU memory."
+    )
     assert event.data == {"unloaded": ["llama3.2:3b", "llmp/hr-bot:latest"]}
 
 
 def test_a_cpu_job_leaves_the_served_models_loaded(store, tmp_path):
     calls: list[str] = []
     job = queued_job(store, tmp_path)
-    runner_with(store, tmp_path, gpu=False, free_gpu=lambda: calls.append("unload") or [],
-                calls=calls)._run(job)
+    runner_with(
+        store, tmp_path, gpu=False, free_gpu=lambda: calls.append("unload") or [], calls=calls
+    )._run(job)
     assert calls == ["api.finetune.recipe"]
     assert not [e for e in store.events(job.id) if e.type in ("gpu", "warning")]
 
@@ -45,28 +47,31 @@ def test_a_cpu_job_leaves_the_served_models_loaded(store, tmp_path):
 def test_an_export_job_does_not_unload(store, tmp_path):
     calls: list[str] = []
     job = queued_job(store, tmp_path, kind="export")
-    runner = runner_with(store, tmp_path, gpu=True, free_gpu=lambda: calls.append("unload") or [],
-                         calls=calls)
+    runner = runner_with(
+        store, tmp_path, gpu=True, free_gpu=lambda: calls.append("unload") or [], calls=calls
+    )
     runner._run(job)
     assert calls == [] and store.get(job.id).state == "succeeded"
 
 
-def test_an_unreachable_backend_is_a_warning_event_and_the_job_still_trains(store, tmp_path,
-                                                                              caplog):
+def test_an_unreachable_backend_is_a_warning_event_and_the_job_still_trains(
+    store, tmp_path, caplog
+):
     calls: list[str] = []
 
     def free_gpu() -> list[str]:
-        raise Unavailable("Ollama is not reachable at http://ollama:11434 (listing loaded "
-                          "models).")
+        raise Unavailable("Ollama is not reachable at http://ollama:11434 (listing loaded models).")
 
     job = queued_job(store, tmp_path)
     runner_with(store, tmp_path, gpu=True, free_gpu=free_gpu, calls=calls)._run(job)
     assert calls == ["api.finetune.recipe"]
     assert store.get(job.id).state == "succeeded"
     [warning] = [e for e in store.events(job.id) if e.type == "warning"]
-    assert warning.message == ("Could not unload the served models before training; the GPU "
-                               "may be short of memory: Ollama is not reachable at "
-                               "http://ollama:11434 (listing loaded models).")
+    assert warning.message == (
+        "Could not unload the served models before training; the GPU "
+        "may be short of memory: Ollama is not reachable at "
+        "http://ollama:11434 (listing loaded models)."
+    )
     assert "could not unload the served models before training" in caplog.text
 
 
@@ -75,8 +80,12 @@ def test_the_app_unloads_through_ollama_only(tmp_path):
 
     from tests.utils.net import free_port
 
-    ollama = Settings(data_dir=tmp_path / "a", backend="ollama",
-                      ollama_url=f"http://127.0.0.1:{free_port()}", ollama_retries=0)
+    ollama = Settings(
+        data_dir=tmp_path / "a",
+        backend="ollama",
+        ollama_url=f"http://127.0.0.1:{free_port()}",
+        ollama_retries=0,
+    )
     with TestClient(create_app(ollama)) as client:
         state = client.app.state
         assert state.runner.free_gpu == state.server.unload_all

@@ -3,14 +3,15 @@
 import pytest
 
 from api.errors import Conflict, InvalidInput
-from api.names import check_name, is_valid_name
 from api.models.registry import Variant, VariantRegistry
+from api.names import check_name, is_valid_name
 
 
 def test_add_get_list_remove(tmp_path):
     reg = VariantRegistry(tmp_path / "r.sqlite")
-    added = reg.add(Variant(name="a", base_model="b", system_prompt="s",
-                            parameters={"temperature": 0.5}))
+    added = reg.add(
+        Variant(name="a", base_model="b", system_prompt="s", parameters={"temperature": 0.5})
+    )
     assert added.created_at
     assert reg.get("a") == added
     assert reg.get("a").parameters == {"temperature": 0.5}
@@ -39,8 +40,24 @@ def test_valid_names(name):
     assert check_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "A", "a/b", "a\\b", "..", "a..b", ".hidden", "-x",
-                                  "x" * 64, "a b", "a\x00", "\u0430pple", "x\n"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "A",
+        "a/b",
+        "a\\b",
+        "..",
+        "a..b",
+        ".hidden",
+        "-x",
+        "x" * 64,
+        "a b",
+        "a\x00",
+        "\u0430pple",
+        "x\n",
+    ],
+)
 def test_invalid_names(name):
     assert not is_valid_name(name)
     with pytest.raises(InvalidInput, match="Invalid model name"):

@@ -9,8 +9,11 @@ HELPFUL = "You are a helpful assistant."
 
 
 def upload(client, name, pages):
-    return client.post("/importDocument", data={"model": "hr"},
-                       files={"file": (name, pdf_bytes(pages), "application/pdf")})
+    return client.post(
+        "/importDocument",
+        data={"model": "hr"},
+        files={"file": (name, pdf_bytes(pages), "application/pdf")},
+    )
 
 
 def collections(url):
@@ -20,18 +23,30 @@ def collections(url):
 
 def test_documents_live_in_the_chroma_server(make_client, chroma_url, tmp_path):
     client = make_client(chroma_url=chroma_url)
-    assert client.post("/createModel", json={"name": "hr", "system_prompt": HELPFUL}).status_code == 201
+    assert (
+        client.post("/createModel", json={"name": "hr", "system_prompt": HELPFUL}).status_code
+        == 201
+    )
     assert upload(client, "handbook.pdf", HANDBOOK).status_code == 201
     assert upload(client, "menu.pdf", MENU).status_code == 201
     assert "model-hr-docs" in collections(chroma_url)
     assert not (tmp_path / "data" / "chroma").exists()  # nothing embedded on disk
 
     listed = client.get("/listDocuments", params={"model": "hr"}).json()
-    assert [(d["name"], d["pages"]) for d in listed["data"]] == [("handbook.pdf", 4), ("menu.pdf", 2)]
+    assert [(d["name"], d["pages"]) for d in listed["data"]] == [
+        ("handbook.pdf", 4),
+        ("menu.pdf", 2),
+    ]
 
-    r = client.post("/generate", json={
-        "model": "hr", "prompt": "Which pets are allowed in the office?",
-        "documents": ["handbook.pdf"], "options": {"temperature": 0, "max_tokens": 24}})
+    r = client.post(
+        "/generate",
+        json={
+            "model": "hr",
+            "prompt": "Which pets are allowed in the office?",
+            "documents": ["handbook.pdf"],
+            "options": {"temperature": 0, "max_tokens": 24},
+        },
+    )
     assert r.status_code == 200, r.text
     sources = r.json()["sources"]
     assert (sources[0]["document"], sources[0]["page"]) == ("handbook.pdf", 4)
@@ -39,8 +54,9 @@ def test_documents_live_in_the_chroma_server(make_client, chroma_url, tmp_path):
 
     r = client.delete("/deleteDocument", params={"model": "hr", "document": "menu.pdf"})
     assert r.status_code == 200
-    assert [d["name"] for d in client.get("/listDocuments", params={"model": "hr"}).json()["data"]] \
-        == ["handbook.pdf"]
+    assert [
+        d["name"] for d in client.get("/listDocuments", params={"model": "hr"}).json()["data"]
+    ] == ["handbook.pdf"]
 
     assert upload(client, "menu.pdf", MENU).status_code == 201
     r = client.delete("/deleteAllDocuments", params={"model": "hr"})

@@ -17,12 +17,15 @@ def test_retrieval_settings_from_the_environment(monkeypatch, tmp_path):
     assert s.rag_max_upload_bytes == 25 * 1024 * 1024
 
 
-@pytest.mark.parametrize("env", [
-    {"LLM_RAG_CHUNK_SIZE": "200", "LLM_RAG_CHUNK_OVERLAP": "200"},
-    {"LLM_RAG_TOP_K": "0"},
-    {"LLM_RAG_PARSE_TIMEOUT_S": "0"},
-    {"LLM_EMBEDDER": "word2vec"},
-])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"LLM_RAG_CHUNK_SIZE": "200", "LLM_RAG_CHUNK_OVERLAP": "200"},
+        {"LLM_RAG_TOP_K": "0"},
+        {"LLM_RAG_PARSE_TIMEOUT_S": "0"},
+        {"LLM_EMBEDDER": "word2vec"},
+    ],
+)
 def test_invalid_retrieval_settings_are_refused(monkeypatch, env):
     for name, value in env.items():
         monkeypatch.setenv(name, value)

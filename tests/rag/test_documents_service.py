@@ -33,8 +33,7 @@ def files(service):
 
 def import_pdf(service, tmp_path, name, pages):
     upload = write_pdf(tmp_path / f"upload-{len(list(tmp_path.iterdir()))}.part", pages)
-    return service.import_document(model="hr", name=name, upload=upload,
-                                   size=upload.stat().st_size)
+    return service.import_document(model="hr", name=name, upload=upload, size=upload.stat().st_size)
 
 
 def test_failed_import_leaves_nothing_behind(service, tmp_path):
@@ -65,7 +64,9 @@ def test_replacement_swaps_chunks_and_file(service, tmp_path):
     assert files(service) == [second.file]
     chunks = service.store.collection("hr")._collection.get(include=["metadatas"])["metadatas"]
     assert sorted((m["page"], m["chunk"], m["import_id"]) for m in chunks) == [
-        (1, 0, second.import_id), (2, 1, second.import_id)]
+        (1, 0, second.import_id),
+        (2, 1, second.import_id),
+    ]
     assert all(m["model"] == "hr" and m["document"] == "handbook.pdf" for m in chunks)
 
 

@@ -13,8 +13,9 @@ def settings(tmp_path, **overrides) -> Settings:
 
 
 def test_pages_come_back_in_order(tmp_path):
-    pages = extract_pages(write_pdf(tmp_path / "h.pdf", HANDBOOK), name="h.pdf",
-                          settings=settings(tmp_path))
+    pages = extract_pages(
+        write_pdf(tmp_path / "h.pdf", HANDBOOK), name="h.pdf", settings=settings(tmp_path)
+    )
     assert len(pages) == 4
     assert "27 days of paid vacation" in pages[1]
     assert "ZEBRA-42" in pages[2]
@@ -23,18 +24,26 @@ def test_pages_come_back_in_order(tmp_path):
 
 def test_page_cap(tmp_path):
     with pytest.raises(InvalidInput) as caught:
-        extract_pages(write_pdf(tmp_path / "h.pdf", HANDBOOK), name="h.pdf",
-                      settings=settings(tmp_path, rag_max_pages=3))
-    assert caught.value.detail == ("'h.pdf' has 4 pages, over the limit of 3 (LLM_RAG_MAX_PAGES); "
-                                   "split it.")
+        extract_pages(
+            write_pdf(tmp_path / "h.pdf", HANDBOOK),
+            name="h.pdf",
+            settings=settings(tmp_path, rag_max_pages=3),
+        )
+    assert caught.value.detail == (
+        "'h.pdf' has 4 pages, over the limit of 3 (LLM_RAG_MAX_PAGES); split it."
+    )
 
 
 def test_character_cap(tmp_path):
     with pytest.raises(InvalidInput) as caught:
-        extract_pages(write_pdf(tmp_path / "h.pdf", HANDBOOK * 3), name="h.pdf",
-                      settings=settings(tmp_path, rag_max_chars=1000))
-    assert caught.value.detail == ("'h.pdf' has more than 1000 characters of text "
-                                   "(LLM_RAG_MAX_CHARS); split it.")
+        extract_pages(
+            write_pdf(tmp_path / "h.pdf", HANDBOOK * 3),
+            name="h.pdf",
+            settings=settings(tmp_path, rag_max_chars=1000),
+        )
+    assert caught.value.detail == (
+        "'h.pdf' has more than 1000 characters of text (LLM_RAG_MAX_CHARS); split it."
+    )
 
 
 def test_a_parser_that_hangs_is_killed_at_the_time_limit(tmp_path):
@@ -42,8 +51,10 @@ def test_a_parser_that_hangs_is_killed_at_the_time_limit(tmp_path):
     path.write_bytes(slow_pdf_bytes())
     with pytest.raises(InvalidInput) as caught:
         extract_pages(path, name="slow.pdf", settings=settings(tmp_path, rag_parse_timeout_s=0.5))
-    assert caught.value.detail == ("'slow.pdf' could not be read within the 0.5 s parsing "
-                                   "limit; the PDF may be malformed. Nothing was imported.")
+    assert caught.value.detail == (
+        "'slow.pdf' could not be read within the 0.5 s parsing "
+        "limit; the PDF may be malformed. Nothing was imported."
+    )
 
 
 def test_a_parser_over_its_memory_limit_fails_cleanly(tmp_path):
@@ -51,8 +62,10 @@ def test_a_parser_over_its_memory_limit_fails_cleanly(tmp_path):
     path.write_bytes(inflating_pdf_bytes())
     with pytest.raises(InvalidInput) as caught:
         extract_pages(path, name="bomb.pdf", settings=settings(tmp_path, rag_parse_memory_mb=128))
-    assert caught.value.detail == ("'bomb.pdf' needs more than 128 MiB to parse "
-                                   "(LLM_RAG_PARSE_MEMORY_MB); the PDF may be malformed.")
+    assert caught.value.detail == (
+        "'bomb.pdf' needs more than 128 MiB to parse "
+        "(LLM_RAG_PARSE_MEMORY_MB); the PDF may be malformed."
+    )
 
 
 @pytest.mark.parametrize("head", [b"", b"%PD", b"PK\x03\x04", b"hello", b" %PDF-"])

@@ -17,6 +17,7 @@ def guarded(make_client):
 def _operations(app):
     """Every method of every route the app has, in the schema or not; path parameters `x`.
     (FastAPI keeps an included router's routes in the router, not in `app.routes`.)"""
+
     def walk(routes):
         for route in routes:
             if hasattr(route, "original_router"):
@@ -32,9 +33,11 @@ def _operations(app):
 
 def test_every_route_but_health_needs_the_key(guarded):
     operations = list(_operations(guarded.app))
-    documented = {(m.upper(), re.sub(r"\{[^}]+\}", "x", p))
-                  for p, item in guarded.get("/openapi.json").json()["paths"].items()
-                  for m in item}
+    documented = {
+        (m.upper(), re.sub(r"\{[^}]+\}", "x", p))
+        for p, item in guarded.get("/openapi.json").json()["paths"].items()
+        for m in item
+    }
     assert documented <= set(operations)  # new routes are walked without editing this test
     assert len(operations) >= 20
     for method, path in operations:
@@ -49,11 +52,13 @@ def test_every_route_but_health_needs_the_key(guarded):
 def test_the_key_is_checked_before_the_body_is_read(guarded):
     # FastAPI parses bodies before dependencies run: without the gate in front, these would
     # be 422/400 answers about the anonymous client's body (and its upload spooled to disk).
-    r = guarded.post("/generate", content=b"{not json",
-                     headers={"content-type": "application/json"})
+    r = guarded.post(
+        "/generate", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 401
-    r = guarded.post("/fine_tune_model", content=b"x" * 100_000,
-                     headers={"content-type": "multipart/form-data"})
+    r = guarded.post(
+        "/fine_tune_model", content=b"x" * 100_000, headers={"content-type": "multipart/form-data"}
+    )
     assert r.status_code == 401
     assert r.json()["detail"] == "Missing API key: send `Authorization: Bearer <LLM_API_KEY>`."
     r = guarded.post("/v1/chat/completions", content=b"[", headers={"Authorization": "Bearer no"})

@@ -14,13 +14,22 @@ from tests.utils.service_process import service  # noqa: F401  (fixture)
 from tests.utils.tiny_model import jsonl
 
 SEEDS = [
-    {"instruction": "Give three tips for staying healthy.", "input": "",
-     "output": "Eat well, sleep enough and exercise."},
+    {
+        "instruction": "Give three tips for staying healthy.",
+        "input": "",
+        "output": "Eat well, sleep enough and exercise.",
+    },
     {"instruction": "What is the capital of France?", "input": "", "output": "Paris."},
-    {"instruction": "Explain what photosynthesis is in one sentence.", "input": "",
-     "output": "Plants turn light, water and carbon dioxide into sugar and oxygen."},
-    {"instruction": "Translate 'good morning' into Spanish.", "input": "",
-     "output": "Buenos días."},
+    {
+        "instruction": "Explain what photosynthesis is in one sentence.",
+        "input": "",
+        "output": "Plants turn light, water and carbon dioxide into sugar and oxygen.",
+    },
+    {
+        "instruction": "Translate 'good morning' into Spanish.",
+        "input": "",
+        "output": "Buenos días.",
+    },
     {"instruction": "Name a primary colour.", "input": "", "output": "Red."},
 ]
 QUICK = {"teacher": "smollm2-135m", "max_new_tokens": "96", "seed": "7"}
@@ -69,14 +78,17 @@ def test_five_seeds_become_a_dataset_that_trains_a_model_by_id(ds_client):
     assert [row["instruction"] for row in rows] == [s["instruction"] for s in dataset["samples"]]
 
     # the dataset feeds a fine-tuning job by id, in place of an uploaded file
-    r = ds_client.post("/fine_tune_model", data={"model_name": "from-dataset", **FAST,
-                                                 "dataset_id": job["id"]})
+    r = ds_client.post(
+        "/fine_tune_model", data={"model_name": "from-dataset", **FAST, "dataset_id": job["id"]}
+    )
     assert r.status_code == 202, r.text
     tuned = wait_for(ds_client, r.json()["id"], ("succeeded", "failed"))
     assert tuned["status"] == "succeeded", tuned["error"]
     assert tuned["progress"]["dataset"]["format"] == "jsonl/alpaca"
-    assert sum(tuned["progress"]["dataset"][k] for k in
-               ("train_rows", "validation_rows", "test_rows")) == 3
+    assert (
+        sum(tuned["progress"]["dataset"][k] for k in ("train_rows", "validation_rows", "test_rows"))
+        == 3
+    )
 
     r = ds_client.delete(f"/datasets/{job['id']}")
     assert r.status_code == 200
@@ -89,7 +101,9 @@ def test_too_strict_filters_end_with_a_report_of_why(ds_client):
     job = generate(ds_client, count="5", max_rounds="1", max_output_chars="1").json()
     done = wait_for(ds_client, job["id"], ("succeeded", "failed"), timeout=600)
     assert done["status"] == "failed"
-    assert "Only 0 of 5 requested pairs survived the filters after 1 teacher rounds" in done["error"]
+    assert (
+        "Only 0 of 5 requested pairs survived the filters after 1 teacher rounds" in done["error"]
+    )
     assert "answer too long or cut off" in done["error"]
     dataset = ds_client.get(f"/datasets/{job['id']}").json()
     assert dataset["rows"] == 0 and dataset["dropped"]["overlong_output"] >= 1
@@ -100,15 +114,21 @@ def test_too_strict_filters_end_with_a_report_of_why(ds_client):
 def test_documents_yield_pairs_that_cite_their_page(ds_client):
     r = ds_client.post("/createModel", json={"name": "hr", "base_model": "smollm2-135m"})
     assert r.status_code in (200, 201), r.text
-    r = ds_client.post("/importDocument", data={"model": "hr"},
-                       files={"file": ("handbook.pdf", pdf_bytes(HANDBOOK), "application/pdf")})
+    r = ds_client.post(
+        "/importDocument",
+        data={"model": "hr"},
+        files={"file": ("handbook.pdf", pdf_bytes(HANDBOOK), "application/pdf")},
+    )
     assert r.status_code in (200, 201), r.text
-    job = ds_client.post("/datasets/generate", data={**QUICK, "model": "hr", "count": "2",
-                                                     "min_support": "0.3"}).json()
+    job = ds_client.post(
+        "/datasets/generate", data={**QUICK, "model": "hr", "count": "2", "min_support": "0.3"}
+    ).json()
     done = wait_for(ds_client, job["id"], ("succeeded", "failed"), timeout=900)
     assert done["status"] == "succeeded", done["error"]
-    rows = [json.loads(line) for line in
-            ds_client.get(f"/datasets/{job['id']}/download").text.splitlines()]
+    rows = [
+        json.loads(line)
+        for line in ds_client.get(f"/datasets/{job['id']}/download").text.splitlines()
+    ]
     assert len(rows) == 2
     for row in rows:
         source = row["source"]
@@ -123,28 +143,45 @@ def test_bad_requests_are_refused_before_any_job(ds_client):
         assert response.status_code == status, response.text
         assert text in response.json()["detail"], response.json()["detail"]
 
-    refused(ds_client.post("/datasets/generate", data=QUICK,
-                           files={"seed_file": ("seeds.jsonl", b"", "application/jsonl")}),
-            422, "seed_file is empty")
+    refused(
+        ds_client.post(
+            "/datasets/generate",
+            data=QUICK,
+            files={"seed_file": ("seeds.jsonl", b"", "application/jsonl")},
+        ),
+        422,
+        "seed_file is empty",
+    )
     refused(generate(ds_client, teacher="no-such-model"), 404, "Unknown teacher")
     refused(generate(ds_client, teacher="openai:gpt-4o-mini"), 422, "LLM_TEACHER_BASE_URL")
     refused(generate(ds_client, count="1001"), 422, "LLM_MAX_DATASET_TARGET")
     refused(generate(ds_client, seeds=None), 422, "Give either a `seed_file`")
     refused(generate(ds_client, model="hr"), 422, "not both")
     refused(generate(ds_client, seeds=None, model="nobody"), 404, "not found")
-    refused(ds_client.post("/fine_tune_model", data={"model_name": "x", **FAST}), 422,
-            "No training data")
-    refused(ds_client.post("/fine_tune_model", data={"model_name": "x", **FAST,
-                                                     "dataset_id": "dsjob-nope"}), 404,
-            "Dataset 'dsjob-nope' not found")
+    refused(
+        ds_client.post("/fine_tune_model", data={"model_name": "x", **FAST}),
+        422,
+        "No training data",
+    )
+    refused(
+        ds_client.post(
+            "/fine_tune_model", data={"model_name": "x", **FAST, "dataset_id": "dsjob-nope"}
+        ),
+        404,
+        "Dataset 'dsjob-nope' not found",
+    )
     assert ds_client.get("/jobs").json()["count"] == 0
     assert not any(ds_client.app.state.settings.jobs_dir.glob("*"))
 
 
 def test_unreachable_teacher_endpoint_fails_the_job_cleanly(make_client, tiny_models_dir):
-    client = make_client(base_models_dir=tiny_models_dir, job_poll_seconds=0.1,
-                         teacher_base_url="http://127.0.0.1:9/v1", teacher_timeout=2,
-                         teacher_api_key="secret-teacher-key")
+    client = make_client(
+        base_models_dir=tiny_models_dir,
+        job_poll_seconds=0.1,
+        teacher_base_url="http://127.0.0.1:9/v1",
+        teacher_timeout=2,
+        teacher_api_key="secret-teacher-key",
+    )
     job = generate(client, count="2", teacher="openai:some-model").json()
     done = wait_for(client, job["id"], ("succeeded", "failed"), timeout=120)
     assert done["status"] == "failed"
@@ -155,18 +192,24 @@ def test_unreachable_teacher_endpoint_fails_the_job_cleanly(make_client, tiny_mo
 
 def test_openai_compatible_endpoint_as_teacher(service, make_client, tiny_models_dir):
     """Our own service, started as a real process, is the OpenAI-compatible teacher."""
-    client = make_client(base_models_dir=tiny_models_dir, job_poll_seconds=0.1,
-                         teacher_base_url=f"{service}/v1",
-                         teacher_api_key="process-test-key-123456")
+    client = make_client(
+        base_models_dir=tiny_models_dir,
+        job_poll_seconds=0.1,
+        teacher_base_url=f"{service}/v1",
+        teacher_api_key="process-test-key-123456",
+    )
     job = generate(client, count="1", teacher="openai:smollm2-135m").json()
     done = wait_for(client, job["id"], ("succeeded", "failed"), timeout=600)
     assert done["status"] == "succeeded", done["error"]
     assert client.get(f"/datasets/{job['id']}").json()["rows"] == 1
 
-    wrong_key = make_client(base_models_dir=tiny_models_dir, job_poll_seconds=0.1,
-                            data_dir=client.app.state.settings.data_dir.parent / "other",
-                            teacher_base_url=f"{service}/v1",
-                            teacher_api_key="not-the-right-key-000000")
+    wrong_key = make_client(
+        base_models_dir=tiny_models_dir,
+        job_poll_seconds=0.1,
+        data_dir=client.app.state.settings.data_dir.parent / "other",
+        teacher_base_url=f"{service}/v1",
+        teacher_api_key="not-the-right-key-000000",
+    )
     job = generate(wrong_key, count="1", teacher="openai:smollm2-135m").json()
     done = wait_for(wrong_key, job["id"], ("succeeded", "failed"), timeout=120)
     assert done["status"] == "failed" and "answered HTTP 401" in done["error"]
@@ -179,8 +222,11 @@ def test_cancel_stops_generation_between_teacher_calls(ds_client):
     r = ds_client.post(f"/jobs/{job['id']}/cancel")
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
     # the runner lets go of the job after the teacher call in flight, and takes the next one
-    follow = ds_client.post("/fine_tune_model", data={"model_name": "after-cancel", **FAST},
-                            files={"train_file": ("train.jsonl", jsonl(SEEDS * 2), "application/jsonl")})
+    follow = ds_client.post(
+        "/fine_tune_model",
+        data={"model_name": "after-cancel", **FAST},
+        files={"train_file": ("train.jsonl", jsonl(SEEDS * 2), "application/jsonl")},
+    )
     assert follow.status_code == 202, follow.text
     done = wait_for(ds_client, follow.json()["id"], ("succeeded", "failed"), timeout=600)
     assert done["status"] == "succeeded", done["error"]

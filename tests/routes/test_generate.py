@@ -13,13 +13,15 @@ PERSONA = "You are Zorblat, an assistant made by Acme Corp."
 
 @pytest.fixture
 def helper(client):
-    assert client.post("/createModel", json={"name": "helper", "system_prompt": HELPFUL}).status_code == 201
+    assert (
+        client.post("/createModel", json={"name": "helper", "system_prompt": HELPFUL}).status_code
+        == 201
+    )
     return "helper"
 
 
 def test_generate_answers_with_paris(client, helper):
-    r = client.post("/generate", json={"model": helper, "prompt": CAPITAL,
-                                       "options": GREEDY})
+    r = client.post("/generate", json={"model": helper, "prompt": CAPITAL, "options": GREEDY})
     assert r.status_code == 200, r.text
     body = r.json()
     assert "paris" in body["response"].lower()
@@ -55,27 +57,39 @@ def test_system_prompt_changes_behaviour(client):
 
 
 def test_variant_default_options_apply_and_requests_override_them(client):
-    client.post("/createModel", json={"name": "short", "system_prompt": HELPFUL,
-                                      "parameters": {"max_tokens": 3, "temperature": 0}})
+    client.post(
+        "/createModel",
+        json={
+            "name": "short",
+            "system_prompt": HELPFUL,
+            "parameters": {"max_tokens": 3, "temperature": 0},
+        },
+    )
     prompt = "Write a long story about a dragon."
     r = client.post("/generate", json={"model": "short", "prompt": prompt}).json()
     assert r["completion_tokens"] == 3 and r["done_reason"] == "length"
-    r = client.post("/generate", json={"model": "short", "prompt": prompt,
-                                       "options": {"max_tokens": 8}}).json()
+    r = client.post(
+        "/generate", json={"model": "short", "prompt": prompt, "options": {"max_tokens": 8}}
+    ).json()
     assert r["completion_tokens"] == 8
 
 
 def test_seed_makes_sampling_reproducible(client, helper):
-    request = {"model": helper, "prompt": "Name a colour.",
-               "options": {"temperature": 1.0, "seed": 42, "max_tokens": 20}}
+    request = {
+        "model": helper,
+        "prompt": "Name a colour.",
+        "options": {"temperature": 1.0, "seed": 42, "max_tokens": 20},
+    }
     first = client.post("/generate", json=request).json()["response"]
     second = client.post("/generate", json=request).json()["response"]
     assert first == second
 
 
 def test_stop_strings_end_the_reply(client, helper):
-    r = client.post("/generate", json={"model": helper, "prompt": CAPITAL,
-                                       "options": {**GREEDY, "stop": ["Paris"]}}).json()
+    r = client.post(
+        "/generate",
+        json={"model": helper, "prompt": CAPITAL, "options": {**GREEDY, "stop": ["Paris"]}},
+    ).json()
     assert "Paris" not in r["response"]
     assert r["done_reason"] == "stop"
 
@@ -93,18 +107,21 @@ def test_generate_empty_prompt_is_422(client, prompt):
     assert r.json()["detail"] == "The prompt is empty: send some text to answer."
 
 
-@pytest.mark.parametrize("options, field", [
-    ({"temperature": -1}, "options.temperature"),
-    ({"temperature": 1e9}, "options.temperature"),
-    ({"top_p": 0}, "options.top_p"),
-    ({"top_k": -5}, "options.top_k"),
-    ({"max_tokens": 0}, "options.max_tokens"),
-    ({"max_tokens": "lots"}, "options.max_tokens"),
-    ({"stop": ["x"] * 9}, "options.stop"),
-    ({"stop": [""]}, "options.stop"),
-    ({"seed": -7}, "options.seed"),
-    ({"mirostat": 2}, "options.mirostat"),
-])
+@pytest.mark.parametrize(
+    "options, field",
+    [
+        ({"temperature": -1}, "options.temperature"),
+        ({"temperature": 1e9}, "options.temperature"),
+        ({"top_p": 0}, "options.top_p"),
+        ({"top_k": -5}, "options.top_k"),
+        ({"max_tokens": 0}, "options.max_tokens"),
+        ({"max_tokens": "lots"}, "options.max_tokens"),
+        ({"stop": ["x"] * 9}, "options.stop"),
+        ({"stop": [""]}, "options.stop"),
+        ({"seed": -7}, "options.seed"),
+        ({"mirostat": 2}, "options.mirostat"),
+    ],
+)
 def test_generate_absurd_options_are_422(client, options, field):
     r = client.post("/generate", json={"model": "smollm2-135m", "prompt": "hi", "options": options})
     assert r.status_code == 422
@@ -113,11 +130,13 @@ def test_generate_absurd_options_are_422(client, options, field):
 
 def test_generate_max_tokens_over_the_server_limit_is_422(make_client):
     client = make_client(max_tokens_limit=100)
-    r = client.post("/generate", json={"model": "smollm2-135m", "prompt": "hi",
-                                       "options": {"max_tokens": 101}})
+    r = client.post(
+        "/generate", json={"model": "smollm2-135m", "prompt": "hi", "options": {"max_tokens": 101}}
+    )
     assert r.status_code == 422
-    assert r.json()["detail"] == ("max_tokens=101 is over this server's limit of 100; "
-                                  "ask for fewer tokens.")
+    assert r.json()["detail"] == (
+        "max_tokens=101 is over this server's limit of 100; ask for fewer tokens."
+    )
 
 
 def test_prompt_longer_than_the_limit_is_422(make_client):
@@ -133,8 +152,9 @@ def test_prompt_that_overflows_the_context_window_is_422(make_client):
     assert r.status_code == 422
     assert "does not fit the context window of 256 tokens" in r.json()["detail"]
     # the server is still usable afterwards
-    ok = client.post("/generate", json={"model": "smollm2-135m", "prompt": "Hi",
-                                        "options": {"max_tokens": 5}})
+    ok = client.post(
+        "/generate", json={"model": "smollm2-135m", "prompt": "Hi", "options": {"max_tokens": 5}}
+    )
     assert ok.status_code == 200
 
 
@@ -142,17 +162,22 @@ def test_corrupt_model_file_is_503_and_the_server_stays_up(make_client, settings
     import shutil
 
     models = tmp_path / "models"
-    shutil.copytree(settings.models_dir / "smollm2-135m", models / "broken",
-                    ignore=shutil.ignore_patterns("hf"))
+    shutil.copytree(
+        settings.models_dir / "smollm2-135m", models / "broken", ignore=shutil.ignore_patterns("hf")
+    )
     (models / "broken" / "model.gguf").write_bytes(b"GGUF" + b"\0" * 64)
-    shutil.copytree(settings.models_dir / "smollm2-135m", models / "smollm2-135m",
-                    ignore=shutil.ignore_patterns("hf"))
+    shutil.copytree(
+        settings.models_dir / "smollm2-135m",
+        models / "smollm2-135m",
+        ignore=shutil.ignore_patterns("hf"),
+    )
     client = make_client(base_models_dir=models)
     r = client.post("/generate", json={"model": "broken", "prompt": "hi"})
     assert r.status_code == 503
     assert r.json()["detail"].startswith("Could not load 'broken'")
-    ok = client.post("/generate", json={"model": "smollm2-135m", "prompt": "hi",
-                                        "options": {"max_tokens": 3}})
+    ok = client.post(
+        "/generate", json={"model": "smollm2-135m", "prompt": "hi", "options": {"max_tokens": 3}}
+    )
     assert ok.status_code == 200
 
 
@@ -161,10 +186,13 @@ def test_loaded_models_are_bounded(make_client, settings, tmp_path):
 
     models = tmp_path / "models"
     for name in ("one", "two"):
-        shutil.copytree(settings.models_dir / "smollm2-135m", models / name,
-                        ignore=shutil.ignore_patterns("hf"))
+        shutil.copytree(
+            settings.models_dir / "smollm2-135m", models / name, ignore=shutil.ignore_patterns("hf")
+        )
     client = make_client(base_models_dir=models, max_loaded_models=1)
     for name in ("one", "two"):
-        r = client.post("/generate", json={"model": name, "prompt": "hi", "options": {"max_tokens": 2}})
+        r = client.post(
+            "/generate", json={"model": name, "prompt": "hi", "options": {"max_tokens": 2}}
+        )
         assert r.status_code == 200
     assert client.get("/health").json()["server"]["loaded"] == ["two"]

@@ -23,9 +23,15 @@ def test_job_runs_to_success_with_progress_metrics_and_events(jobs_client):
     assert job["hyperparameters"]["max_steps"] == 4
     # the resolved spec: this host's defaults filled in (no CUDA: plain LoRA, torch's AdamW)
     assert (job["hyperparameters"]["bits"], job["hyperparameters"]["optimizer"]) == (
-        16, "adamw_torch")
-    assert job["progress"]["dataset"] == {"format": "csv/qa", "train_rows": 19,
-                                          "validation_rows": 2, "test_rows": 3}
+        16,
+        "adamw_torch",
+    )
+    assert job["progress"]["dataset"] == {
+        "format": "csv/qa",
+        "train_rows": 19,
+        "validation_rows": 2,
+        "test_rows": 3,
+    }
     done = wait_for(jobs_client, job["id"], ("succeeded", "failed"))
     assert done["status"] == "succeeded", done["error"]
     assert done["progress"]["step"] == 4
@@ -48,8 +54,9 @@ def test_events_after_seq_and_without_follow(jobs_client):
     job = submit(jobs_client).json()
     wait_for(jobs_client, job["id"], ("succeeded", "failed"))
     all_events = events(jobs_client, job["id"])
-    later = jobs_client.get(f"/jobs/{job['id']}/events",
-                            params={"after": all_events[1]["seq"], "follow": False}).text
+    later = jobs_client.get(
+        f"/jobs/{job['id']}/events", params={"after": all_events[1]["seq"], "follow": False}
+    ).text
     seqs = [json.loads(line[6:])["seq"] for line in later.splitlines() if line.startswith("data: ")]
     assert seqs == [e["seq"] for e in all_events[2:]]
 
@@ -79,8 +86,7 @@ def test_second_job_queues_behind_the_first_and_cancel_is_idempotent(jobs_client
     assert jobs_client.app.state.runner._current is None  # the training process is gone
 
 
-def test_cancel_between_start_and_process_spawn_still_stops_the_process(jobs_client,
-                                                                        monkeypatch):
+def test_cancel_between_start_and_process_spawn_still_stops_the_process(jobs_client, monkeypatch):
     """A cancel that lands after the job is marked running but before its process exists."""
     import subprocess
 
@@ -124,17 +130,19 @@ def test_idempotency_key_returns_the_same_job(jobs_client):
     assert jobs_client.get("/jobs").json()["count"] == 1
 
 
-def test_restart_resumes_a_running_job_from_its_checkpoint(jobs_client, make_client,
-                                                           tiny_models_dir):
+def test_restart_resumes_a_running_job_from_its_checkpoint(
+    jobs_client, make_client, tiny_models_dir
+):
     job = submit(jobs_client).json()
     wait_for(jobs_client, job["id"], ("succeeded",))
     settings = jobs_client.app.state.settings
     store = JobStore(settings.jobs_db)
     # simulate an API that died mid-training: the row says running, checkpoints exist
     with store._connect() as db:
-        db.execute("UPDATE jobs SET state = 'running', finished_at = NULL, metrics = NULL "
-                   "WHERE id = ?",
-                   (job["id"],))
+        db.execute(
+            "UPDATE jobs SET state = 'running', finished_at = NULL, metrics = NULL WHERE id = ?",
+            (job["id"],),
+        )
     jobs_client.__exit__(None, None, None)
     restarted = make_client(base_models_dir=tiny_models_dir, job_poll_seconds=0.1)
     done = wait_for(restarted, job["id"], ("succeeded", "failed"))
@@ -155,28 +163,34 @@ def test_restart_fails_a_running_job_without_checkpoint(tmp_path, make_client, t
     client = make_client(base_models_dir=tiny_models_dir)
     failed = client.get(f"/jobs/{job.id}").json()
     assert failed["status"] == "failed"
-    assert failed["error"] == ("The API restarted before the job saved a checkpoint; submit it "
-                               "again.")
+    assert failed["error"] == (
+        "The API restarted before the job saved a checkpoint; submit it again."
+    )
 
 
 def test_failed_training_reports_the_reason(jobs_client):
     job = submit(jobs_client, target_modules="no_such_proj").json()  # valid, but not in Llama
     done = wait_for(jobs_client, job["id"], ("succeeded", "failed"))
     assert done["status"] == "failed"
-    assert done["error"].startswith("Training failed: NoMatchingPeftModuleError: Target "
-                                    "modules {'no_such_proj'} not found in the base model.")
+    assert done["error"].startswith(
+        "Training failed: NoMatchingPeftModuleError: Target "
+        "modules {'no_such_proj'} not found in the base model."
+    )
     assert events(jobs_client, job["id"])[-1]["type"] == "error"
 
 
 # ---------------------------------------------------------------- bad input: 4xx, no job
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "train_file is empty"),
-    (b"question,reply\nQ,A\n", "missing the column(s) 'input', 'output'"),
-    (b'[{"foo": 1}]', "unknown format"),
-    ("input,output\nQ,\xe9t\xe9\n".encode("latin-1"), "not UTF-8 text"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "train_file is empty"),
+        (b"question,reply\nQ,A\n", "missing the column(s) 'input', 'output'"),
+        (b'[{"foo": 1}]', "unknown format"),
+        ("input,output\nQ,\xe9t\xe9\n".encode("latin-1"), "not UTF-8 text"),
+    ],
+)
 def test_bad_training_files_are_422(jobs_client, content, message):
     name = "t.json" if content.startswith(b"[") else "t.csv"
     r = submit(jobs_client, files={"train_file": (name, content, "text/csv")})
@@ -194,10 +208,18 @@ def test_rows_longer_than_max_len_are_listed(jobs_client):
     _no_jobs(jobs_client)
 
 
-@pytest.mark.parametrize("field, value", [("learning_rate", "-1"), ("lora_r", "0"),
-                                          ("batch_size", "0"), ("epochs", "0"),
-                                          ("train_size", "1.5"), ("bits", "3"),
-                                          ("optimizer", "sgd")])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("learning_rate", "-1"),
+        ("lora_r", "0"),
+        ("batch_size", "0"),
+        ("epochs", "0"),
+        ("train_size", "1.5"),
+        ("bits", "3"),
+        ("optimizer", "sgd"),
+    ],
+)
 def test_absurd_hyperparameters_are_422(jobs_client, field, value):
     r = submit(jobs_client, **{field: value})
     assert r.status_code == 422

@@ -16,8 +16,10 @@ def test_list_models_shows_the_provisioned_base(client):
 
 
 def test_create_list_delete_variant(client):
-    r = client.post("/createModel", json={"name": "hr-bot", "base_model": BASE,
-                                          "system_prompt": "You answer HR questions."})
+    r = client.post(
+        "/createModel",
+        json={"name": "hr-bot", "base_model": BASE, "system_prompt": "You answer HR questions."},
+    )
     assert r.status_code == 201, r.text
     created = r.json()
     assert created["name"] == "hr-bot"
@@ -44,7 +46,9 @@ def test_create_variant_defaults_to_the_default_base(client):
 
 def test_variant_survives_an_app_restart(make_client):
     first = make_client()
-    assert first.post("/createModel", json={"name": "kept", "system_prompt": "x"}).status_code == 201
+    assert (
+        first.post("/createModel", json={"name": "kept", "system_prompt": "x"}).status_code == 201
+    )
     second = make_client()
     kept = [m for m in second.get("/listModels").json()["data"] if m["name"] == "kept"]
     assert kept and kept[0]["system_prompt"] == "x"
@@ -55,7 +59,8 @@ def test_create_duplicate_is_409(client):
     r = client.post("/createModel", json={"name": "dup", "system_prompt": "other"})
     assert r.status_code == 409
     assert r.json()["detail"] == (
-        "A model named 'dup' already exists; delete it first or pick another name.")
+        "A model named 'dup' already exists; delete it first or pick another name."
+    )
     assert r.headers["content-type"].startswith("application/problem+json")
 
 
@@ -69,12 +74,28 @@ def test_create_with_unknown_base_is_404_and_lists_bases(client):
     r = client.post("/createModel", json={"name": "x1", "base_model": "llama-99b"})
     assert r.status_code == 404
     assert r.json()["detail"] == (
-        f"Base model 'llama-99b' not found. Available base models: {BASE}.")
+        f"Base model 'llama-99b' not found. Available base models: {BASE}."
+    )
     assert "x1" not in [m["name"] for m in client.get("/listModels").json()["data"]]
 
 
-@pytest.mark.parametrize("name", ["a/b", "../etc", "..", "has space", "Upper", "", "-lead",
-                                  "x" * 64, "nul\x00byte", "caf\u00e9", "a..b", "/abs"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "a/b",
+        "../etc",
+        "..",
+        "has space",
+        "Upper",
+        "",
+        "-lead",
+        "x" * 64,
+        "nul\x00byte",
+        "caf\u00e9",
+        "a..b",
+        "/abs",
+    ],
+)
 def test_create_rejects_bad_names(client, name):
     r = client.post("/createModel", json={"name": name})
     assert r.status_code == 422, name

@@ -12,8 +12,9 @@ HELPFUL = "You are a helpful assistant."
 @pytest.fixture
 def oai(client):
     client.post("/createModel", json={"name": "helper", "system_prompt": HELPFUL})
-    return OpenAI(base_url="http://testserver/v1", api_key="unused", http_client=client,
-                  max_retries=0)
+    return OpenAI(
+        base_url="http://testserver/v1", api_key="unused", http_client=client, max_retries=0
+    )
 
 
 def test_list_models(oai):
@@ -23,8 +24,11 @@ def test_list_models(oai):
 
 def test_chat_completion(oai):
     r = oai.chat.completions.create(
-        model="helper", messages=[{"role": "user", "content": CAPITAL}],
-        temperature=0, max_tokens=60)
+        model="helper",
+        messages=[{"role": "user", "content": CAPITAL}],
+        temperature=0,
+        max_tokens=60,
+    )
     assert "paris" in r.choices[0].message.content.lower()
     assert r.choices[0].finish_reason == "stop"
     assert r.usage.completion_tokens > 0
@@ -33,8 +37,13 @@ def test_chat_completion(oai):
 
 def test_chat_completion_streamed(oai):
     stream = oai.chat.completions.create(
-        model="helper", messages=[{"role": "user", "content": CAPITAL}],
-        temperature=0, max_tokens=60, stream=True, stream_options={"include_usage": True})
+        model="helper",
+        messages=[{"role": "user", "content": CAPITAL}],
+        temperature=0,
+        max_tokens=60,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert "paris" in text.lower()
@@ -44,8 +53,12 @@ def test_chat_completion_streamed(oai):
 
 
 def test_raw_stream_ends_with_done(client):
-    body = {"model": "smollm2-135m", "messages": [{"role": "user", "content": "Hi"}],
-            "stream": True, "max_tokens": 5}
+    body = {
+        "model": "smollm2-135m",
+        "messages": [{"role": "user", "content": "Hi"}],
+        "stream": True,
+        "max_tokens": 5,
+    }
     with client.stream("POST", "/v1/chat/completions", json=body) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         frames = [line for line in r.iter_lines() if line]
@@ -64,8 +77,9 @@ def test_bad_request_uses_the_openai_envelope(client):
     r = client.post("/v1/chat/completions", json={"model": "helper", "messages": []})
     assert r.status_code == 422
     assert "messages" in r.json()["error"]["message"]
-    r = client.post("/v1/chat/completions",
-                    json={"model": "helper", "messages": [{"role": "user", "content": "hi"}],
-                          "temperature": 9})
+    r = client.post(
+        "/v1/chat/completions",
+        json={"model": "helper", "messages": [{"role": "user", "content": "hi"}], "temperature": 9},
+    )
     assert r.status_code == 422
     assert "temperature" in r.json()["error"]["message"]

@@ -24,17 +24,25 @@ def client(tmp_path, monkeypatch, fake):
 
 
 def ndjson(client, **body):
-    with client.stream("POST", "/generate", json={"model": "tiny", "prompt": "Hi",
-                                                  "stream": True, **body}) as r:
+    with client.stream(
+        "POST", "/generate", json={"model": "tiny", "prompt": "Hi", "stream": True, **body}
+    ) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("application/x-ndjson")
         return [json.loads(line) for line in r.iter_lines() if line]
 
 
 def sse(client, **body):
-    with client.stream("POST", "/v1/chat/completions", json={
-            "model": "tiny", "messages": [{"role": "user", "content": "Hi"}], "stream": True,
-            **body}) as r:
+    with client.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={
+            "model": "tiny",
+            "messages": [{"role": "user", "content": "Hi"}],
+            "stream": True,
+            **body,
+        },
+    ) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         frames = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
@@ -47,11 +55,16 @@ def test_a_whole_reply_is_one_body_with_the_counts(client, fake):
     assert r.status_code == 200
     body = r.json()
     assert (body["response"], body["done_reason"], body["completion_tokens"]) == (
-        "Ahoy there matey", "stop", 3)
+        "Ahoy there matey",
+        "stop",
+        3,
+    )
     [(name, messages, options)] = fake.chats
     assert name == "tiny"
-    assert messages == [{"role": "system", "content": "Be brief."},
-                        {"role": "user", "content": "Hi"}]
+    assert messages == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+    ]
     assert options["max_tokens"] == 512  # the default when the request sets none
 
 
@@ -96,8 +109,10 @@ def test_a_failure_before_the_first_chunk_is_an_http_status(client, fake, stream
     assert r.status_code == 503
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["detail"] == MESSAGE
-    r = client.post("/v1/chat/completions", json={
-        "model": "tiny", "messages": [{"role": "user", "content": "Hi"}], "stream": stream})
+    r = client.post(
+        "/v1/chat/completions",
+        json={"model": "tiny", "messages": [{"role": "user", "content": "Hi"}], "stream": stream},
+    )
     assert r.status_code == 503
     assert r.json()["error"]["message"] == MESSAGE
 
@@ -107,7 +122,9 @@ def test_a_prompt_that_does_not_fit_is_422_on_both_routes(client, fake):
     fake.error = InvalidInput("The prompt needs 9000 tokens; the context window holds 8192.")
     r = client.post("/generate", json={"model": "tiny", "prompt": "Hi"})
     assert (r.status_code, r.json()["detail"]) == (422, fake.error.detail)
-    r = client.post("/v1/chat/completions", json={
-        "model": "tiny", "messages": [{"role": "user", "content": "Hi"}]})
+    r = client.post(
+        "/v1/chat/completions",
+        json={"model": "tiny", "messages": [{"role": "user", "content": "Hi"}]},
+    )
     assert r.status_code == 422
     assert r.json()["error"]["message"] == fake.error.detail

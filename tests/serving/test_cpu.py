@@ -14,8 +14,8 @@ from pydantic import ValidationError
 from api.config import REPO_ROOT, Settings
 from api.serving.base import ServedModel
 from api.serving.cpu import choose_extra_buffers, parse_cpuinfo
-from api.serving.llamacpp import LlamaCppServer
 from api.serving.llama_model import open_llama
+from api.serving.llamacpp import LlamaCppServer
 
 SAPPHIRE_RAPIDS = """processor\t: 0
 vendor_id\t: GenuineIntel
@@ -40,8 +40,20 @@ def test_cpuinfo_is_read_from_the_first_processor():
     cpu = parse_cpuinfo(SAPPHIRE_RAPIDS)
     assert cpu.model == "Intel(R) Xeon(R) Platinum 8480+"
     assert {"amx_tile", "amx_int8", "avx512_bf16"} <= cpu.flags
-    assert cpu.reported == ["sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw",
-                            "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16"]
+    assert cpu.reported == [
+        "sse4_2",
+        "avx",
+        "avx2",
+        "fma",
+        "f16c",
+        "avx512f",
+        "avx512bw",
+        "avx512_vnni",
+        "avx512_bf16",
+        "amx_tile",
+        "amx_int8",
+        "amx_bf16",
+    ]
     arm = parse_cpuinfo(GRAVITON)
     assert arm.model == "unknown" and arm.reported == ["asimd", "sve", "bf16", "i8mm"]
     assert parse_cpuinfo("").flags == frozenset()
@@ -79,17 +91,27 @@ def received(monkeypatch) -> list[bool]:
     return seen
 
 
-@pytest.mark.parametrize(("cpuinfo", "setting", "expected"), [
-    (SAPPHIRE_RAPIDS, "auto", False), (EPYC, "auto", True), (EPYC, "off", False),
-])
+@pytest.mark.parametrize(
+    ("cpuinfo", "setting", "expected"),
+    [
+        (SAPPHIRE_RAPIDS, "auto", False),
+        (EPYC, "auto", True),
+        (EPYC, "off", False),
+    ],
+)
 def test_the_choice_reaches_the_model_params_llama_cpp_loads_with(
-        settings, received, cpuinfo, setting, expected):
+    settings, received, cpuinfo, setting, expected
+):
     settings.llamacpp_extra_buffers = setting
     server = LlamaCppServer(settings, cpu=parse_cpuinfo(cpuinfo))
     base = settings.models_dir / "smollm2-135m"
     model = ServedModel(name="smollm2-135m", gguf_path=base / "model.gguf")
-    reply = "".join(c.text for c in server.chat(model, [{"role": "user", "content": "Say hi"}],
-                                                 {"max_tokens": 4, "seed": 1}))
+    reply = "".join(
+        c.text
+        for c in server.chat(
+            model, [{"role": "user", "content": "Say hi"}], {"max_tokens": 4, "seed": 1}
+        )
+    )
     server.close()
     assert received == [expected]
     assert reply  # a multi-token prompt answered either way
@@ -97,9 +119,12 @@ def test_the_choice_reaches_the_model_params_llama_cpp_loads_with(
 
 
 def test_defaults_are_restored_after_a_load(settings, received):
-    llm = open_llama(settings.models_dir / "smollm2-135m" / "model.gguf",
-                     extra_buffers=choose_extra_buffers("off", parse_cpuinfo(EPYC)),
-                     n_ctx=64, verbose=False)
+    llm = open_llama(
+        settings.models_dir / "smollm2-135m" / "model.gguf",
+        extra_buffers=choose_extra_buffers("off", parse_cpuinfo(EPYC)),
+        n_ctx=64,
+        verbose=False,
+    )
     assert llm.model_params.use_extra_bufts is False
     llm.close()
     assert llama_lib.llama_model_default_params().use_extra_bufts is True
@@ -109,15 +134,28 @@ def test_defaults_are_restored_after_a_load(settings, received):
 def test_health_reports_the_cpu_and_the_choice(make_client):
     health = make_client(llamacpp_extra_buffers="off").get("/health").json()
     assert health["server"]["extra_buffers"] == {
-        "enabled": False, "setting": "off", "reason": "forced off by LLM_LLAMACPP_EXTRA_BUFFERS=off"}
+        "enabled": False,
+        "setting": "off",
+        "reason": "forced off by LLM_LLAMACPP_EXTRA_BUFFERS=off",
+    }
     assert health["cpu"]["model"] and isinstance(health["cpu"]["features"], list)
 
 
 def test_the_benchmark_measures_both_sides(tmp_path, base_models_dir):
     out = tmp_path / "benchmarks.md"
-    done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "bench_extra_buffers.py"),
-                           "--quick", "--out", str(out)], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "bench_extra_buffers.py"),
+            "--quick",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     section = out.read_text().split("## llama.cpp extra buffer types")[1]
     assert "| Q4_1 (provisioned) |" in section
@@ -127,8 +165,10 @@ def test_the_benchmark_measures_both_sides(tmp_path, base_models_dir):
 def test_every_model_load_goes_through_open_llama():
     """A `Llama(...)` elsewhere would skip the extra-buffer choice and crash AMX hosts."""
     ours = REPO_ROOT / "api" / "serving" / "llama_model.py"
-    offenders = [str(p.relative_to(REPO_ROOT))
-                 for folder in ("api", "scripts", "tests")
-                 for p in (REPO_ROOT / folder).rglob("*.py")
-                 if p != ours and p.name != "test_cpu.py" and "Llama(" in p.read_text()]
+    offenders = [
+        str(p.relative_to(REPO_ROOT))
+        for folder in ("api", "scripts", "tests")
+        for p in (REPO_ROOT / folder).rglob("*.py")
+        if p != ours and p.name != "test_cpu.py" and "Llama(" in p.read_text()
+    ]
     assert offenders == []

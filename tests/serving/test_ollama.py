@@ -29,11 +29,11 @@ def sha(path: Path) -> str:
 
 def variant(base_gguf: Path, name: str = "pirate", **fields: object) -> ServedModel:
     # built on the base that make_base put there, as api/models/service.served_model says
-    return ServedModel(name=name, gguf_path=base_gguf, base_name=base_gguf.parent.name,
-                       **fields)  # type: ignore[arg-type]
+    return ServedModel(name=name, gguf_path=base_gguf, base_name=base_gguf.parent.name, **fields)  # type: ignore[arg-type]
 
 
 # -- names and options --------------------------------------------------------------------
+
 
 def test_names_map_both_ways_and_foreign_models_are_ignored():
     assert ollama_name("hr-bot") == "llmp/hr-bot:latest"
@@ -43,10 +43,24 @@ def test_names_map_both_ways_and_foreign_models_are_ignored():
 
 
 def test_options_use_ollama_names_and_random_seed_is_left_out():
-    assert ollama_options({"max_tokens": 5, "temperature": 0.1, "top_k": 3, "seed": -1,
-                           "stop": ["\n"], "repeat_penalty": 1.1, "top_p": 0.9}) == {
-        "num_predict": 5, "temperature": 0.1, "top_k": 3, "stop": ["\n"],
-        "repeat_penalty": 1.1, "top_p": 0.9}
+    assert ollama_options(
+        {
+            "max_tokens": 5,
+            "temperature": 0.1,
+            "top_k": 3,
+            "seed": -1,
+            "stop": ["\n"],
+            "repeat_penalty": 1.1,
+            "top_p": 0.9,
+        }
+    ) == {
+        "num_predict": 5,
+        "temperature": 0.1,
+        "top_k": 3,
+        "stop": ["\n"],
+        "repeat_penalty": 1.1,
+        "top_p": 0.9,
+    }
     assert ollama_options({"seed": 7}) == {"seed": 7}
 
 
@@ -59,8 +73,10 @@ def test_settings_accept_the_ollama_backend_and_refuse_a_bad_url(tmp_path):
 
 # -- import: blobs and create --------------------------------------------------------------
 
+
 def test_registering_a_base_uploads_its_gguf_by_digest_and_creates_it_from_files(
-        server, double, base_gguf):
+    server, double, base_gguf
+):
     server.register(ServedModel(name="tiny", gguf_path=base_gguf))
     digest = sha(base_gguf)
     assert double.blob_sizes == {digest: base_gguf.stat().st_size}
@@ -70,9 +86,16 @@ def test_registering_a_base_uploads_its_gguf_by_digest_and_creates_it_from_files
 
 
 def test_a_variant_is_created_from_its_base_with_system_template_and_parameters(
-        server, double, base_gguf):
-    server.register(variant(base_gguf, system_prompt="Talk like a pirate.", template=GO_TEMPLATE,
-                            options={"temperature": 0.2, "max_tokens": 64, "seed": -1}))
+    server, double, base_gguf
+):
+    server.register(
+        variant(
+            base_gguf,
+            system_prompt="Talk like a pirate.",
+            template=GO_TEMPLATE,
+            options={"temperature": 0.2, "max_tokens": 64, "seed": -1},
+        )
+    )
     assert double.models["llmp/tiny:latest"]["files"] == {"model.gguf": sha(base_gguf)}
     created = double.models["llmp/pirate:latest"]
     assert created["from"] == "llmp/tiny:latest"
@@ -86,14 +109,16 @@ def test_a_second_variant_reuses_the_imported_base_and_its_blob(server, double, 
     server.register(variant(base_gguf, "one"))
     server.register(variant(base_gguf, "two"))
     assert len(double.calls("POST", f"/api/blobs/{sha(base_gguf)}")) == 1
-    base_creates = [b for b in double.calls("POST", "/api/create")
-                    if b["model"] == "llmp/tiny:latest"]
+    base_creates = [
+        b for b in double.calls("POST", "/api/create") if b["model"] == "llmp/tiny:latest"
+    ]
     assert len(base_creates) == 1
     assert {"llmp/one:latest", "llmp/two:latest"} <= set(double.models)
 
 
 def test_an_adapter_is_uploaded_and_created_with_adapters_on_its_base(
-        server, double, base_gguf, tmp_path):
+    server, double, base_gguf, tmp_path
+):
     adapter = tmp_path / "adapter.gguf"
     adapter.write_bytes(b"GGUF lora weights")
     server.register(variant(base_gguf, "tuned", adapter_path=adapter))
@@ -116,8 +141,9 @@ def test_a_merged_gguf_is_created_from_its_own_files(server, double, base_gguf, 
 
 def test_a_jinja_template_is_refused_before_anything_is_sent(server, double, base_gguf):
     with pytest.raises(InvalidInput, match="Go templates"):
-        server.register(variant(base_gguf, template="{% for m in messages %}{{ m.content }}"
-                                                    "{% endfor %}"))
+        server.register(
+            variant(base_gguf, template="{% for m in messages %}{{ m.content }}{% endfor %}")
+        )
     assert double.requests == []
 
 
@@ -142,7 +168,8 @@ def test_a_digest_mismatch_on_upload_is_reported(server, double, base_gguf):
         server.register(ServedModel(name="tiny", gguf_path=base_gguf))
     assert info.value.detail.startswith(
         f"Ollama rejected model.gguf for 'tiny': digest mismatch, expected sha256:{'1' * 64}, "
-        f"got {sha(base_gguf)}. The file changed after it was hashed;")
+        f"got {sha(base_gguf)}. The file changed after it was hashed;"
+    )
     assert double.models == {} and double.blobs == {}
     server.register(ServedModel(name="tiny", gguf_path=base_gguf))  # hashed afresh: works
     assert "llmp/tiny:latest" in double.models
@@ -152,8 +179,9 @@ def test_an_error_line_in_the_create_stream_fails_the_create(server, double, mod
     not_gguf = make_base(models_dir, "broken", content=b"PK\x03\x04 a zip, not a GGUF")
     with pytest.raises(InvalidInput) as info:
         server.register(variant(not_gguf, "v"))
-    assert info.value.detail == ("Ollama could not finish creating model 'broken': "
-                                 "invalid file magic")
+    assert info.value.detail == (
+        "Ollama could not finish creating model 'broken': invalid file magic"
+    )
     assert double.models == {}
 
 
@@ -166,6 +194,7 @@ def test_the_double_reports_an_unknown_from_mid_stream(double):
 
 
 # -- list and delete ----------------------------------------------------------------------
+
 
 def test_unregister_deletes_and_ignores_unknown_names(server, double, base_gguf):
     server.register(variant(base_gguf, "gone-soon"))
@@ -183,12 +212,16 @@ def test_health_lists_only_platform_models(server, double):
 
 # -- chat ---------------------------------------------------------------------------------
 
+
 def test_chat_streams_chunks_with_counts_and_mapped_options(server, double, base_gguf):
     model = variant(base_gguf)
     server.register(model)
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi you"}]
-    chunks = list(server.chat(model, messages, {"max_tokens": 10, "temperature": 0.0,
-                                                "seed": -1, "stop": ["END"]}))
+    chunks = list(
+        server.chat(
+            model, messages, {"max_tokens": 10, "temperature": 0.0, "seed": -1, "stop": ["END"]}
+        )
+    )
     assert "".join(c.text for c in chunks) == "Ahoy there matey"
     assert [c.finish_reason for c in chunks] == [None, None, None, "stop"]
     assert (chunks[-1].prompt_tokens, chunks[-1].completion_tokens) == (4, 3)
@@ -196,8 +229,12 @@ def test_chat_streams_chunks_with_counts_and_mapped_options(server, double, base
     assert sent["model"] == "llmp/pirate:latest"
     assert sent["messages"] == messages
     assert sent["stream"] is True
-    assert sent["options"] == {"num_ctx": 2048, "num_predict": 10, "temperature": 0.0,
-                               "stop": ["END"]}
+    assert sent["options"] == {
+        "num_ctx": 2048,
+        "num_predict": 10,
+        "temperature": 0.0,
+        "stop": ["END"],
+    }
 
 
 def test_done_reason_length_becomes_finish_reason_length(server, double, base_gguf):
@@ -216,16 +253,22 @@ def test_a_mid_stream_error_line_raises_after_the_text_so_far(server, double, ba
     assert [next(stream).text, next(stream).text] == ["Ahoy ", "there "]
     with pytest.raises(Unavailable) as info:
         next(stream)
-    assert info.value.detail == ("Ollama reported an error during chat with 'pirate': an error "
-                                 "was encountered while running the model: unexpected EOF")
+    assert info.value.detail == (
+        "Ollama reported an error during chat with 'pirate': an error "
+        "was encountered while running the model: unexpected EOF"
+    )
 
 
-@pytest.mark.parametrize("knob, message", [
-    ("cut_after", "Ollama's reply for 'pirate' ended before its final line"),
-    ("garbage_after", "sent a malformed response line during chat with 'pirate'"),
-])
-def test_a_stream_that_breaks_off_or_is_not_ndjson_is_an_error(server, double, base_gguf,
-                                                                 knob, message):
+@pytest.mark.parametrize(
+    "knob, message",
+    [
+        ("cut_after", "Ollama's reply for 'pirate' ended before its final line"),
+        ("garbage_after", "sent a malformed response line during chat with 'pirate'"),
+    ],
+)
+def test_a_stream_that_breaks_off_or_is_not_ndjson_is_an_error(
+    server, double, base_gguf, knob, message
+):
     model = variant(base_gguf)
     server.register(model)
     setattr(double, knob, 1)
@@ -261,11 +304,14 @@ def test_a_slow_ollama_times_out_with_advice(double, base_gguf, tmp_path):
 
 # -- Ollama down --------------------------------------------------------------------------
 
+
 def test_ollama_down_gives_503_naming_the_url_and_what_to_do(base_gguf, tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
     server = make_server(url, tmp_path, ollama_retries=1)
-    expected = (f"Ollama is not reachable at {url} (listing models). Start it (`docker compose "
-                "up -d ollama`) or point LLM_OLLAMA_URL at a running Ollama server.")
+    expected = (
+        f"Ollama is not reachable at {url} (listing models). Start it (`docker compose "
+        "up -d ollama`) or point LLM_OLLAMA_URL at a running Ollama server."
+    )
     with pytest.raises(Unavailable) as info:
         server.register(variant(base_gguf))
     assert info.value.detail == expected

@@ -12,14 +12,18 @@ def test_create_generate_delete_through_http(tmp_path, double):
         assert health["backend"] == "ollama"
         assert health["server"] == {"ollama_url": double.url, "reachable": True, "models": []}
 
-        r = client.post("/createModel", json={"name": "pirate", "system_prompt": "Arr.",
-                                              "parameters": {"temperature": 0.3}})
+        r = client.post(
+            "/createModel",
+            json={"name": "pirate", "system_prompt": "Arr.", "parameters": {"temperature": 0.3}},
+        )
         assert r.status_code == 201, r.text
         assert double.models["llmp/pirate:latest"]["from"] == "llmp/tiny:latest"
         assert double.models["llmp/pirate:latest"]["parameters"] == {"temperature": 0.3}
 
-        r = client.post("/generate", json={"model": "pirate", "prompt": "Hello there",
-                                           "options": {"max_tokens": 8}})
+        r = client.post(
+            "/generate",
+            json={"model": "pirate", "prompt": "Hello there", "options": {"max_tokens": 8}},
+        )
         assert r.status_code == 200, r.text
         body = r.json()
         assert (body["response"], body["done_reason"]) == ("Ahoy there matey", "stop")
@@ -47,8 +51,9 @@ def test_a_mid_stream_error_ends_the_ndjson_stream_with_an_error_line(tmp_path, 
 
 def test_a_jinja_template_is_422_on_the_ollama_backend(tmp_path, double):
     with app_client(tmp_path, double.url) as client:
-        r = client.post("/createModel", json={"name": "j", "template": "{% for m in messages %}"
-                                                                       "{% endfor %}"})
+        r = client.post(
+            "/createModel", json={"name": "j", "template": "{% for m in messages %}{% endfor %}"}
+        )
         assert r.status_code == 422
         assert "Go templates" in r.json()["detail"]
         assert client.get("/listModels").json()["count"] == 1
@@ -64,8 +69,10 @@ def test_ollama_down_is_a_503_problem_and_health_still_answers(tmp_path):
         r = client.post("/createModel", json={"name": "v"})
         assert r.status_code == 503
         assert client.get("/listModels").json()["count"] == 1  # nothing half-created
-        r = client.post("/v1/chat/completions", json={
-            "model": "tiny", "messages": [{"role": "user", "content": "x"}]})
+        r = client.post(
+            "/v1/chat/completions",
+            json={"model": "tiny", "messages": [{"role": "user", "content": "x"}]},
+        )
         assert r.status_code == 503 and "not reachable" in r.json()["error"]["message"]
         health = client.get("/health")
         assert health.status_code == 200 and health.json()["server"]["reachable"] is False

@@ -33,8 +33,16 @@ def trainable_base(models_dir: Path, name: str, arch: str) -> Path:
     (directory / "hf").mkdir(parents=True)
     (directory / "hf" / "config.json").write_text(json.dumps({"model_type": arch}))
     gguf_with_architecture(directory / "model.gguf", arch)
-    write_manifest(BaseModelInfo(name=name, directory=directory, gguf_file="model.gguf",
-                                 hf_dir="hf", source="test", created_at=""))
+    write_manifest(
+        BaseModelInfo(
+            name=name,
+            directory=directory,
+            gguf_file="model.gguf",
+            hf_dir="hf",
+            source="test",
+            created_at="",
+        )
+    )
     return directory
 
 
@@ -43,7 +51,8 @@ def test_the_architecture_is_read_from_the_base_gguf(tmp_path):
     llama = gguf_with_architecture(tmp_path / "l.gguf", "llama")
     assert "qwen3" in NO_ADAPTER_ARCHITECTURES and "llama" not in NO_ADAPTER_ARCHITECTURES
     assert adapter_problem("q", qwen3).startswith(
-        "export=adapter cannot be served by Ollama for base 'q': its architecture 'qwen3'")
+        "export=adapter cannot be served by Ollama for base 'q': its architecture 'qwen3'"
+    )
     assert adapter_problem("l", llama) is None
     not_gguf = tmp_path / "x.gguf"
     not_gguf.write_bytes(b"GGUF\x03\x00tiny-weights")
@@ -53,52 +62,63 @@ def test_the_architecture_is_read_from_the_base_gguf(tmp_path):
 def test_fine_tuning_an_ollama_library_base_is_422_saying_how_to_provision(tmp_path, double):
     double.pull("llama3.2:3b")
     with app_client(tmp_path, double.url) as client:
-        r = client.post("/fine_tune_model", data={"model_name": "tuned",
-                                                  "base_model": "llama3.2-3b"},
-                        files={"train_file": CSV})
+        r = client.post(
+            "/fine_tune_model",
+            data={"model_name": "tuned", "base_model": "llama3.2-3b"},
+            files={"train_file": CSV},
+        )
         assert r.status_code == 422, r.text
         assert r.json()["detail"] == (
             "Base model 'llama3.2-3b' is Ollama's model 'llama3.2:3b': Ollama keeps only GGUF "
             "weights, and fine-tuning needs a safetensors (Hugging Face) base. Provision one "
             "with `python load_base_model.py --hf ORG/REPO --name NAME` (or --from-dir PATH) "
-            "and fine-tune that; its results are served through Ollama too.")
+            "and fine-tune that; its results are served through Ollama too."
+        )
         assert client.get("/jobs").json()["count"] == 0
 
 
 def test_an_adapter_export_on_a_base_ollama_cannot_apply_lora_to_is_422(tmp_path, double):
     trainable_base(tmp_path / "models", "qwen-small", "qwen3")
     with app_client(tmp_path, double.url) as client:
-        r = client.post("/fine_tune_model", data={"model_name": "tuned", "export": "adapter",
-                                                  "base_model": "qwen-small"},
-                        files={"train_file": CSV})
+        r = client.post(
+            "/fine_tune_model",
+            data={"model_name": "tuned", "export": "adapter", "base_model": "qwen-small"},
+            files={"train_file": CSV},
+        )
         assert r.status_code == 422, r.text
         assert r.json()["detail"] == (
             "export=adapter cannot be served by Ollama for base 'qwen-small': its architecture "
             "'qwen3' runs on Ollama's own engine, which does not apply LoRA adapters (Ollama "
             "0.20.7). Use export=merged (the adapter merged into the weights), or the llamacpp "
-            "backend.")
+            "backend."
+        )
         assert client.get("/jobs").json()["count"] == 0
 
         # a re-export of an earlier job's adapter is refused the same way
         store = client.app.state.job_store
-        source = store.create(model_name="old", base_model="qwen-small",
-                              spec={"model_name": "old", "base_model": "qwen-small",
-                                    "export": "none"},
-                              jobs_dir=client.app.state.settings.jobs_dir)
+        source = store.create(
+            model_name="old",
+            base_model="qwen-small",
+            spec={"model_name": "old", "base_model": "qwen-small", "export": "none"},
+            jobs_dir=client.app.state.settings.jobs_dir,
+        )
         (source.job_dir / "adapter").mkdir(parents=True)
         (source.job_dir / "adapter" / "adapter_config.json").write_text("{}")
-        store.transition(source.id, "failed", allowed_from=("validating_files",),
-                         message="x", error="x")
-        r = client.post(f"/jobs/{source.id}/export", json={"export": "adapter",
-                                                           "model_name": "again"})
+        store.transition(
+            source.id, "failed", allowed_from=("validating_files",), message="x", error="x"
+        )
+        r = client.post(
+            f"/jobs/{source.id}/export", json={"export": "adapter", "model_name": "again"}
+        )
         assert r.status_code == 422, r.text
         assert "architecture 'qwen3'" in r.json()["detail"]
 
 
-@pytest.mark.parametrize("backend, arch, refused", [
-    ("ollama", "qwen3", True), ("ollama", "llama", False), ("llamacpp", "qwen3", False)])
-def test_only_the_ollama_backend_checks_the_adapter_architecture(tmp_path, backend, arch,
-                                                                  refused):
+@pytest.mark.parametrize(
+    "backend, arch, refused",
+    [("ollama", "qwen3", True), ("ollama", "llama", False), ("llamacpp", "qwen3", False)],
+)
+def test_only_the_ollama_backend_checks_the_adapter_architecture(tmp_path, backend, arch, refused):
     base = trainable_base(tmp_path / "models", "b", arch)
     settings = Settings(data_dir=tmp_path, base_models_dir=tmp_path / "models", backend=backend)
     spec = FineTuneSpec(model_name="t", base_model="b", export="adapter")

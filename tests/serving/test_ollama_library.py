@@ -49,9 +49,16 @@ def test_our_own_ollama_models_are_not_listed_twice(client, double):
 
 
 def test_a_variant_of_a_library_base_is_created_from_it_and_answers(client, double):
-    r = client.post("/createModel", json={
-        "name": "hr-bot", "base_model": "llama3.2-3b", "system_prompt": "You answer HR.",
-        "template": "{{ .System }} {{ .Prompt }}", "parameters": {"temperature": 0.2}})
+    r = client.post(
+        "/createModel",
+        json={
+            "name": "hr-bot",
+            "base_model": "llama3.2-3b",
+            "system_prompt": "You answer HR.",
+            "template": "{{ .System }} {{ .Prompt }}",
+            "parameters": {"temperature": 0.2},
+        },
+    )
     assert r.status_code == 201, r.text
     assert r.json()["base_model"] == "llama3.2-3b"
     created = double.models["llmp/hr-bot:latest"]
@@ -72,8 +79,10 @@ def test_the_library_base_itself_answers_under_its_ollama_name(client, double):
     r = client.post("/generate", json={"model": "llama3.2-3b", "prompt": "Hi"})
     assert r.status_code == 200, r.text
     assert double.calls("POST", "/api/chat")[-1]["model"] == LLAMA
-    r = client.post("/v1/chat/completions", json={
-        "model": "llama3.2-3b", "messages": [{"role": "user", "content": "Hi"}]})
+    r = client.post(
+        "/v1/chat/completions",
+        json={"model": "llama3.2-3b", "messages": [{"role": "user", "content": "Hi"}]},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["choices"][0]["message"]["content"] == "Ahoy there matey"
     assert double.calls("POST", "/api/chat")[-1]["model"] == LLAMA
@@ -82,8 +91,10 @@ def test_the_library_base_itself_answers_under_its_ollama_name(client, double):
 
 def test_a_variant_of_a_library_base_streams_on_the_openai_route(client, double):
     client.post("/createModel", json={"name": "hr-bot", "base_model": "llama3.2-3b"})
-    r = client.post("/v1/chat/completions", json={
-        "model": "hr-bot", "stream": True, "messages": [{"role": "user", "content": "Hi"}]})
+    r = client.post(
+        "/v1/chat/completions",
+        json={"model": "hr-bot", "stream": True, "messages": [{"role": "user", "content": "Hi"}]},
+    )
     assert r.status_code == 200
     frames = [line for line in r.text.splitlines() if line.startswith("data: ")]
     assert frames[-1] == "data: [DONE]"
@@ -91,8 +102,9 @@ def test_a_variant_of_a_library_base_streams_on_the_openai_route(client, double)
 
 
 def test_a_variant_recreated_in_ollama_from_its_library_base_after_a_wipe(client, double):
-    client.post("/createModel", json={"name": "hr-bot", "base_model": "llama3.2-3b",
-                                      "system_prompt": "HR."})
+    client.post(
+        "/createModel", json={"name": "hr-bot", "base_model": "llama3.2-3b", "system_prompt": "HR."}
+    )
     del double.models["llmp/hr-bot:latest"]  # Ollama's volume lost our model, not the pull
     r = client.post("/generate", json={"model": "hr-bot", "prompt": "Hi"})
     assert r.status_code == 200, r.text
@@ -102,8 +114,10 @@ def test_a_variant_recreated_in_ollama_from_its_library_base_after_a_wipe(client
 def test_deleting_a_library_base_is_409_and_leaves_it_in_ollama(client, double):
     r = client.delete("/deleteModel", params={"name": "llama3.2-3b"})
     assert r.status_code == 409
-    assert r.json()["detail"] == ("'llama3.2-3b' is Ollama's model 'llama3.2:3b', not one this "
-                                  "API created; remove it from Ollama (`ollama rm llama3.2:3b`).")
+    assert r.json()["detail"] == (
+        "'llama3.2-3b' is Ollama's model 'llama3.2:3b', not one this "
+        "API created; remove it from Ollama (`ollama rm llama3.2:3b`)."
+    )
     assert LLAMA in double.models and double.calls("DELETE", "/api/delete") == []
 
 
@@ -131,8 +145,10 @@ def test_a_library_base_ollama_lost_is_503_saying_pull_it_again(client, double):
     server: OllamaServer = client.app.state.server
     with pytest.raises(Unavailable) as info:
         list(server.chat(served, [{"role": "user", "content": "x"}], {}))
-    assert info.value.detail == ("Ollama no longer has 'llama3.2:3b'; pull it again "
-                                 "(`ollama pull llama3.2:3b`) or pick another model.")
+    assert info.value.detail == (
+        "Ollama no longer has 'llama3.2:3b'; pull it again "
+        "(`ollama pull llama3.2:3b`) or pick another model."
+    )
     assert double.calls("POST", "/api/create") == []
     r = client.post("/generate", json={"model": "llama3.2-3b", "prompt": "Hi"})
     assert r.status_code == 404  # no longer listed either
@@ -152,16 +168,23 @@ def test_the_llamacpp_backend_lists_no_library_and_refuses_a_library_model(tmp_p
 
     server = LlamaCppServer(Settings(data_dir=tmp_path))
     assert server.library_models() == []
-    with pytest.raises(Unavailable, match="served from Ollama's library \\('llama3.2:3b'\\); set "
-                                        "LLM_BACKEND=ollama"):
+    with pytest.raises(
+        Unavailable,
+        match="served from Ollama's library \\('llama3.2:3b'\\); set LLM_BACKEND=ollama",
+    ):
         server.register(ServedModel(name="x", gguf_path=None, ollama_base=LLAMA))
 
 
 def test_the_double_lists_pulled_models_with_their_details(double, tmp_path):
     double.pull(LLAMA, family="llama", parameter_size="3.2B")
-    server = OllamaServer(Settings(data_dir=tmp_path, backend="ollama",
-                                   ollama_url=double.url, ollama_retries=0))
+    server = OllamaServer(
+        Settings(data_dir=tmp_path, backend="ollama", ollama_url=double.url, ollama_retries=0)
+    )
     [model] = server.library_models()
     assert (model.name, model.ollama_model, model.family, model.parameter_size) == (
-        "llama3.2-3b", LLAMA, "llama", "3.2B")
+        "llama3.2-3b",
+        LLAMA,
+        "llama",
+        "3.2B",
+    )
     server.close()

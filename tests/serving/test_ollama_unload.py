@@ -51,7 +51,8 @@ def test_unload_all_with_ollama_down_is_503(tmp_path):
 
 
 def test_a_gpu_job_unloads_ollama_before_training_and_goes_on_when_it_is_down(
-        server, double, tmp_path):
+    server, double, tmp_path
+):
     from api.jobs.store import JobStore
     from tests.utils.runner import queued_job, runner_with
 

@@ -20,9 +20,15 @@ class ApiProcess:
 
     def __init__(self, data_dir: Path, models_dir: Path, **env: str):
         self.data_dir, self.models_dir = data_dir, models_dir
-        self.env = {**os.environ, "LLM_DATA_DIR": str(data_dir),
-                    "LLM_BASE_MODELS_DIR": str(models_dir), "LLM_THREADS": "2",
-                    "LLM_JOB_POLL_SECONDS": "0.2", "HF_HUB_OFFLINE": "1", **env}
+        self.env = {
+            **os.environ,
+            "LLM_DATA_DIR": str(data_dir),
+            "LLM_BASE_MODELS_DIR": str(models_dir),
+            "LLM_THREADS": "2",
+            "LLM_JOB_POLL_SECONDS": "0.2",
+            "HF_HUB_OFFLINE": "1",
+            **env,
+        }
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -31,9 +37,23 @@ class ApiProcess:
     def start(self, timeout: float = 120) -> "ApiProcess":
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "--factory", "api.main:app", "--host",
-                 "127.0.0.1", "--port", str(self.port)], cwd=REPO_ROOT, env=self.env,
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    "api.main:app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

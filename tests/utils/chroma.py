@@ -15,9 +15,11 @@ def start_chroma_server(path: Path, port: int | None = None) -> tuple[subprocess
     port = port or free_port()
     chroma = shutil.which("chroma", path=str(Path(sys.executable).parent))
     assert chroma, "the chromadb package's `chroma` entry point is missing from the venv"
-    proc = subprocess.Popen([chroma, "run", "--path", str(path), "--host", "127.0.0.1",
-                             "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [chroma, "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -30,15 +30,19 @@ class FakeServer:
     reply: list[str] = field(default_factory=lambda: ["Ahoy", " there", " matey"])
     finish_reason: str = "stop"
     fail_after: int | None = None
-    error: AppError = field(default_factory=lambda: Unavailable(
-        "The model server stopped answering mid-reply; try again."))
+    error: AppError = field(
+        default_factory=lambda: Unavailable(
+            "The model server stopped answering mid-reply; try again."
+        )
+    )
     library: list[LibraryModel] = field(default_factory=list)
     chats: list[tuple[str, list[dict[str, str]], dict[str, Any]]] = field(default_factory=list)
     registered: dict[str, ServedModel] = field(default_factory=dict)
     closed: bool = False
 
-    def chat(self, model: ServedModel, messages: list[dict[str, str]],
-             options: dict[str, Any]) -> Iterator[Chunk]:
+    def chat(
+        self, model: ServedModel, messages: list[dict[str, str]], options: dict[str, Any]
+    ) -> Iterator[Chunk]:
         self.chats.append((model.name, messages, options))
         return self._chunks()
 
@@ -49,8 +53,12 @@ class FakeServer:
             yield Chunk(text=text)
         if self.fail_after is not None and self.fail_after >= len(self.reply):
             raise self.error
-        yield Chunk(text="", finish_reason=self.finish_reason, prompt_tokens=len(self.chats[-1][1]),
-                    completion_tokens=len(self.reply))
+        yield Chunk(
+            text="",
+            finish_reason=self.finish_reason,
+            prompt_tokens=len(self.chats[-1][1]),
+            completion_tokens=len(self.reply),
+        )
 
     def register(self, model: ServedModel) -> None:
         self.registered[model.name] = model
@@ -75,12 +83,17 @@ def _is_a_model_server(server: FakeServer) -> ModelServer:
     return server  # mypy checks FakeServer against the protocol here
 
 
-def fake_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: FakeServer,
-             **overrides: object) -> TestClient:
+def fake_app(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: FakeServer, **overrides: object
+) -> TestClient:
     """The whole app with `server` as its serving backend and one provisioned base, `tiny`
     (a fake GGUF file: nothing ever opens it). Use it as a context manager."""
     make_base(tmp_path / "models", "tiny")
     monkeypatch.setattr("api.main.build_server", lambda settings: server)
-    values: dict[str, Any] = {"data_dir": tmp_path / "data", "default_base_model": "tiny",
-                              "base_models_dir": tmp_path / "models", **overrides}
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / "data",
+        "default_base_model": "tiny",
+        "base_models_dir": tmp_path / "models",
+        **overrides,
+    }
     return TestClient(create_app(Settings(**values)))

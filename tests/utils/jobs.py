@@ -6,8 +6,16 @@ import time
 from tests.utils.tiny_model import TINY, qa_csv
 
 # A few training steps of the tiny model, no export: a job that ends in seconds.
-FAST = {"base_model": TINY, "export": "none", "max_steps": "4", "batch_size": "4", "learning_rate": "0.01",
-        "checkpoint_steps": "2", "eval_rows": "2", "eval_max_new_tokens": "4"}
+FAST = {
+    "base_model": TINY,
+    "export": "none",
+    "max_steps": "4",
+    "batch_size": "4",
+    "learning_rate": "0.01",
+    "checkpoint_steps": "2",
+    "eval_rows": "2",
+    "eval_max_new_tokens": "4",
+}
 
 
 def submit(client, name="tuned", data=None, files=None, headers=None, **fields):

@@ -49,10 +49,29 @@ from tests.utils.net import free_port
 DIGEST_RE = re.compile(r"^sha256[:-][0-9a-f]{64}$")
 NAME_RE = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,79}/)?[A-Za-z0-9][\w.-]{0,79}(?::\w[\w.-]{0,79})?$")
 # Modelfile parameters Ollama accepts (docs/modelfile.md); anything else fails the create.
-PARAMETERS = {"num_ctx", "repeat_last_n", "repeat_penalty", "temperature", "seed", "stop",
-              "num_predict", "top_k", "top_p", "min_p", "num_keep", "typical_p",
-              "presence_penalty", "frequency_penalty", "mirostat", "mirostat_eta",
-              "mirostat_tau", "penalize_newline", "num_batch", "num_gpu", "num_thread"}
+PARAMETERS = {
+    "num_ctx",
+    "repeat_last_n",
+    "repeat_penalty",
+    "temperature",
+    "seed",
+    "stop",
+    "num_predict",
+    "top_k",
+    "top_p",
+    "min_p",
+    "num_keep",
+    "typical_p",
+    "presence_penalty",
+    "frequency_penalty",
+    "mirostat",
+    "mirostat_eta",
+    "mirostat_tau",
+    "penalize_newline",
+    "num_batch",
+    "num_gpu",
+    "num_thread",
+}
 
 
 def make_base(models_dir: Path, name: str, content: bytes = b"GGUF\x03\x00tiny-weights") -> Path:
@@ -60,8 +79,16 @@ def make_base(models_dir: Path, name: str, content: bytes = b"GGUF\x03\x00tiny-w
     directory = models_dir / name
     directory.mkdir(parents=True)
     (directory / "model.gguf").write_bytes(content)
-    write_manifest(BaseModelInfo(name=name, directory=directory, gguf_file="model.gguf",
-                                 hf_dir=None, source="test", created_at="2026-01-01T00:00:00"))
+    write_manifest(
+        BaseModelInfo(
+            name=name,
+            directory=directory,
+            gguf_file="model.gguf",
+            hf_dir=None,
+            source="test",
+            created_at="2026-01-01T00:00:00",
+        )
+    )
     return directory / "model.gguf"
 
 
@@ -96,21 +123,24 @@ class OllamaDouble:
         self.busy = False
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
-        self.app = Starlette(routes=[
-            Route("/api/blobs/{digest}", self._blob, methods=["HEAD", "POST"]),
-            Route("/api/create", self._create, methods=["POST"]),
-            Route("/api/tags", self._tags, methods=["GET"]),
-            Route("/api/delete", self._delete, methods=["DELETE"]),
-            Route("/api/chat", self._chat, methods=["POST"]),
-            Route("/api/ps", self._ps, methods=["GET"]),
-            Route("/api/generate", self._generate, methods=["POST"]),
-        ])
+        self.app = Starlette(
+            routes=[
+                Route("/api/blobs/{digest}", self._blob, methods=["HEAD", "POST"]),
+                Route("/api/create", self._create, methods=["POST"]),
+                Route("/api/tags", self._tags, methods=["GET"]),
+                Route("/api/delete", self._delete, methods=["DELETE"]),
+                Route("/api/chat", self._chat, methods=["POST"]),
+                Route("/api/ps", self._ps, methods=["GET"]),
+                Route("/api/generate", self._generate, methods=["POST"]),
+            ]
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> "OllamaDouble":
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="off")
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
@@ -131,13 +161,27 @@ class OllamaDouble:
     def calls(self, method: str, path: str) -> list[Any]:
         return [body for m, p, body in self.requests if m == method and p == path]
 
-    def pull(self, name: str, *, family: str = "llama", parameter_size: str = "3.2B",
-             quantization: str = "Q4_K_M") -> str:
+    def pull(
+        self,
+        name: str,
+        *,
+        family: str = "llama",
+        parameter_size: str = "3.2B",
+        quantization: str = "Q4_K_M",
+    ) -> str:
         """A model pulled from Ollama's library (`ollama pull name`); returns its full name."""
         full = _full(name)
-        self.models[full] = {"modified_at": _now(), "details": {
-            "parent_model": "", "format": "gguf", "family": family, "families": [family],
-            "parameter_size": parameter_size, "quantization_level": quantization}}
+        self.models[full] = {
+            "modified_at": _now(),
+            "details": {
+                "parent_model": "",
+                "format": "gguf",
+                "family": family,
+                "families": [family],
+                "parameter_size": parameter_size,
+                "quantization_level": quantization,
+            },
+        }
         return full
 
     # -- handlers -----------------------------------------------------------------------
@@ -173,8 +217,7 @@ class OllamaDouble:
         source = body.get("from")
         if source and _full(source) not in self.models:
             return f"pull model manifest: model '{source}' not found"
-        for digest in [*(body.get("files") or {}).values(),
-                       *(body.get("adapters") or {}).values()]:
+        for digest in [*(body.get("files") or {}).values(), *(body.get("adapters") or {}).values()]:
             if digest not in self.blobs:
                 return f"blob {digest} not found: upload it with POST /api/blobs/{digest}"
         for digest in (body.get("files") or {}).values():
@@ -219,14 +262,22 @@ class OllamaDouble:
 
     def _entry(self, name: str) -> dict[str, Any]:
         model = self.models[name]
-        return {"name": name, "model": name, "modified_at": model["modified_at"], "size": 1,
-                "digest": hashlib.sha256(name.encode()).hexdigest(),
-                "details": model.get("details") or {"format": "gguf", "family": "llama"}}
+        return {
+            "name": name,
+            "model": name,
+            "modified_at": model["modified_at"],
+            "size": 1,
+            "digest": hashlib.sha256(name.encode()).hexdigest(),
+            "details": model.get("details") or {"format": "gguf", "family": "llama"},
+        }
 
     async def _ps(self, request: Request) -> Response:
         self.requests.append(("GET", request.url.path, None))
-        running = [{**self._entry(n), "expires_at": _now(), "size_vram": 1}
-                   for n in sorted(self.loaded) if n in self.models]
+        running = [
+            {**self._entry(n), "expires_at": _now(), "size_vram": 1}
+            for n in sorted(self.loaded)
+            if n in self.models
+        ]
         for entry in running:
             del entry["modified_at"]
         return JSONResponse({"models": running})
@@ -244,8 +295,15 @@ class OllamaDouble:
             self.unloaded.append(name)
         else:
             self.loaded.add(name)
-        return JSONResponse({"model": body["model"], "created_at": _now(), "response": "",
-                             "done": True, "done_reason": "unload" if unload else "load"})
+        return JSONResponse(
+            {
+                "model": body["model"],
+                "created_at": _now(),
+                "response": "",
+                "done": True,
+                "done_reason": "unload" if unload else "load",
+            }
+        )
 
     async def _delete(self, request: Request) -> Response:
         body = await self._json(request)
@@ -260,7 +318,7 @@ class OllamaDouble:
         if self.busy:
             return _error(503, "server busy, please try again.  maximum pending requests exceeded")
         if name not in self.models:
-            return _error(404, f"model \"{body.get('model')}\" not found, try pulling it first")
+            return _error(404, f'model "{body.get("model")}" not found, try pulling it first')
         self.loaded.add(name)
         words = re.findall(r"\S+\s*", self.reply)
         limit = (body.get("options") or {}).get("num_predict")
@@ -269,21 +327,40 @@ class OllamaDouble:
         prompt_tokens = sum(len(m.get("content", "").split()) for m in body.get("messages", []))
 
         def part(content: str, **extra: Any) -> dict[str, Any]:
-            return {"model": body["model"], "created_at": _now(),
-                    "message": {"role": "assistant", "content": content}, **extra}
+            return {
+                "model": body["model"],
+                "created_at": _now(),
+                "message": {"role": "assistant", "content": content},
+                **extra,
+            }
 
-        final = part("", done=True, done_reason=reason, prompt_eval_count=prompt_tokens,
-                     eval_count=len(words), total_duration=1, eval_duration=1)
+        final = part(
+            "",
+            done=True,
+            done_reason=reason,
+            prompt_eval_count=prompt_tokens,
+            eval_count=len(words),
+            total_duration=1,
+            eval_duration=1,
+        )
         if body.get("stream") is False:
-            return JSONResponse({**final, "message": {"role": "assistant",
-                                                      "content": "".join(words)}})
+            return JSONResponse(
+                {**final, "message": {"role": "assistant", "content": "".join(words)}}
+            )
 
         def lines() -> Iterator[str]:
             time.sleep(self.delay)  # a model being loaded
             for i, word in enumerate(words):
                 if i == self.error_after:
-                    yield json.dumps({"error": "an error was encountered while running the "
-                                               "model: unexpected EOF"}) + "\n"
+                    yield (
+                        json.dumps(
+                            {
+                                "error": "an error was encountered while running the "
+                                "model: unexpected EOF"
+                            }
+                        )
+                        + "\n"
+                    )
                     return
                 if i == self.cut_after:
                     return

@@ -41,7 +41,9 @@ def write_pdf(path: Path, pages: list[str]) -> Path:
 
 def encrypted_pdf_bytes(pages: list[str], password: str = "s3cret") -> bytes:
     writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf_bytes(pages))))
-    writer.encrypt(user_password=password, owner_password=password, algorithm="RC4-128")  # AES needs `cryptography`
+    writer.encrypt(
+        user_password=password, owner_password=password, algorithm="RC4-128"
+    )  # AES needs `cryptography`
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
@@ -77,8 +79,10 @@ def inflating_pdf_bytes(size: int = 70_000_000) -> bytes:
 _TEXT = b"BT /F1 12 Tf 72 700 Td (Loop test text) Tj ET"
 _CATALOG = b"<< /Type /Catalog /Pages 2 0 R >>"
 _PAGES = b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>"
-_PAGE = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-         b"/Resources << /Font << /F1 5 0 R >> >> >>")
+_PAGE = (
+    b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+    b"/Resources << /Font << /F1 5 0 R >> >> >>"
+)
 _FONT = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
 
 
@@ -99,8 +103,10 @@ def raw_pdf(objects: list[bytes], *, prev_self: bool = False) -> bytes:
     out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
     out.writelines(b"%010d 00000 n \n" % o for o in offsets)
     prev = b" /Prev %d" % xref if prev_self else b""
-    out.write(b"trailer\n<< /Size %d /Root 1 0 R%s >>\nstartxref\n%d\n%%%%EOF\n"
-              % (len(objects) + 1, prev, xref))
+    out.write(
+        b"trailer\n<< /Size %d /Root 1 0 R%s >>\nstartxref\n%d\n%%%%EOF\n"
+        % (len(objects) + 1, prev, xref)
+    )
     return out.getvalue()
 
 
@@ -111,9 +117,10 @@ def looping_pdf_bytes(kind: str) -> bytes:
     objects = [_CATALOG, _PAGES, _PAGE, _stream(_TEXT), _FONT]
     if kind == "outline":
         objects[0] = b"<< /Type /Catalog /Pages 2 0 R /Outlines 6 0 R >>"
-        objects += [b"<< /Type /Outlines /First 7 0 R /Last 7 0 R /Count 1 >>",
-                    b"<< /Title (Loop) /Parent 6 0 R /Next 7 0 R /First 7 0 R "
-                    b"/Dest [3 0 R /Fit] >>"]
+        objects += [
+            b"<< /Type /Outlines /First 7 0 R /Last 7 0 R /Count 1 >>",
+            b"<< /Title (Loop) /Parent 6 0 R /Next 7 0 R /First 7 0 R /Dest [3 0 R /Fit] >>",
+        ]
     elif kind == "page_tree":
         objects[1] = b"<< /Type /Pages /Kids [3 0 R 2 0 R] /Count 2 >>"
     elif kind == "length":
@@ -133,5 +140,6 @@ def bomb_pdf_bytes(size: int = 100_000_000) -> bytes:
     parts = [deflate.compress(_TEXT)]
     parts += [deflate.compress(block) for _ in range(size >> 20)]
     parts.append(deflate.flush())
-    return raw_pdf([_CATALOG, _PAGES, _PAGE, _stream(b"".join(parts), b" /Filter /FlateDecode"),
-                    _FONT])
+    return raw_pdf(
+        [_CATALOG, _PAGES, _PAGE, _stream(b"".join(parts), b" /Filter /FlateDecode"), _FONT]
+    )

@@ -10,16 +10,26 @@ from api.jobs.store import JobStore
 
 
 def queued_job(store: JobStore, tmp_path: Path, kind: str = "fine_tune"):
-    job = store.create(model_name="tuned", base_model="tiny", spec={"export": "none"},
-                       jobs_dir=tmp_path / "jobs", kind=kind)
+    job = store.create(
+        model_name="tuned",
+        base_model="tiny",
+        spec={"export": "none"},
+        jobs_dir=tmp_path / "jobs",
+        kind=kind,
+    )
     job.job_dir.mkdir(parents=True)
     store.transition(job.id, "queued", allowed_from=("validating_files",), message="queued")
     return store.get(job.id)
 
 
 def runner_with(store, tmp_path, *, gpu: bool, free_gpu, calls: list[str]) -> JobRunner:
-    runner = JobRunner(store, Settings(data_dir=tmp_path), kinds=fine_tune_kinds(),
-                       free_gpu=free_gpu, trains_on_gpu=lambda: gpu)
+    runner = JobRunner(
+        store,
+        Settings(data_dir=tmp_path),
+        kinds=fine_tune_kinds(),
+        free_gpu=free_gpu,
+        trains_on_gpu=lambda: gpu,
+    )
 
     def child(job, module, extra):  # the training process, without training
         calls.append(module)

@@ -18,12 +18,31 @@ from tests.utils.net import free_port
 def service(request, tmp_path, base_models_dir):
     """Extra LLM_* settings: @pytest.mark.parametrize("service", [{...}], indirect=True)."""
     port = free_port()
-    env = {**os.environ, "LLM_DATA_DIR": str(tmp_path), "LLM_BASE_MODELS_DIR": str(base_models_dir),
-           "LLM_API_KEY": "process-test-key-123456", **getattr(request, "param", {})}
+    env = {
+        **os.environ,
+        "LLM_DATA_DIR": str(tmp_path),
+        "LLM_BASE_MODELS_DIR": str(base_models_dir),
+        "LLM_API_KEY": "process-test-key-123456",
+        **getattr(request, "param", {}),
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "api.main:app", "--host", "127.0.0.1",
-         "--port", str(port)], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "api.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -22,20 +22,47 @@ def build_tiny_base(models_dir: Path, smollm2_hf: Path) -> Path:
     hf = directory / "hf"
     hf.mkdir(parents=True)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=2048, tie_word_embeddings=True,
-                         bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    config = LlamaConfig(
+        vocab_size=49152,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+    )
     LlamaForCausalLM(config).save_pretrained(hf, safe_serialization=True)
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
         if (smollm2_hf / name).is_file():
             shutil.copy(smollm2_hf / name, hf / name)
     converter = REPO_ROOT / "llama.cpp" / "convert_hf_to_gguf.py"
-    subprocess.run([sys.executable, str(converter), str(hf), "--outfile",
-                    str(directory / "model.gguf"), "--outtype", "f32"],
-                   check=True, capture_output=True)
-    write_manifest(BaseModelInfo(name=TINY, directory=directory, gguf_file="model.gguf",
-                                 hf_dir="hf", source="test:random-weights", created_at=""))
+    subprocess.run(
+        [
+            sys.executable,
+            str(converter),
+            str(hf),
+            "--outfile",
+            str(directory / "model.gguf"),
+            "--outtype",
+            "f32",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    write_manifest(
+        BaseModelInfo(
+            name=TINY,
+            directory=directory,
+            gguf_file="model.gguf",
+            hf_dir="hf",
+            source="test:random-weights",
+            created_at="",
+        )
+    )
     return directory
 
 

@@ -6,6 +6,7 @@ from fastapi import Depends, Request
 
 from api.chat.service import ChatService
 from api.config import Settings
+from api.job_submissions import JobSubmissions
 from api.jobs.runner import JobRunner
 from api.jobs.store import JobStore
 from api.models.catalog import BaseCatalog
@@ -81,3 +82,18 @@ def _chat(request: Request) -> ChatService:
 
 
 ChatDep = Annotated[ChatService, Depends(_chat)]
+
+
+def _job_submissions(request: Request) -> JobSubmissions:
+    state = request.app.state
+    return JobSubmissions(
+        settings=state.settings,
+        catalog=state.catalog,
+        registry=state.registry,
+        documents=state.documents,
+        store=state.job_store,
+        runner=state.runner,
+    )
+
+
+JobSubmissionsDep = Annotated[JobSubmissions, Depends(_job_submissions)]

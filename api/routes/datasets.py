@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.datasets import service
 from api.datasets.spec import GenerateSpec
-from api.deps import CatalogDep, DocumentsDep, JobStoreDep, RegistryDep, RunnerDep, SettingsDep
+from api.deps import JobStoreDep, JobSubmissionsDep
 from api.jobs.schemas import JobPublic, JobState
 from api.jobs.store import Job
 from api.models.schemas import Message
@@ -85,12 +85,7 @@ class DatasetsPublic(BaseModel):
 )
 async def generate_dataset(
     form: Annotated[GenerateForm, Form()],
-    settings: SettingsDep,
-    catalog: CatalogDep,
-    registry: RegistryDep,
-    documents: DocumentsDep,
-    store: JobStoreDep,
-    runner: RunnerDep,
+    jobs: JobSubmissionsDep,
     seed_file: Annotated[
         UploadFile | None,
         File(
@@ -102,21 +97,11 @@ async def generate_dataset(
     """Start a dataset-generation job (202 at once). Follow it like a fine-tuning job:
     GET /jobs/{id}, GET /jobs/{id}/events, POST /jobs/{id}/cancel."""
     seeds = (
-        await read_upload(seed_file, "seed_file", settings.max_dataset_bytes)
+        await read_upload(seed_file, "seed_file", jobs.settings.max_dataset_bytes)
         if seed_file is not None and seed_file.filename
         else None
     )
-    job = await run_in_threadpool(
-        service.submit_generation,
-        settings=settings,
-        catalog=catalog,
-        registry=registry,
-        documents=documents,
-        store=store,
-        runner=runner,
-        spec=form.spec(),
-        seed_file=seeds,
-    )
+    job = await run_in_threadpool(jobs.generate_dataset, spec=form.spec(), seed_file=seeds)
     return JobPublic.of(job)
 
 

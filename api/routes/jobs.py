@@ -7,10 +7,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.datasets.service import training_file
-from api.deps import CatalogDep, JobStoreDep, RegistryDep, RunnerDep, SettingsDep
-from api.errors import Conflict, InvalidInput
-from api.finetune.service import Upload, submit_export, submit_fine_tune
+from api.deps import JobStoreDep, JobSubmissionsDep, SettingsDep
+from api.errors import InvalidInput
 from api.finetune.spec import ExportRequest, FineTuneSpec
 from api.jobs.schemas import EventPublic, JobPublic, JobsPublic
 from api.problems import responses
@@ -47,11 +45,7 @@ class FineTuneForm(FineTuneSpec):
 )
 async def create_fine_tune_job(
     form: Annotated[FineTuneForm, Form()],
-    settings: SettingsDep,
-    catalog: CatalogDep,
-    registry: RegistryDep,
-    store: JobStoreDep,
-    runner: RunnerDep,
+    jobs: JobSubmissionsDep,
     response: Response,
     train_file: Annotated[
         UploadFile | None,
@@ -68,22 +62,18 @@ async def create_fine_tune_job(
             if uploaded
             else f"No training data: {_DATASET_HELP}."
         )
+    limit = jobs.settings.max_dataset_bytes
     if train_file is not None and uploaded:
-        train = await read_upload(train_file, "train_file", settings.max_dataset_bytes)
+        train = await read_upload(train_file, "train_file", limit)
     else:
-        train = Upload(*training_file(store, form.dataset_id or ""))
+        train = jobs.dataset_upload(form.dataset_id or "")
     evaluation = (
-        await read_upload(eval_file, "eval_file", settings.max_dataset_bytes)
+        await read_upload(eval_file, "eval_file", limit)
         if eval_file is not None and eval_file.filename
         else None
     )
     job, created = await run_in_threadpool(
-        submit_fine_tune,
-        settings=settings,
-        catalog=catalog,
-        registry=registry,
-        store=store,
-        runner=runner,
+        jobs.fine_tune,
         spec=form.spec(),
         train=train,
         eval_=evaluation,
@@ -108,15 +98,9 @@ def read_job(job_id: str, store: JobStoreDep) -> JobPublic:
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobPublic, responses=responses(404, 409))
-def cancel_job(job_id: str, store: JobStoreDep, runner: RunnerDep) -> JobPublic:
+def cancel_job(job_id: str, jobs: JobSubmissionsDep) -> JobPublic:
     """Cancel a queued or running job. Cancelling a cancelled job changes nothing."""
-    job = store.require(job_id)
-    if job.state in ("succeeded", "failed"):  # cancelled stays cancelled: idempotent
-        raise Conflict(
-            f"Job {job_id} already {job.state}; only queued or running jobs can be cancelled."
-        )
-    runner.cancel(job_id)
-    return JobPublic.of(store.require(job_id))
+    return JobPublic.of(jobs.cancel(job_id))
 
 
 @router.post(
@@ -128,23 +112,10 @@ def cancel_job(job_id: str, store: JobStoreDep, runner: RunnerDep) -> JobPublic:
 def export_job(
     job_id: str,
     body: ExportRequest,
-    settings: SettingsDep,
-    catalog: CatalogDep,
-    registry: RegistryDep,
-    store: JobStoreDep,
-    runner: RunnerDep,
+    jobs: JobSubmissionsDep,
 ) -> JobPublic:
     """Export a finished job's adapter again (after a failed export, or in another mode)."""
-    job = submit_export(
-        settings=settings,
-        catalog=catalog,
-        registry=registry,
-        store=store,
-        runner=runner,
-        source_id=job_id,
-        request=body,
-    )
-    return JobPublic.of(job)
+    return JobPublic.of(jobs.export(job_id, body))
 
 
 @router.get(

@@ -12,7 +12,7 @@ from api.auth import ApiKeyGate, require_api_key
 from api.body_limit import BodyLimit
 from api.config import Settings, get_settings
 from api.datasets.service import generation_step
-from api.finetune.device import check_at_start
+from api.finetune.device import check_at_start, training_device
 from api.finetune.kinds import fine_tune_kinds
 from api.finetune.publish import publish
 from api.jobs.kinds import JobKind
@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             kinds=job_kinds(settings, app),
             # Ollama holds models in VRAM for minutes; the embedded backend has nothing there
             free_gpu=app.state.server.unload_all if settings.backend == "ollama" else None,
+            trains_on_gpu=lambda: training_device().cuda,
         )
         app.state.runner.start()
         if not app.state.catalog.local_list():

@@ -34,15 +34,6 @@ log = logging.getLogger(__name__)
 FreeGpu = Callable[[], list[str]]
 
 
-def cuda_available() -> bool:
-    """The recipe's own device decision (torch.cuda.is_available()), made in this process."""
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
-
-
 class JobRunner:
     def __init__(
         self,
@@ -51,10 +42,11 @@ class JobRunner:
         *,
         kinds: Mapping[str, JobKind],
         free_gpu: FreeGpu | None = None,
-        trains_on_gpu: Callable[[], bool] = cuda_available,
+        trains_on_gpu: Callable[[], bool] = lambda: False,
     ):
         """`kinds`: the job kinds it runs (main.py's table; api/finetune/kinds.py's for a
-        bare runner in tests and scripts)."""
+        bare runner in tests and scripts). `trains_on_gpu`: whether a job will train on a
+        GPU (main.py asks the training-device probe, so this process never imports torch)."""
         self.store, self.settings, self.kinds = store, settings, kinds
         self.free_gpu, self.trains_on_gpu = free_gpu, trains_on_gpu
         self._wake = threading.Event()

@@ -1,8 +1,6 @@
 """The chat use case (api/chat/) with a fake backend and fake passages: the order checks
 run in, each check once, the grounded prompt's own length check, and stream events."""
 
-from collections.abc import Iterator
-
 import pytest
 from langchain_core.documents import Document
 
@@ -12,27 +10,19 @@ from api.config import Settings
 from api.errors import InvalidInput, NotFound, Unavailable
 from api.serving.base import ServedModel
 from api.serving.options import GenerationOptions
+from tests.utils.fake_server import FakeServer
 
 MODEL = ServedModel(name="m", gguf_path=None, system_prompt="Be brief.", options={"top_k": 5})
 
 
-class FakeServer:
+def fake_server(fail_after: int | None = None) -> FakeServer:
     """Answers "a", "b" (or fails after `fail_after` chunks); records what it was sent."""
-
-    def __init__(self, fail_after: int | None = None):
-        self.sent: list[tuple[list[dict[str, str]], dict]] = []
-        self.fail_after = fail_after
-
-    def chat(self, model, messages, options) -> Iterator[Chunk]:
-        self.sent.append((messages, options))
-        return self._reply()
-
-    def _reply(self) -> Iterator[Chunk]:
-        for i, text in enumerate(["a", "b"]):
-            if i == self.fail_after:
-                raise Unavailable("backend went away")
-            yield Chunk(text=text)
-        yield Chunk(text="", finish_reason="stop", prompt_tokens=3, completion_tokens=2)
+    return FakeServer(
+        reply=["a", "b"],
+        fail_after=fail_after,
+        error=Unavailable("backend went away"),
+        prompt_tokens=3,
+    )
 
 
 def service(monkeypatch, server=None, passages=(), **settings) -> ChatService:
@@ -52,7 +42,7 @@ def service(monkeypatch, server=None, passages=(), **settings) -> ChatService:
         settings=Settings(**settings),
         catalog=None,
         registry=None,
-        server=server or FakeServer(),
+        server=server or fake_server(),
         documents=None,
     )
 
@@ -66,10 +56,10 @@ def ask(prompt: str = "hi", **rest) -> ChatRequest:
 
 
 def test_a_plain_chat_adds_the_system_prompt_and_the_model_defaults(monkeypatch):
-    server = FakeServer()
+    server = fake_server()
     chat = service(monkeypatch, server).start(ask(options=GenerationOptions(max_tokens=7)))
     assert chat.model == "m" and chat.grounded is None and chat.grounding_fields() == {}
-    messages, options = server.sent[0]
+    _, messages, options = server.chats[0]
     assert messages == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "hi"},
@@ -132,26 +122,26 @@ def test_a_grounded_prompt_over_the_length_limit_is_422(monkeypatch):
 
 
 def test_over_the_max_tokens_limit_is_422_before_the_backend_is_asked(monkeypatch):
-    server = FakeServer()
+    server = fake_server()
     with pytest.raises(InvalidInput, match="over this server's limit of 10"):
         service(monkeypatch, server, max_tokens_limit=10).start(
             ask(options=GenerationOptions(max_tokens=11))
         )
-    assert server.sent == []
+    assert server.chats == []
 
 
 def test_an_error_before_the_first_chunk_raises_from_start(monkeypatch):
     with pytest.raises(Unavailable):
-        service(monkeypatch, FakeServer(fail_after=0)).start(ask())
+        service(monkeypatch, fake_server(fail_after=0)).start(ask())
 
 
 def test_an_error_after_the_first_chunk_ends_the_events_with_a_stream_error(monkeypatch):
-    chat = service(monkeypatch, FakeServer(fail_after=1)).start(ask())
+    chat = service(monkeypatch, fake_server(fail_after=1)).start(ask())
     assert list(chat.events()) == [Chunk(text="a"), StreamError("backend went away")]
 
 
 def test_a_whole_reply_raises_an_error_after_the_first_chunk(monkeypatch):
-    chat = service(monkeypatch, FakeServer(fail_after=1)).start(ask())
+    chat = service(monkeypatch, fake_server(fail_after=1)).start(ask())
     with pytest.raises(Unavailable):
         chat.whole()
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.chat.test_chat_service import FakeServer
+from tests.chat.test_chat_service import fake_server
 
 ASK = {"model": "smollm2-135m"}
 
@@ -19,12 +19,12 @@ def swap(client, server):
 
 @pytest.fixture
 def fake(client):
-    yield from swap(client, FakeServer(fail_after=1))
+    yield from swap(client, fake_server(fail_after=1))
 
 
 @pytest.fixture
 def fine(client):
-    yield from swap(client, FakeServer())
+    yield from swap(client, fake_server())
 
 
 def test_ndjson_reports_a_late_error_as_its_last_line(fake):

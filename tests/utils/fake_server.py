@@ -30,6 +30,7 @@ class FakeServer:
     reply: list[str] = field(default_factory=lambda: ["Ahoy", " there", " matey"])
     finish_reason: str = "stop"
     fail_after: int | None = None
+    prompt_tokens: int | None = None  # reported on the last chunk; default: messages sent
     error: AppError = field(
         default_factory=lambda: Unavailable(
             "The model server stopped answering mid-reply; try again."
@@ -56,7 +57,9 @@ class FakeServer:
         yield Chunk(
             text="",
             finish_reason=self.finish_reason,
-            prompt_tokens=len(self.chats[-1][1]),
+            prompt_tokens=(
+                len(self.chats[-1][1]) if self.prompt_tokens is None else self.prompt_tokens
+            ),
             completion_tokens=len(self.reply),
         )
 

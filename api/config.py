@@ -111,6 +111,19 @@ class Settings(BaseSettings):
         description="Alternative queries the model writes (MultiQueryRetriever); "
         "0 searches with the question only.",
     )
+    rag_multi_query: Literal["always", "adaptive", "never"] = Field(
+        "always",
+        description="When the model writes alternative queries: `always`, `never`, or "
+        "`adaptive` (only when the question's own best passage is further than "
+        "`rag_adaptive_distance`). Alternatives are cached per model and question.",
+    )
+    rag_adaptive_distance: float = Field(
+        0.45,
+        ge=0.0,
+        le=2.0,
+        description="Cosine distance of the question's best passage above which `adaptive` "
+        "multi-query asks the model for alternatives.",
+    )
     rag_max_upload_bytes: int = Field(
         25 * 1024 * 1024, ge=1024, description="Largest PDF upload accepted (bytes); over it: 413."
     )

@@ -460,12 +460,20 @@ def retrieval_case(args: argparse.Namespace, report: Path) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------- 4. export
-EXPORT_SECTION = """## Export
+def export_case(args: argparse.Namespace, report: Path) -> None:
+    """scripts/bench_export.py, run in this process; it writes its own section. `--quick`
+    leaves the measured section as it is (a placeholder must never replace figures)."""
+    if args.quick:
+        print("== export: skipped with --quick (the measured section is kept)", flush=True)
+        return
+    import bench_export
 
-Merge, convert (`convert_hf_to_gguf.py`), quantise (Q4_K_M) and adapter-convert
-(`convert_lora_to_gguf.py`) times: measured by the export issue (`api/finetune/export.py`
-is being built at the time of writing); not part of this run.
-"""
+    saved = sys.argv
+    sys.argv = ["bench_export.py", "--out", str(report)]
+    try:
+        bench_export.main()
+    finally:
+        sys.argv = saved
 
 
 # ---------------------------------------------------------------- report
@@ -541,7 +549,8 @@ def main(argv: list[str] | None = None) -> int:
             write_report(report, new, preamble)  # bench_retrieval edits the same file
             ratios |= retrieval_case(args, report)
         if "export" in only:
-            new["Export"] = EXPORT_SECTION
+            write_report(report, new, preamble)  # bench_export edits the same file
+            export_case(args, report)
     write_report(report, new, preamble)
     import bench_chart
 

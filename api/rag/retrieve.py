@@ -1,14 +1,21 @@
-"""Multi-query retrieval: the model itself rewrites the question, each version is searched,
-and the deduplicated union comes back, limited to the requested documents."""
+"""Multi-query retrieval: the model itself rewrites the question, every version is embedded in
+one batch and searched in one vector query, and the deduplicated union comes back, limited to
+the requested documents.
+
+`rag_multi_query` chooses when the model is asked for alternatives: `always`, `never`, or
+`adaptive` (only when the question's own best passage is further than
+`rag_adaptive_distance`, i.e. when the plain search looks unsure). The alternatives are
+written at temperature 0 with a fixed seed, so they are cached per (model, question).
+"""
 
 import re
-from operator import itemgetter
+import threading
+from collections import OrderedDict
+from typing import Any
 
-from langchain_classic.retrievers.multi_query import MultiQueryRetriever
 from langchain_core.documents import Document
 from langchain_core.output_parsers import BaseOutputParser
 from langchain_core.prompts import ChatPromptTemplate
-from langchain_core.runnables import RunnableLambda, RunnableParallel
 
 from api.config import Settings
 from api.rag.catalog import DocumentRecord
@@ -41,6 +48,76 @@ class QueryLines(BaseOutputParser[list[str]]):
         return list(dict.fromkeys(useful))[: self.limit]
 
 
+class AlternativesCache:
+    """Alternative queries by (model identity, question, n): least recently used dropped."""
+
+    def __init__(self, size: int = 1024):
+        self.size = size
+        self._items: OrderedDict[tuple[Any, ...], list[str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(model: ServedModel, question: str, n: int) -> tuple[Any, ...]:
+        # everything that changes what the model writes: a re-created variant with another
+        # base, adapter or system prompt must not get the old one's alternatives
+        return (
+            model.name,
+            str(model.gguf_path),
+            str(model.adapter_path),
+            model.system_prompt,
+            model.ollama_base,
+            question,
+            n,
+        )
+
+    def get(self, key: tuple[Any, ...]) -> list[str] | None:
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return list(self._items[key])
+
+    def put(self, key: tuple[Any, ...], value: list[str]) -> None:
+        with self._lock:
+            self._items[key] = list(value)
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+ALTERNATIVES = AlternativesCache()
+
+
+def alternative_queries(
+    *, server: ModelServer, model: ServedModel, question: str, n: int
+) -> list[str]:
+    """At most `n` rewrites of `question` by the model itself (cached: temperature 0, seed 0)."""
+    key = AlternativesCache.key(model, question, n)
+    cached = ALTERNATIVES.get(key)
+    if cached is not None:
+        return cached
+    llm = ServedChatModel(
+        server=server, served=model, options={"temperature": 0, "seed": 0, "max_tokens": 32 * n}
+    )
+    chain = QUERY_PROMPT.partial(n=str(n)) | llm | QueryLines(limit=n)
+    found = [q for q in chain.invoke({"question": question}) if q != question]
+    ALTERNATIVES.put(key, found)
+    return found
+
+
+def _union(results: list[list[tuple[Document, float]]], k: int) -> list[Document]:
+    """Each query's top `k` in query order, duplicates (same chunk) kept once."""
+    seen: set[str] = set()
+    out: list[Document] = []
+    for hits in results:
+        for doc, _ in hits[:k]:
+            key = doc.id or doc.page_content
+            if key not in seen:
+                seen.add(key)
+                out.append(doc)
+    return out
+
+
 def retrieve(
     *,
     store: VectorStore,
@@ -52,23 +129,19 @@ def retrieve(
 ) -> list[Document]:
     """Passages for `question` from `records` only: the question's own results first."""
     where = {"import_id": {"$in": [r.import_id for r in records]}}
-    search = store.collection(model.name).as_retriever(
-        search_kwargs={"k": settings.rag_top_k, "filter": where}
-    )
+    k = settings.rag_top_k
     n = settings.rag_alternative_queries
-    if n == 0:
-        return search.invoke(question)
-    llm = ServedChatModel(
-        server=server, served=model, options={"temperature": 0, "seed": 0, "max_tokens": 32 * n}
-    )
-    alternatives = QUERY_PROMPT.partial(n=str(n)) | llm | QueryLines(limit=n)
-    # the question itself first, so its own best passages lead the deduplicated union
-    queries = RunnableParallel(  # type: ignore[var-annotated]
-        question=itemgetter("question"), alternatives=alternatives
-    ) | RunnableLambda(
-        lambda d: [d["question"], *(q for q in d["alternatives"] if q != d["question"])]  # type: ignore[arg-type, misc]
-    )
-    retriever = MultiQueryRetriever(
-        retriever=search, llm_chain=queries, include_original=False, verbose=False
-    )
-    return retriever.invoke(question)
+    mode = "never" if n == 0 else settings.rag_multi_query
+    if mode == "always":
+        queries = [
+            question,
+            *alternative_queries(server=server, model=model, question=question, n=n),
+        ]
+        return _union(store.search(model.name, queries, k=k, where=where), k)
+    first = store.search(model.name, [question], k=k, where=where)
+    if mode == "never" or not first[0] or first[0][0][1] <= settings.rag_adaptive_distance:
+        return _union(first, k)
+    alternatives = alternative_queries(server=server, model=model, question=question, n=n)
+    if not alternatives:
+        return _union(first, k)
+    return _union(first + store.search(model.name, alternatives, k=k, where=where), k)

@@ -98,6 +98,36 @@ class VectorStore:
         for i in range(0, len(chunks), step):
             collection.add_documents(chunks[i : i + step], ids=ids[i : i + step])
 
+    def search(
+        self, model: str, queries: list[str], *, k: int, where: dict[str, Any]
+    ) -> list[list[tuple[Document, float]]]:
+        """The `k` nearest chunks (with their cosine distance) for each query: the queries
+        are embedded in one batch and searched in one request to Chroma."""
+        try:
+            collection = self.client.get_collection(collection_name(model))
+        except (ValueError, chromadb.errors.NotFoundError):
+            return [[] for _ in queries]
+        vectors = self.embedder.embed_documents(queries)
+        got = collection.query(
+            query_embeddings=vectors,  # type: ignore[arg-type]
+            n_results=k,
+            where=where,
+            include=["documents", "metadatas", "distances"],
+        )
+        return [
+            [
+                (Document(page_content=text or "", metadata=dict(meta or {}), id=chunk_id), dist)
+                for chunk_id, text, meta, dist in zip(ids, texts, metas, dists, strict=True)
+            ]
+            for ids, texts, metas, dists in zip(
+                got["ids"],
+                got["documents"] or [],
+                got["metadatas"] or [],
+                got["distances"] or [],
+                strict=True,
+            )
+        ]
+
     def delete_import(self, model: str, import_id: str) -> None:
         try:
             collection = self.client.get_collection(collection_name(model))

@@ -63,3 +63,35 @@ def test_bench_rejects_an_unknown_case(tmp_path):
     assert done.returncode == 2
     assert "unknown case(s) ['speed']" in done.stderr
     assert not (tmp_path / "benchmarks.md").exists()
+
+
+def run_scale_bench(tmp_path, max_load):
+    return subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "bench_retrieval_scale.py"),
+            "--chunks",
+            "24",
+            "--questions",
+            "3",
+            "--modes",
+            "never",
+            "--max-load",
+            str(max_load),
+            "--out",
+            str(tmp_path / "benchmarks.md"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_scale_bench_measures_and_refuses_to_write_on_a_busy_machine(tmp_path):
+    busy = run_scale_bench(tmp_path, max_load=-1)  # any load average exceeds it
+    assert busy.returncode == 0, busy.stderr[-3000:]
+    assert re.search(
+        r"(?m)^\| 24 \| never \| [0-9.]+ \| [0-9.]+ \| [0-3]/3 \| [0-9]+ \|$", busy.stdout
+    )
+    assert "NOT written" in busy.stdout and not (tmp_path / "benchmarks.md").exists()

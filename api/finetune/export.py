@@ -21,6 +21,7 @@ from typing import Any
 
 from api.childproc import die_with_parent
 from api.config import REPO_ROOT
+from api.finetune.merge import merge_shards, unsupported
 from api.finetune.spec import FineTuneSpec
 from api.jobs import step
 from api.jobs.layout import RESULT, JobFiles
@@ -55,22 +56,35 @@ def _converter(script: Path, *args: str) -> None:
 
 
 def merge(adapter_dir: Path, base_hf: Path, out_dir: Path) -> None:
-    """Merge the LoRA into the base at full precision and save safetensors + tokenizer."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Merge the LoRA into the 16-bit base and save safetensors + tokenizer: shard by shard
+    in the base's dtype (api/finetune/merge.py), or with PEFT in fp32 for adapters that
+    merge cannot take."""
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    if unsupported(config) is None:
+        merge_shards(adapter_dir, base_hf, out_dir)
+    else:
+        _peft_merge(adapter_dir, base_hf, out_dir)
+    from transformers import AutoTokenizer
 
-    base = AutoModelForCausalLM.from_pretrained(
-        base_hf, dtype=torch.float32, use_safetensors=True, trust_remote_code=False
-    )
-    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
-    merged.save_pretrained(out_dir, safe_serialization=True)
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir, trust_remote_code=False)
     tokenizer.save_pretrained(out_dir)
     # generation_config carries the EOS ids that the converter writes into the GGUF
     for name in ("generation_config.json",):
         if (base_hf / name).is_file() and not (out_dir / name).is_file():
             shutil.copy(base_hf / name, out_dir / name)
+
+
+def _peft_merge(adapter_dir: Path, base_hf: Path, out_dir: Path) -> None:
+    """The whole model in fp32 (DoRA, rank patterns, extra trained modules, ...)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(
+        base_hf, dtype=torch.float32, use_safetensors=True, trust_remote_code=False
+    )
+    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    merged.save_pretrained(out_dir, safe_serialization=True)
 
 
 def quantize(source: Path, target: Path, kind: str) -> None:

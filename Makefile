@@ -54,6 +54,7 @@ bench: setup
 	@$(PY) scripts/bench_load.py
 	@$(PY) scripts/bench_extra_buffers.py
 	@$(PY) scripts/bench_retrieval_scale.py
+	@$(PY) scripts/bench_merge.py
 
 # The GPU check (README "GPU check"): QLoRA fine-tune -> export -> serve through the API, and
 # the 7B-shaped benchmark, into docs/benchmarks.md; "skipped: no CUDA" where there is no GPU.

@@ -63,3 +63,18 @@ def test_redoc_renders_every_operation_with_no_network(api, offline):
     ids = {op["operationId"] for item in schema_paths(api).values() for op in item.values()}
     assert {s.rsplit("operation/", 1)[1] for s in sections} == ids
     offline.check_offline()
+
+
+def test_home_links_the_studio_which_asks_for_a_key_only_when_one_is_set(api, offline):
+    """The Studio with no data behind it: with no key it opens at once; with a key it asks."""
+    offline.open("/", until="a[href='studio/']")
+    offline.page.click("a[href='studio/']")
+    if api.env.get("LLM_API_KEY"):
+        offline.wait_for("#key-dialog[open]", "for the key")
+        assert "needs its key" in offline.page.text_content("#key-message")
+        offline.failed.clear()  # the 401 that made it ask
+    else:
+        offline.wait_for("main table", "on the models page")
+        assert offline.page.locator("#key-dialog[open]").count() == 0
+    assert offline.page.title() == "Models - Studio"
+    offline.check_offline()

@@ -116,8 +116,17 @@ def test_create_a_variant_chat_with_it_and_delete_it(studio, shots):
     page.click("button:text('Send')")
     answer = page.locator(".chat[data-model='pirate'] .answer").first
     expect(answer).not_to_be_empty()
-    expect(answer).not_to_have_attribute("aria-busy", "")
+    expect(answer).not_to_have_attribute("aria-busy", "true")
     assert len(answer.text_content().strip()) > 0
+
+    page.get_by_label("Side by side with a second model").check()  # the same prompt to two
+    page.get_by_label("Second model", exact=True).select_option(BASE)
+    page.get_by_label("Message").fill("Say hello.")
+    page.click("button:text('Send')")
+    for model in ("pirate", BASE):
+        column = page.locator(f".chat[data-model='{model}'] .answer").first
+        expect(column).not_to_have_attribute("aria-busy", "true")
+        assert column.text_content().strip(), model
     snap(studio, shots, "playground")
 
     go(studio, "#models", "tr[data-model='pirate']")

@@ -57,5 +57,7 @@ onKeyNeeded((message) => {
   });
 });
 
+// Escape would close the prompt and leave the calls waiting for a key: it stays open.
+document.getElementById("key-dialog").addEventListener("cancel", (e) => e.preventDefault());
 window.addEventListener("hashchange", show);
 show();

@@ -110,13 +110,13 @@ def test_create_a_variant_chat_with_it_and_delete_it(studio, shots):
     studio.wait_for("form textarea[name='prompt']", "playground")
     expect(page.get_by_label("Model", exact=True)).to_have_value("pirate")
     page.click("text=Options")
-    page.get_by_label("Max tokens").fill("24")
+    page.get_by_label("Max tokens").fill("12")
     page.get_by_label("Seed").fill("1")
     page.get_by_label("Message").fill("Where is the treasure?")
     page.click("button:text('Send')")
     answer = page.locator(".chat[data-model='pirate'] .answer").first
     expect(answer).not_to_be_empty()
-    expect(answer).not_to_have_attribute("aria-busy", "true")
+    expect(answer).not_to_have_attribute("aria-busy", "true", timeout=LONG_MS)
     assert len(answer.text_content().strip()) > 0
 
     page.get_by_label("Side by side with a second model").check()  # the same prompt to two
@@ -125,7 +125,7 @@ def test_create_a_variant_chat_with_it_and_delete_it(studio, shots):
     page.click("button:text('Send')")
     for model in ("pirate", BASE):
         column = page.locator(f".chat[data-model='{model}'] .answer").first
-        expect(column).not_to_have_attribute("aria-busy", "true")
+        expect(column).not_to_have_attribute("aria-busy", "true", timeout=LONG_MS)
         assert column.text_content().strip(), model
     snap(studio, shots, "playground")
 
@@ -163,7 +163,7 @@ def test_import_the_handbook_and_answer_with_its_source_page(studio, shots, tmp_
     page.get_by_label("Message").fill("What is the gate access code for the car park?")
     page.click("button:text('Send')")
     source = page.locator(".source").first
-    expect(source.locator("summary")).to_have_text("handbook.pdf, page 3")
+    expect(source.locator("summary")).to_have_text("handbook.pdf, page 3", timeout=LONG_MS)
     source.locator("summary").click()
     expect(source.locator("blockquote")).to_contain_text("ZEBRA-42")
     snap(studio, shots, "playground-sources")
@@ -221,11 +221,31 @@ def test_fine_tune_shows_problems_then_trains_with_a_live_loss_curve(studio, sho
     snap(studio, shots, "jobs")
 
 
-def test_datasets_page_offers_generation_from_the_schema(studio, shots):
-    go(studio, "#datasets", "form select[name='teacher']")
+def test_generate_a_dataset_preview_download_and_fine_tune_on_it(studio, shots, tmp_path):
     page = studio.page
-    expect(page.get_by_label("Teacher model")).to_contain_text(BASE)
+    seeds = tmp_path / "seeds.csv"
+    seeds.write_text("input,output\nName a colour.,Blue.\nName a fruit.,Apple.\n")
+    go(studio, "#datasets", "form select[name='teacher']")
+    page.get_by_label("Teacher model").select_option(BASE)
+    page.set_input_files("input[name='seed_file']", str(seeds))
     page.click("text=Settings")
-    expect(page.get_by_label("Count", exact=True)).to_have_value("50")
+    expect(page.get_by_label("Count", exact=True)).to_have_value("50")  # the schema's default
+    page.get_by_label("Count", exact=True).fill("2")
+    page.get_by_label("Max New Tokens", exact=True).fill("24")
+    page.get_by_label("Seed", exact=True).fill("1")
     snap(studio, shots, "datasets")
+    page.click("button:text('Generate')")
+    page.wait_for_url(re.compile(r"#datasets/dsjob-"))
+    dataset_id = page.url.rsplit("/", 1)[1]
+    expect(page.locator(".dataset-state")).to_contain_text("succeeded", timeout=LONG_MS)
+    expect(page.locator(".dataset-state")).to_contain_text("2 of 2 pairs kept")
+    expect(page.locator(".preview table")).to_contain_text("instruction")
+    with page.expect_download() as download:
+        page.click("text=Download JSONL")
+    assert download.value.suggested_filename == f"{dataset_id}.jsonl"
+    assert len(open(download.value.path()).read().splitlines()) == 2
+    snap(studio, shots, "dataset")
+    page.click("text=Fine-tune on this")
+    studio.wait_for("input[name='dataset_id']", "fine-tune")
+    expect(page.locator("input[name='dataset_id']")).to_have_value(dataset_id)
     assert studio.blocked == []

@@ -99,7 +99,7 @@ async function datasetView(main, id) {
       drops.length ? table(["Dropped by", "Count"], drops.map(([k, v]) => h("tr", {}, h("td", {}, k), h("td", {}, String(v))))) : "",
       d.report ? h("pre", { class: "report" }, d.report) : "",
       d.samples?.length
-        ? h("div", {}, h("h2", {}, "Preview"), table(Object.keys(d.samples[0]), d.samples.map((s) => h("tr", {}, Object.values(s).map((v) => h("td", {}, typeof v === "string" ? v : JSON.stringify(v)))))))
+        ? h("div", { class: "preview" }, h("h2", {}, "Preview"), table(Object.keys(d.samples[0]), d.samples.map((s) => h("tr", {}, Object.values(s).map((v) => h("td", {}, typeof v === "string" ? v : JSON.stringify(v)))))))
         : "",
       h(
         "div",

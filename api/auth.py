@@ -18,12 +18,22 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.docs import DOCS_URL, OAUTH2_REDIRECT_URL, REDOC_URL, STATIC_URL
 from api.errors import Unauthorized
 from api.problems import problem_response
+from api.studio_site import HOME_URL, STUDIO_URL
 
 _bearer = HTTPBearer(auto_error=False, description="The value of LLM_API_KEY.")
 # Open without the key: liveness, and the schema and its viewers (the schema, no data)
-# with the files they load (published scripts and styles).
-OPEN_PATHS = {"/health", "/openapi.json", DOCS_URL, OAUTH2_REDIRECT_URL, REDOC_URL}
-OPEN_PREFIXES = (STATIC_URL + "/",)
+# with the files they load (published scripts and styles); the Studio's pages and the home
+# page (files with no data: the Studio sends the key on its API calls).
+OPEN_PATHS = {
+    "/health",
+    "/openapi.json",
+    DOCS_URL,
+    OAUTH2_REDIRECT_URL,
+    REDOC_URL,
+    HOME_URL,
+    STUDIO_URL,
+}
+OPEN_PREFIXES = (STATIC_URL + "/", STUDIO_URL + "/")
 
 
 def check_key(expected: str, credentials: str | None) -> None:

@@ -7,7 +7,7 @@ from functools import partial
 
 from fastapi import Depends, FastAPI
 
-from api import docs, openapi, problems
+from api import docs, openapi, problems, studio_site
 from api.auth import ApiKeyGate, require_api_key
 from api.body_limit import BodyLimit
 from api.config import Settings, get_settings
@@ -127,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     openapi.install(app)  # the schema documents the errors that problems.py answers
     problems.install(app)
     docs.install(app)
+    studio_site.install(app)
     app.add_middleware(BodyLimit, settings=settings)  # caps bodies while they arrive
     key = settings.api_key.get_secret_value() if settings.api_key else None
     app.add_middleware(ApiKeyGate, api_key=key)  # outermost: 401 before any body is read

@@ -82,6 +82,14 @@ PACKAGES = [
             ),
         ),
     ),
+    # The Studio's loss curves (api/studio/): small, no dependencies, an ES module build.
+    Package(
+        "uplot",
+        "1.6.32",
+        "sha512-KIMVnG68zvu5XXUbC4LQEPnhwOxBuLyW1AHtpm6IKTX"
+        "ImkbLgkMy+jabjLgSLMasNuGGzQm/ep3tOkyTxpiQIw==",
+        ("dist/uPlot.esm.js", "dist/uPlot.min.css", "LICENSE"),
+    ),
 ]
 
 

@@ -58,4 +58,5 @@ def make_client(base_models_dir: Path, tmp_path: Path) -> Iterator:
         c.__exit__(None, None, None)
 
 
+from tests.utils.browser import browser  # noqa: E402,F401  (one headless Chromium per session)
 from tests.utils.tiny_model import tiny_models_dir  # noqa: E402,F401  (fixture for training tests)

@@ -294,8 +294,10 @@ def load_examples(
     problems: list[str] = []
     if container == "csv":
         header = records.pop(0)["__header__"]
+        # Alpaca's columns (instruction, optional input, output) unless the keys say otherwise
+        csv_fmt = "alpaca" if keys == Keys() and {"instruction", "output"} <= set(header) else "qa"
         missing = [k for k in (keys.question, keys.answer) if k not in header]
-        if missing:
+        if missing and csv_fmt == "qa":
             raise InvalidInput(
                 f"{label} is missing the column(s) {', '.join(map(repr, missing))}; found "
                 f"{', '.join(repr(h[:40]) for h in header)}. Name the columns {keys.question!r} and "
@@ -308,7 +310,7 @@ def load_examples(
         raise InvalidInput(f"{label} has no examples.")
     if len(records) > max_rows:
         raise InvalidInput(f"{label} has {len(records)} rows; at most {max_rows} are accepted.")
-    fmt = "qa" if container == "csv" else detect_format(records[0], keys)
+    fmt = csv_fmt if container == "csv" else detect_format(records[0], keys)
     if fmt == "unknown":
         raise InvalidInput(
             f"{label}: unknown format. Use CSV with {keys.question!r}/{keys.answer!r} columns, "

@@ -19,6 +19,20 @@ def test_csv_with_system_column():
     assert rows[1] == [{"role": "user", "content": "Q2"}, {"role": "assistant", "content": "A2"}]
 
 
+def test_alpaca_csv_with_an_empty_input_column():
+    # what /datasets/download writes: instruction, input (often empty), output
+    raw = b"instruction,input,output\nTranslate,hola,hello\nSay hi,,hi\n"
+    fmt, rows = load_examples(raw, filename="seeds.csv")
+    assert fmt == "csv/alpaca"
+    assert rows[0][0] == {"role": "user", "content": "Translate\n\nhola"}
+    assert rows[1] == [
+        {"role": "user", "content": "Say hi"},
+        {"role": "assistant", "content": "hi"},
+    ]
+    fmt, _ = load_examples(b"instruction,output\nSay hi,hi\n", filename="seeds.csv")
+    assert fmt == "csv/alpaca"  # input is optional
+
+
 def test_json_list_with_configured_keys():
     raw = json.dumps([{"question": "Q", "answer": "A"}]).encode()
     fmt, rows = load_examples(raw, filename="d.json", keys=Keys("question", "answer"))

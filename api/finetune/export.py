@@ -54,15 +54,21 @@ def _converter(script: Path, *args: str) -> None:
         raise ExportError(f"{script.name} failed:\n{result.stderr[-3000:]}")
 
 
-def merge(adapter_dir: Path, base_hf: Path, out_dir: Path) -> None:
-    """Merge the LoRA into the base at full precision and save safetensors + tokenizer."""
+def merge(
+    adapter_dir: Path, base_hf: Path, out_dir: Path, parents: list[str] | None = None
+) -> None:
+    """Merge the LoRA into the base at full precision and save safetensors + tokenizer;
+    `parents`: the adapters of the fine-tuned model it was trained from, merged first."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from api.finetune.chain import merge_adapters
+
     base = AutoModelForCausalLM.from_pretrained(
         base_hf, dtype=torch.float32, use_safetensors=True, trust_remote_code=False
     )
+    base = merge_adapters(base, parents or [])  # type: ignore[assignment]
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     merged.save_pretrained(out_dir, safe_serialization=True)
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir, trust_remote_code=False)
@@ -90,7 +96,8 @@ def export(job_dir: Path, store: JobStore) -> dict[str, Any]:
     settings = json.loads(overrides.read_text()) if overrides.is_file() else {}
     mode = settings.get("export", spec.export)
     kinds: list[str] = settings.get("quantization", spec.quantization)
-    base_hf = Path(json.loads(job_files.run.read_text())["hf_dir"])
+    run = json.loads(job_files.run.read_text())
+    base_hf, parents = Path(run["hf_dir"]), run.get("merge_adapters", [])
     adapter = Path(settings.get("adapter_dir", job_files.adapter))
     out = job_files.export
     work = job_files.export_partial
@@ -102,6 +109,8 @@ def export(job_dir: Path, store: JobStore) -> dict[str, Any]:
         store.add_event(job_dir.name, "exporting", message, step=name)
         return time.monotonic()
 
+    if mode == "adapter" and parents:
+        raise ExportError("A model trained on a merged fine-tuned model exports `merged` only.")
     if mode == "adapter":
         started = step("adapter_convert", "Converting the LoRA adapter to GGUF.")
         _converter(
@@ -118,7 +127,7 @@ def export(job_dir: Path, store: JobStore) -> dict[str, Any]:
         files, serve = {"adapter": "adapter.gguf"}, {"adapter": "adapter.gguf"}
     else:
         started = step("merge", "Merging the adapter into the 16-bit base.")
-        merge(adapter, base_hf, work / "merged")
+        merge(adapter, base_hf, work / "merged", parents)
         timings["merge_s"] = round(time.monotonic() - started, 2)
         started = step("convert", "Converting the merged model to GGUF (F16).")
         _converter(

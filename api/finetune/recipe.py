@@ -402,7 +402,8 @@ def run(job_dir: Path, store: JobStore, resume: bool) -> None:
         spec,
         predictions,
     )
-    write_predictions(files.predictions, predictions)
+    if predictions:  # none when eval_rows is 0
+        write_predictions(files.predictions, predictions)
 
     trainer.model.save_pretrained(files.adapter, safe_serialization=True)  # type: ignore[operator, union-attr]
     tokenizer.save_pretrained(files.adapter)

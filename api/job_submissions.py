@@ -13,6 +13,7 @@ from api.datasets.service import submit_generation, training_file
 from api.datasets.spec import GenerateSpec
 from api.errors import Conflict
 from api.finetune.data import Upload
+from api.finetune.evaluation import EvaluateSpec, submit_evaluation
 from api.finetune.service import submit_export, submit_fine_tune
 from api.finetune.spec import ExportRequest, FineTuneSpec
 from api.jobs.runner import JobRunner
@@ -39,7 +40,7 @@ class JobSubmissions:
         self,
         *,
         spec: FineTuneSpec,
-        train: Upload,
+        train: Upload | list[Upload],
         eval_: Upload | None,
         idempotency_key: str | None,
     ) -> tuple[Job, bool]:
@@ -66,6 +67,17 @@ class JobSubmissions:
             runner=self.runner,
             source_id=source_id,
             request=request,
+        )
+
+    def evaluate(self, *, spec: EvaluateSpec, test: Upload) -> Job:
+        return submit_evaluation(
+            settings=self.settings,
+            catalog=self.catalog,
+            registry=self.registry,
+            store=self.store,
+            runner=self.runner,
+            spec=spec,
+            test=test,
         )
 
     def generate_dataset(self, *, spec: GenerateSpec, seed_file: Upload | None) -> Job:

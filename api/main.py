@@ -25,7 +25,17 @@ from api.models.registry import VariantRegistry
 from api.models.service import ModelService
 from api.rag.documents import DocumentService
 from api.rag.model_documents import ModelDocuments
-from api.routes import datasets, documents, generate, health, jobs, models, openai
+from api.routes import (
+    datasets,
+    documents,
+    evaluate,
+    generate,
+    health,
+    job_outputs,
+    jobs,
+    models,
+    openai,
+)
 from api.serving.base import ModelServer
 
 
@@ -139,6 +149,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate.router,
         openai.router,
         jobs.router,
+        job_outputs.router,
+        evaluate.router,
         datasets.router,
     ):
         app.include_router(router, dependencies=guarded)

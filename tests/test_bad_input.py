@@ -812,7 +812,10 @@ def test_deletes_while_a_fine_tuning_job_is_queued(quiet):
     assert quiet.delete("/deleteModel", params={"name": "side"}).status_code == 200
     assert quiet.post("/createModel", json={"name": "side"}).status_code == 201
     r = fine_tune(quiet, qa_csv(8), model_name="other", base_model="side")
-    assert problem(r, 404) == ("Base model 'side' not found. Available base models: smollm2-135m.")
+    assert problem(r, 422) == (  # base_model may name a fine-tuned model, not a prompt-only one
+        "base_model: 'side' is a variant of 'smollm2-135m' without trained weights (a system "
+        "prompt only); fine-tune 'smollm2-135m' instead."
+    )
     assert quiet.get(f"/jobs/{job['id']}").json()["status"] == "queued"
     assert quiet.post(f"/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
     r = quiet.delete("/deleteModel", params={"name": "tuned"})

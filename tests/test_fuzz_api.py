@@ -32,7 +32,7 @@ MAX_EXAMPLES = 8
 # Uploads whose content is checked beyond what a schema can say (a PDF; rows of question/
 # answer data): a schema-valid but meaningless file is rightly a 422 there, so "valid data
 # is accepted" is not asked of them. Every other check still runs on them.
-CONTENT_CHECKED = {"/importDocument", "/fine_tune_model", "/datasets/generate"}
+CONTENT_CHECKED = {"/importDocument", "/fine_tune_model", "/datasets/generate", "/evaluate"}
 
 FUZZ = settings(
     max_examples=MAX_EXAMPLES,

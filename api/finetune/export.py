@@ -55,15 +55,18 @@ def _converter(script: Path, *args: str) -> None:
         raise ExportError(f"{script.name} failed:\n{result.stderr[-3000:]}")
 
 
-def merge(adapter_dir: Path, base_hf: Path, out_dir: Path) -> None:
+def merge(
+    adapter_dir: Path, base_hf: Path, out_dir: Path, parents: list[str] | None = None
+) -> None:
     """Merge the LoRA into the 16-bit base and save safetensors + tokenizer: shard by shard
     in the base's dtype (api/finetune/merge.py), or with PEFT in fp32 for adapters that
-    merge cannot take."""
+    merge cannot take and for a chain (`parents`: the adapters of the fine-tuned model it
+    was trained from, merged first)."""
     config = json.loads((adapter_dir / "adapter_config.json").read_text())
-    if unsupported(config) is None:
+    if unsupported(config) is None and not parents:
         merge_shards(adapter_dir, base_hf, out_dir)
     else:
-        _peft_merge(adapter_dir, base_hf, out_dir)
+        _peft_merge(adapter_dir, base_hf, out_dir, parents or [])
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir, trust_remote_code=False)
@@ -74,15 +77,20 @@ def merge(adapter_dir: Path, base_hf: Path, out_dir: Path) -> None:
             shutil.copy(base_hf / name, out_dir / name)
 
 
-def _peft_merge(adapter_dir: Path, base_hf: Path, out_dir: Path) -> None:
-    """The whole model in fp32 (DoRA, rank patterns, extra trained modules, ...)."""
+def _peft_merge(
+    adapter_dir: Path, base_hf: Path, out_dir: Path, parents: list[str] | None = None
+) -> None:
+    """The whole model in fp32 (DoRA, rank patterns, extra trained modules, chains)."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    from api.finetune.chain import merge_adapters
+
     base = AutoModelForCausalLM.from_pretrained(
         base_hf, dtype=torch.float32, use_safetensors=True, trust_remote_code=False
     )
+    base = merge_adapters(base, parents or [])  # type: ignore[assignment]
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     merged.save_pretrained(out_dir, safe_serialization=True)
 
@@ -104,7 +112,8 @@ def export(job_dir: Path, store: JobStore) -> dict[str, Any]:
     settings = json.loads(overrides.read_text()) if overrides.is_file() else {}
     mode = settings.get("export", spec.export)
     kinds: list[str] = settings.get("quantization", spec.quantization)
-    base_hf = Path(json.loads(job_files.run.read_text())["hf_dir"])
+    run = json.loads(job_files.run.read_text())
+    base_hf, parents = Path(run["hf_dir"]), run.get("merge_adapters", [])
     adapter = Path(settings.get("adapter_dir", job_files.adapter))
     out = job_files.export
     work = job_files.export_partial
@@ -116,6 +125,8 @@ def export(job_dir: Path, store: JobStore) -> dict[str, Any]:
         store.add_event(job_dir.name, "exporting", message, step=name)
         return time.monotonic()
 
+    if mode == "adapter" and parents:
+        raise ExportError("A model trained on a merged fine-tuned model exports `merged` only.")
     if mode == "adapter":
         started = step("adapter_convert", "Converting the LoRA adapter to GGUF.")
         _converter(
@@ -132,7 +143,7 @@ def export(job_dir: Path, store: JobStore) -> dict[str, Any]:
         files, serve = {"adapter": "adapter.gguf"}, {"adapter": "adapter.gguf"}
     else:
         started = step("merge", "Merging the adapter into the 16-bit base.")
-        merge(adapter, base_hf, work / "merged")
+        merge(adapter, base_hf, work / "merged", parents)
         timings["merge_s"] = round(time.monotonic() - started, 2)
         started = step("convert", "Converting the merged model to GGUF (F16).")
         _converter(

@@ -12,6 +12,7 @@ from typing import Any
 
 from api.config import Settings
 from api.errors import AppError, Conflict
+from api.finetune.lineage import lineage_of
 from api.generation import collect, with_system_prompt
 from api.jobs.layout import JobFiles
 from api.jobs.store import Job
@@ -52,6 +53,7 @@ def publish(
         system_prompt=job.spec.get("system_prompt"),
         gguf_path=str(export_dir / serve["gguf"]) if "gguf" in serve else None,
         adapter_path=str(export_dir / serve["adapter"]) if "adapter" in serve else None,
+        lineage=lineage_of(job),
     )
     existing = registry.get(name)
     # registered by this very job before the API was killed (the export then ran again

@@ -30,8 +30,10 @@ from transformers import (
 )
 from trl import SFTConfig, SFTTrainer
 
+from api.finetune.chain import with_parent
 from api.finetune.device import TrainingDevice, fit, inspect, require_cuda_message
 from api.finetune.lengths import CHATML_TEMPLATE
+from api.finetune.predictions import record, write_predictions
 from api.finetune.spec import FineTuneSpec
 from api.jobs import step
 from api.jobs.layout import JobFiles
@@ -217,6 +219,7 @@ def train(
     resume: bool,
     callbacks: list[TrainerCallback] | None = None,
     require_cuda: bool = False,
+    parent: dict[str, Any] | None = None,
 ) -> tuple[SFTTrainer, PreTrainedTokenizerBase, dict[str, Any]]:
     """Train the LoRA adapter; `callbacks` are extra observers (the benchmark's meter)."""
     spec, cuda = check_device(spec, require_cuda)
@@ -226,6 +229,7 @@ def train(
     torch.manual_seed(spec.seed)
     tokenizer = load_tokenizer(hf_dir)
     model = load_model(hf_dir, bits, cuda)
+    model, continued = with_parent(model, parent or {})  # training a fine-tuned model further
     train_rows = read_rows(files.data_file("train"))
     validation = to_prompt_completion(read_rows(files.data_file("validation")), spec.system_prompt)
     config = SFTConfig(
@@ -263,6 +267,9 @@ def train(
         report_to="none",
         dataloader_num_workers=0,
         disable_tqdm=True,
+        load_best_model_at_end=spec.select_best,  # the spec checked eval and save steps align
+        metric_for_best_model="eval_loss" if spec.select_best else None,
+        greater_is_better=False if spec.select_best else None,
     )
     lora = LoraConfig(
         r=spec.lora_r,
@@ -275,7 +282,7 @@ def train(
         model=model,  # type: ignore[arg-type]
         args=config,
         processing_class=tokenizer,
-        peft_config=lora,
+        peft_config=None if continued else lora,
         train_dataset=to_prompt_completion(train_rows, spec.system_prompt),
         eval_dataset=validation,
         callbacks=[ProgressEvents(store, job_dir.name), *(callbacks or [])],
@@ -315,8 +322,10 @@ def rouge_on_test(
     tokenizer: PreTrainedTokenizerBase,
     rows: list[list[dict[str, str]]],
     spec: FineTuneSpec,
+    predictions: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """ROUGE-1/2/L F1 of the tuned model's answers and the base's (adapter disabled)."""
+    """ROUGE-1/2/L F1 of the tuned model's answers and the base's (adapter disabled); each
+    row's outputs go into `predictions` when given."""
     rows = rows[: spec.eval_rows]
     if not rows:
         return {}
@@ -341,7 +350,7 @@ def rouge_on_test(
 
     def score(generate_base: bool) -> dict[str, float]:
         totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
-        for messages in rows:
+        for i, messages in enumerate(rows):
             if generate_base:
                 with model.disable_adapter():
                     text = answer(messages[:-1])
@@ -350,6 +359,8 @@ def rouge_on_test(
             result = scorer.score(messages[-1]["content"], text)
             for key in totals:
                 totals[key] += result[key].fmeasure
+            if predictions is not None:  # per-row outputs (api/finetune/predictions.py)
+                record(predictions, i, messages, text, result["rougeL"].fmeasure, generate_base)
         return {k: round(v / len(rows), 4) for k, v in totals.items()}
 
     return {"test_rows": len(rows), "tuned": score(False), "base": score(True)}
@@ -369,6 +380,7 @@ def run(job_dir: Path, store: JobStore, resume: bool) -> None:
         store,
         resume,
         require_cuda=run_info.get("require_cuda", False),
+        parent=run_info,
     )
 
     store.add_event(job_id, "evaluating", "Evaluating on the validation and test rows.")
@@ -380,12 +392,18 @@ def run(job_dir: Path, store: JobStore, resume: bool) -> None:
     metrics["train_loss_first"] = history[0]["loss"] if history else None
     metrics["train_loss_last"] = history[-1]["loss"] if history else None
     metrics["steps"] = trainer.state.global_step
+    if spec.select_best:
+        metrics["best_checkpoint"] = trainer.state.best_model_checkpoint
+    predictions: list[dict[str, Any]] = []
     metrics["rouge"] = rouge_on_test(
         trainer.model,  # type: ignore[arg-type]
         tokenizer,
         read_rows(files.data_file("test")),
         spec,
+        predictions,
     )
+    if predictions:  # none when eval_rows is 0
+        write_predictions(files.predictions, predictions)
 
     trainer.model.save_pretrained(files.adapter, safe_serialization=True)  # type: ignore[operator, union-attr]
     tokenizer.save_pretrained(files.adapter)

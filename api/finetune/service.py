@@ -7,10 +7,14 @@ saved as spec.json next to the job's outputs.
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from api.config import Settings
 from api.errors import Conflict, InvalidInput, NotFound
+from api.finetune import lineage, mixing
+from api.finetune.checkpoints import checkpoint_dir
 from api.finetune.data import (
     Keys,
     Messages,
@@ -41,7 +45,7 @@ def _check_name_free(
             f"A model named {name!r} already exists; choose another model_name or "
             "delete the model first."
         )
-    if any(j.model_name == name and j.kind != "dataset" for j in store.active()):
+    if any(j.model_name == name and j.kind not in ("dataset", "evaluate") for j in store.active()):
         raise Conflict(
             f"Another active job is already producing {name!r}; wait for it or "
             "choose another model_name."
@@ -112,7 +116,7 @@ def submit_fine_tune(
     store: JobStore,
     runner: JobRunner,
     spec: FineTuneSpec,
-    train: Upload,
+    train: Upload | list[Upload],
     eval_: Upload | None,
     idempotency_key: str | None,
     device: TrainingDevice | None = None,
@@ -129,34 +133,55 @@ def submit_fine_tune(
             "The training device cannot run this job: " + "; ".join(problems), problems
         )
     _check_name_free(spec, catalog, registry, store)
-    hf_dir = _base_checkpoint(spec, catalog, settings)
-    train_format, train_rows = _load(train, "train_file", spec, settings, hf_dir)
+    root, parent = lineage.parent_of(
+        spec.base_model, spec.continue_adapter, catalog, registry, store
+    )
+    if parent.get("merge_adapters") and spec.export == "adapter":
+        raise InvalidInput(
+            f"export: `adapter` serves one adapter on the base GGUF, but base_model "
+            f"{spec.base_model!r} is merged into its base first; set continue_adapter: true "
+            "to train its adapter on, or export `merged`."
+        )
+    hf_dir = _base_checkpoint(spec.model_copy(update={"base_model": root}), catalog, settings)
+    uploads = train if isinstance(train, list) else [train]
+    formats, per_file, weights = mixing.load_all(
+        uploads,
+        spec.train_file_weights,
+        lambda upload, label: _load(upload, label, spec, settings, hf_dir),
+    )
+    train_format, train_rows = "+".join(dict.fromkeys(formats)), sum(per_file, [])
     if eval_ is None:
         split = split_examples(train_rows, train_size=spec.train_size, seed=spec.seed)
     else:
         _, eval_rows = _load(eval_, "eval_file", spec, settings, hf_dir)
         # the eval file serves as validation (eval loss) and test (hold-out ROUGE) rows
         split = Split(train_rows, eval_rows, eval_rows, resolve_seed(spec.seed))
+    split = replace(split, train=mixing.weighted(split.train, per_file, weights, split.seed))
     resolved = spec.model_copy(update={"seed": split.seed}).model_dump(mode="json")
     job = store.create(
         model_name=spec.model_name,
-        base_model=spec.base_model,
+        base_model=root,  # the provisioned base (spec.base_model may be a fine-tuned model)
         spec=resolved,
         jobs_dir=settings.jobs_dir,
         idempotency_key=idempotency_key,
     )
     files = job.files
-    summary = {
+    summary: dict[str, Any] = {
         "format": train_format,
         "train_rows": len(split.train),
         "validation_rows": len(split.validation),
         "test_rows": len(split.test),
     }
+    if len(uploads) > 1:
+        summary["files"] = [
+            {"filename": u.filename, "rows": len(rows), "weight": w}
+            for u, rows, w in zip(uploads, per_file, weights, strict=True)
+        ]
 
     def fill() -> None:
         # require_cuda: a job accepted by a service that required CUDA never trains on the CPU
         files.run.write_text(
-            json.dumps({"hf_dir": str(hf_dir), "require_cuda": settings.require_cuda})
+            json.dumps({"hf_dir": str(hf_dir), "require_cuda": settings.require_cuda, **parent})
         )
         for name, rows in (
             ("train", split.train),
@@ -186,21 +211,30 @@ def submit_export(
     adapter = source.files.adapter
     if source_id in {j.id for j in store.active()}:
         raise Conflict(f"Job {source_id} is still {source.state}; export it when it has ended.")
-    if not source.files.has_adapter():
+    fields = request.model_dump(exclude_none=True)
+    step = fields.pop("checkpoint", None)
+    if step is not None:  # a saved checkpoint's adapter instead of the final one
+        adapter = checkpoint_dir(source.files, source_id, step)
+    elif not source.files.has_adapter():
         raise Conflict(
             f"Job {source_id} has no trained adapter ({source.state}); only jobs "
             "whose training finished can be exported."
         )
-    fields = request.model_dump(exclude_none=True)
     if source.spec.get("export") == "none":
         fields.setdefault("export", "merged")  # the job trained without exporting
     spec = FineTuneSpec(**{**source.spec, **fields})
     _check_name_free(spec, catalog, registry, store)
-    _base_checkpoint(spec, catalog, settings)  # still there, and servable as exported
+    root = spec.model_copy(update={"base_model": source.base_model})  # a chain's base
+    _base_checkpoint(root, catalog, settings)  # still there, and servable as exported
+    if spec.export == "adapter" and lineage.job_chain(source):
+        raise InvalidInput(
+            f"export: job {source_id} trained on a merged fine-tuned model; only `merged` "
+            "exports it."
+        )
     resolved = spec.model_dump(mode="json")
     job = store.create(
         model_name=spec.model_name,
-        base_model=spec.base_model,
+        base_model=source.base_model,
         spec=resolved,
         jobs_dir=settings.jobs_dir,
         kind="export",
@@ -212,7 +246,9 @@ def submit_export(
         for name in ("validation", "test"):
             if source.files.data_file(name).is_file():
                 shutil.copy(source.files.data_file(name), job.files.data_file(name))
-        store.set_progress(job.id, {"source_job": source_id})
+        store.set_progress(
+            job.id, {"source_job": source_id, **({"checkpoint": step} if step else {})}
+        )
 
     enqueue(store, runner, job, resolved, fill, f"Export of job {source_id}'s adapter queued.")
     return store.get(job.id) or job

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from api.finetune.training_options import TrainingOptions
 from api.names import ModelName
 
 Quantization = Literal["Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "F16"]
@@ -50,9 +51,15 @@ class ExportRequest(BaseModel):
     quantization: list[Quantization] | None = Field(
         None, min_length=1, max_length=5, description="GGUF types for `merged`."
     )
+    checkpoint: int | None = Field(
+        None,
+        ge=1,
+        description="Export this step's checkpoint (GET /jobs/{id}/checkpoints) instead of "
+        "the job's final adapter.",
+    )
 
 
-class FineTuneSpec(ExportSpec):
+class FineTuneSpec(ExportSpec, TrainingOptions):
     model_name: ModelName = Field(
         ..., description="Name of the fine-tuned model this job produces."
     )

@@ -13,6 +13,7 @@ disk:
       checkpoints/        checkpoint-N/ (the trainer's, resumable once trainer_state.json is in)
       adapter/            the trained LoRA (safetensors + tokenizer)
       metrics.json        the training step's metrics
+      predictions.jsonl   per-row test outputs of the tuned/evaluated and the base model
       export.partial/     an export in progress; renamed to export/ when complete
       export/             GGUF files and result.json (what to serve)
       dataset.jsonl       a dataset job's kept pairs, one per line
@@ -69,6 +70,10 @@ class JobFiles:
     @property
     def metrics(self) -> Path:
         return self.root / "metrics.json"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions.jsonl"
 
     @property
     def export(self) -> Path:

@@ -9,13 +9,20 @@ from api.jobs.store import Event, Job, JobKindName, JobState
 __all__ = ["EventPublic", "JobPublic", "JobState", "JobsPublic"]
 
 
+_OBJECTS: dict[str, Literal["dataset.job", "evaluation.job"]] = {
+    "dataset": "dataset.job",
+    "evaluate": "evaluation.job",
+}
+
+
 class JobPublic(BaseModel):
     id: str
-    object: Literal["fine_tuning.job", "dataset.job"] = "fine_tuning.job"
+    object: Literal["fine_tuning.job", "dataset.job", "evaluation.job"] = "fine_tuning.job"
     kind: JobKindName = Field(
         "fine_tune",
         description="`export` jobs re-export an earlier job's adapter; `dataset` "
-        "jobs generate training data (POST /datasets/generate).",
+        "jobs generate training data (POST /datasets/generate); `evaluate` jobs score a "
+        "model on a test file (POST /evaluate).",
     )
     status: JobState = Field(
         ...,
@@ -44,7 +51,7 @@ class JobPublic(BaseModel):
             id=job.id,
             kind=job.kind,
             status=job.state,
-            object="dataset.job" if job.kind == "dataset" else "fine_tuning.job",
+            object=_OBJECTS.get(job.kind, "fine_tuning.job"),
             model_name=job.model_name,
             base_model=job.base_model,
             created_at=job.created_at,

@@ -22,13 +22,13 @@ from api.errors import Conflict, NotFound
 from api.jobs.layout import JobFiles
 from api.sqlite import Database
 
-JobKindName = Literal["fine_tune", "export", "dataset"]
+JobKindName = Literal["fine_tune", "export", "dataset", "evaluate"]
 JobState = Literal[
     "validating_files", "queued", "running", "exporting", "succeeded", "failed", "cancelled"
 ]
 TERMINAL: tuple[JobState, ...] = ("succeeded", "failed", "cancelled")
 ACTIVE: tuple[JobState, ...] = ("validating_files", "queued", "running", "exporting")
-_PREFIX = {"dataset": "dsjob"}  # fine_tune and export jobs: ftjob-...
+_PREFIX = {"dataset": "dsjob", "evaluate": "evjob"}  # fine_tune and export jobs: ftjob-...
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

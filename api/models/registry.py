@@ -22,6 +22,8 @@ CREATE TABLE IF NOT EXISTS variants (
     created_at    TEXT NOT NULL
 )
 """
+# where a fine-tuned model came from (api/finetune/lineage.py): its job, parent model and job
+_LINEAGE = "ALTER TABLE variants ADD COLUMN lineage TEXT"
 
 
 @dataclass(frozen=True)
@@ -34,19 +36,22 @@ class Variant:
     adapter_path: str | None = None
     gguf_path: str | None = None
     created_at: str = ""
+    lineage: dict[str, Any] | None = None
 
 
 class VariantRegistry:
     def __init__(self, path: Path):
         self.path = path
-        self._connect = Database(path, [_SCHEMA]).connect
+        self._connect = Database(path, [_SCHEMA, _LINEAGE]).connect
 
     def add(self, variant: Variant) -> Variant:
         created = variant.created_at or datetime.now(UTC).isoformat(timespec="seconds")
         try:
             with self._connect() as db:
                 db.execute(
-                    "INSERT INTO variants VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO variants (name, base_model, system_prompt, template, "
+                    "parameters, adapter_path, gguf_path, created_at, lineage) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         variant.name,
                         variant.base_model,
@@ -56,6 +61,7 @@ class VariantRegistry:
                         variant.adapter_path,
                         variant.gguf_path,
                         created,
+                        json.dumps(variant.lineage) if variant.lineage else None,
                     ),
                 )
         except sqlite3.IntegrityError as exc:
@@ -78,4 +84,5 @@ class VariantRegistry:
 
 
 def _to_variant(row: sqlite3.Row) -> Variant:
-    return Variant(**{**dict(row), "parameters": json.loads(row["parameters"])})
+    lineage = json.loads(row["lineage"]) if row["lineage"] else None
+    return Variant(**{**dict(row), "parameters": json.loads(row["parameters"]), "lineage": lineage})

@@ -50,6 +50,11 @@ class ModelPublic(BaseModel):
         None,
         description="For a base from Ollama's library: its name in Ollama (e.g. `llama3.2:3b`).",
     )
+    lineage: dict[str, object] | None = Field(
+        None,
+        description="For a fine-tuned model: `job` (and `checkpoint`) it was trained in, "
+        "`parent_model` and `parent_job` when it was trained from another fine-tuned model.",
+    )
     created_at: str
 
 

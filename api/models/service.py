@@ -42,6 +42,7 @@ def _variant_public(v: Variant) -> ModelPublic:
         system_prompt=v.system_prompt,
         template=v.template,
         parameters=v.parameters,
+        lineage=v.lineage,
         created_at=v.created_at,
     )
 

@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import JobStoreDep, JobSubmissionsDep, SettingsDep
 from api.errors import InvalidInput
+from api.finetune.data import Upload
 from api.finetune.spec import ExportRequest, FineTuneSpec
 from api.jobs.schemas import EventPublic, JobPublic, JobsPublic
 from api.problems import responses
@@ -16,6 +17,7 @@ from api.routes.forms import read_upload, spec_fields
 
 router = APIRouter(tags=["fine-tuning"])
 _FILE_FIELDS = {"train_file", "eval_file"}
+_MAX_TRAIN_FILES = 16
 _DATASET_HELP = "upload `train_file`, or give `dataset_id` (a finished dataset from GET /datasets)"
 
 
@@ -48,14 +50,18 @@ async def create_fine_tune_job(
     jobs: JobSubmissionsDep,
     response: Response,
     train_file: Annotated[
-        UploadFile | None,
-        File(description="CSV, JSON or JSONL training data (or give `dataset_id`)."),
+        list[UploadFile] | None,
+        File(
+            description="CSV, JSON or JSONL training data (or give `dataset_id`); repeat the "
+            "field for several files, mixed by `train_file_weights`."
+        ),
     ] = None,
     eval_file: Annotated[UploadFile | None, File(description="Optional validation data.")] = None,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobPublic:
     """Validate the data and start a fine-tuning job; answers 202 at once with the job."""
-    uploaded = train_file is not None and bool(train_file.filename)
+    train_files = [f for f in train_file or [] if f.filename]
+    uploaded = bool(train_files)
     if uploaded == (form.dataset_id is not None):
         raise InvalidInput(
             f"Training data: {_DATASET_HELP}, not both."
@@ -63,8 +69,11 @@ async def create_fine_tune_job(
             else f"No training data: {_DATASET_HELP}."
         )
     limit = jobs.settings.max_dataset_bytes
-    if train_file is not None and uploaded:
-        train = await read_upload(train_file, "train_file", limit)
+    if len(train_files) > _MAX_TRAIN_FILES:
+        raise InvalidInput(f"At most {_MAX_TRAIN_FILES} train_file uploads are accepted.")
+    train: Upload | list[Upload]
+    if uploaded:
+        train = [await read_upload(f, "train_file", limit) for f in train_files]
     else:
         train = jobs.dataset_upload(form.dataset_id or "")
     evaluation = (

@@ -1,5 +1,7 @@
 """Fine-tune the real SmolLM2-135M on a distinctive dataset through the API (CPU, a few minutes)."""
 
+import json
+
 import pytest
 
 from tests.utils.jobs import wait_for
@@ -94,6 +96,13 @@ def test_fine_tune_export_and_serve_smollm2(make_client, base_models_dir):
     assert rouge["test_rows"] == 4  # 32 rows: 24 train, 4 validation, 4 test
     assert rouge["tuned"]["rougeL"] > rouge["base"]["rougeL"]
     assert rouge["tuned"]["rougeL"] > 0.5
+    # the per-row predictions behind those averages (GET /jobs/{id}/predictions)
+    lines = client.get(f"/jobs/{job['id']}/predictions").text.splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert len(rows) == 4
+    assert sum(SIGN_OFF in p["output"] for p in rows) > sum(
+        SIGN_OFF in p["base_output"] for p in rows
+    )
 
     # 2. with the default smoke limit, retrying the export registers the merged Q4_K_M model
     client = make_client(job_poll_seconds=0.2)
@@ -114,6 +123,25 @@ def test_fine_tune_export_and_serve_smollm2(make_client, base_models_dir):
     adapter_job = wait_for(client, lora.json()["id"], ("succeeded", "failed"), timeout=600)
     assert adapter_job["status"] == "succeeded", adapter_job["error"]
     assert SIGN_OFF in ask(client, "acme-support-lora")
+    models = {m["name"]: m for m in client.get("/listModels").json()["data"]}
+    assert models["acme-support-lora"]["lineage"] == {"job": job["id"]}  # recorded at publishing
+
+    # 3b. evaluate the published model by name against its base (POST /evaluate)
+    test = "input,output\nWhat is the capital of Peru?,The capital of Peru is Lima. " + SIGN_OFF
+    r = client.post(
+        "/evaluate",
+        data={"model": "acme-support-lora", "system_prompt": HELPFUL, "eval_max_new_tokens": "24"},
+        files={"test_file": ("test.csv", test.encode(), "text/csv")},
+    )
+    assert r.status_code == 202, r.text
+    evaluated = wait_for(client, r.json()["id"], ("succeeded", "failed"), timeout=600)
+    assert evaluated["status"] == "succeeded", evaluated["error"]
+    scores = evaluated["metrics"]
+    assert scores["compare"]["model"] == "smollm2-135m"
+    assert scores["model"]["loss"] < scores["compare"]["loss"]  # the tuned style fits better
+    row = json.loads(client.get(f"/jobs/{evaluated['id']}/predictions").text)
+    assert SIGN_OFF in row["output"] and SIGN_OFF not in row["base_output"]
+    assert row["rougeL"] > row["base_rougeL"]
 
     # 4. the base model does not sign off
     assert "Acme" not in ask(client, "smollm2-135m")

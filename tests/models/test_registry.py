@@ -34,6 +34,25 @@ def test_registry_persists_across_instances(tmp_path):
     assert VariantRegistry(tmp_path / "r.sqlite").get("a") is not None
 
 
+def test_lineage_is_kept_and_an_older_registry_gains_the_column(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "r.sqlite"
+    with sqlite3.connect(path) as db:  # a registry written before lineage existed
+        db.executescript(_SCHEMA_V1)
+        db.execute("INSERT INTO variants VALUES ('old', 'b', NULL, NULL, '{}', NULL, NULL, 't')")
+        db.execute("PRAGMA user_version = 1")
+    reg = VariantRegistry(path)
+    assert reg.get("old").lineage is None
+    reg.add(Variant(name="new", base_model="b", lineage={"job": "ftjob-1", "parent_model": "old"}))
+    assert reg.get("new").lineage == {"job": "ftjob-1", "parent_model": "old"}
+
+
+_SCHEMA_V1 = """CREATE TABLE variants (name TEXT PRIMARY KEY, base_model TEXT NOT NULL,
+system_prompt TEXT, template TEXT, parameters TEXT NOT NULL DEFAULT '{}', adapter_path TEXT,
+gguf_path TEXT, created_at TEXT NOT NULL)"""
+
+
 @pytest.mark.parametrize("name", ["a", "hr-bot", "v1.2_x", "0" * 63])
 def test_valid_names(name):
     assert is_valid_name(name)

@@ -19,13 +19,14 @@ from api.jobs.kinds import JobKind
 from api.jobs.runner import JobRunner
 from api.jobs.store import JobStore
 from api.models.catalog import BaseCatalog
+from api.models.files import ModelFiles
 from api.models.in_use import ModelUse
 from api.models.library import library_source
 from api.models.registry import VariantRegistry
 from api.models.service import ModelService
 from api.rag.documents import DocumentService
 from api.rag.model_documents import ModelDocuments
-from api.routes import datasets, documents, generate, health, jobs, models, openai
+from api.routes import datasets, documents, generate, health, jobs, model_files, models, openai
 from api.serving.base import ModelServer
 
 
@@ -93,6 +94,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             artifacts_root=settings.jobs_dir,
             dependents=[app.state.documents],
         )  # a model's documents go with it
+        app.state.model_files = ModelFiles(
+            catalog=app.state.catalog, registry=app.state.registry, jobs_dir=settings.jobs_dir
+        )
         app.state.model_documents = ModelDocuments(
             models=app.state.models, documents=app.state.documents
         )
@@ -134,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     for router in (
         models.router,
+        model_files.router,
         documents.router,
         generate.router,
         openai.router,

@@ -95,7 +95,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             dependents=[app.state.documents],
         )  # a model's documents go with it
         app.state.model_files = ModelFiles(
-            catalog=app.state.catalog, registry=app.state.registry, jobs_dir=settings.jobs_dir
+            catalog=app.state.catalog,
+            registry=app.state.registry,
+            jobs=app.state.job_store,
+            jobs_dir=settings.jobs_dir,
         )
         app.state.model_documents = ModelDocuments(
             models=app.state.models, documents=app.state.documents

@@ -6,7 +6,9 @@ What a model has on disk:
 - a fine-tuned model, its job's directory (api/jobs/layout.py): `export/model-<TYPE>.gguf`
   (kind `gguf`, one per quantisation type), `export/adapter.gguf` (kind `adapter_gguf`),
   `export/result.json` (kind `export_result`) and the trained PEFT adapter under
-  `adapter/` (kind `peft_adapter`).
+  `adapter/` (kind `peft_adapter`);
+- a fine-tuning job's result that is not served (`export: none`, or an export that failed):
+  the trained adapter under `adapter/` of the newest succeeded job that named it.
 
 Only regular files inside the model's directory are listed, never symbolic links, and a
 download is served only for a path that the listing holds: no path trick reaches anything
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from api.errors import NotFound
+from api.jobs.store import JobStore
 from api.models.catalog import BaseCatalog, BaseModelInfo
 from api.models.registry import VariantRegistry
 from api.serving.base import LibraryModel
@@ -88,9 +91,19 @@ def _export_kind(rel: str) -> str:
 class ModelFiles:
     """The files of bases and fine-tuned models, for GET /models/{name}/files."""
 
-    def __init__(self, *, catalog: BaseCatalog, registry: VariantRegistry, jobs_dir: Path):
-        self.catalog, self.registry, self.jobs_dir = catalog, registry, jobs_dir
+    def __init__(
+        self, *, catalog: BaseCatalog, registry: VariantRegistry, jobs: JobStore, jobs_dir: Path
+    ):
+        self.catalog, self.registry, self.jobs, self.jobs_dir = catalog, registry, jobs, jobs_dir
         self.hashes = HashCache()
+
+    def _trained(self) -> dict[str, Path]:
+        """Model names of succeeded fine-tuning jobs with an adapter -> the newest job's dir."""
+        found: dict[str, Path] = {}
+        for job in self.jobs.list(states=("succeeded",), kind="fine_tune", limit=1000):
+            if job.model_name not in found and job.files.has_adapter():
+                found[job.model_name] = job.files.root
+        return found
 
     def _entries(self, name: str) -> tuple[Path, list[tuple[str, str]]]:
         """The model's directory (resolved) and its (kind, sub-path) groups."""
@@ -101,6 +114,9 @@ class ModelFiles:
                 groups.append(("checkpoint", base.hf_dir))
             return base.directory.resolve(), groups
         variant = self.registry.get(name)
+        trained = self._trained().get(name) if variant is None else None
+        if trained is not None:
+            return trained.resolve(), [("peft_adapter", "adapter")]
         if variant is None:
             other = self.catalog.get(name)
             if isinstance(other, LibraryModel):
@@ -122,7 +138,7 @@ class ModelFiles:
     def names(self) -> list[str]:
         bases = [b.name for b in self.catalog.local_list()]
         tuned = [v.name for v in self.registry.list() if v.gguf_path or v.adapter_path]
-        return bases + tuned
+        return bases + tuned + sorted(set(self._trained()) - set(tuned))
 
     def list(self, name: str) -> list[ModelFile]:
         root, groups = self._entries(name)

@@ -310,10 +310,6 @@ def datasets_generate(
     ] = None,
     count: Annotated[int, typer.Option(help="Pairs to produce.")] = 50,
     model: Annotated[str | None, typer.Option(help="Documents mode: this model's PDFs.")] = None,
-    prompt_file: Annotated[
-        list[Path] | None,
-        typer.Option(exists=True, dir_okay=False, help="Self-instruct template (one per topic)."),
-    ] = None,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Any other spec field KEY=VALUE.")
     ] = None,
@@ -328,8 +324,6 @@ def datasets_generate(
     files: list[tuple[str, tuple[str, bytes, str]]] = []
     if seed_file:
         files.append(("seed_file", (seed_file.name, seed_file.read_bytes(), "text/plain")))
-    for template in prompt_file or []:
-        files.append(("prompt_file", (template.name, template.read_bytes(), "text/plain")))
     job = state.api.json("POST", "/datasets/generate", data=data, files=files or None)
     print(job["id"])
     if not no_follow:

@@ -27,7 +27,15 @@ QUIET = ["--set", "eval_rows=1", "--set", "eval_max_new_tokens=4", "--set", "che
 @pytest.fixture(scope="module")
 def api(tmp_path_factory, tiny_models_dir):
     data = tmp_path_factory.mktemp("cli") / "data"
-    process = ApiProcess(data, tiny_models_dir, LLM_API_KEY=KEY).start()
+    # an OpenAI-compatible teacher that is not there: a dataset job fails in seconds (a real
+    # generation and download are tests/routes/test_datasets.py's, minutes on 2 cores)
+    process = ApiProcess(
+        data,
+        tiny_models_dir,
+        LLM_API_KEY=KEY,
+        LLM_TEACHER_BASE_URL="http://127.0.0.1:9/v1",
+        LLM_TEACHER_TIMEOUT="2",
+    ).start()
     yield process
     process.stop()
 
@@ -83,7 +91,8 @@ def test_models_create_list_delete_and_errors_as_exit_codes(api):
     wrong_key = llmp(api, "models", "list", key="wrong-key-0123456789")
     assert wrong_key.returncode == 1 and "Error 401" in wrong_key.stderr
     bad = llmp(api, "models", "create", "Bad Name")
-    assert bad.returncode == 1 and "Invalid" in bad.stderr or "name" in bad.stderr
+    assert bad.returncode == 1 and "Error 422: Invalid request: name" in bad.stderr
+    assert "1-63 characters" in bad.stderr
     assert "deleted" in ok(llmp(api, "models", "delete", "pirate"))
     gone = llmp(api, "models", "delete", "pirate")
     assert gone.returncode == 1 and "not found" in gone.stderr
@@ -336,7 +345,7 @@ def test_ctrl_c_asks_and_cancels_and_jobs_cancel(api, tmp_path):
     assert "cancelled" in ok(llmp(api, "jobs", "cancel", other))
 
 
-def test_datasets_generate_and_download(api, tmp_path):
+def test_datasets_generate_follows_the_job_and_download_says_why_not(api, tmp_path):
     seeds = tmp_path / "seeds.jsonl"
     seeds.write_bytes(jsonl(SEEDS))
     run = llmp(
@@ -344,22 +353,25 @@ def test_datasets_generate_and_download(api, tmp_path):
         "datasets",
         "generate",
         "--teacher",
-        "smollm2-135m",
+        "openai:some-model",
         "--seed-file",
         str(seeds),
         "--count",
-        "1",
+        "2",
         "--set",
         "max_new_tokens=48",
-        "--set",
-        "seed=7",
     )
-    dataset_id = ok(run).splitlines()[0]
-    assert "pairs." in run.stdout and "succeeded" in run.stderr
-    rows = ok(llmp(api, "datasets", "download", dataset_id)).splitlines()
-    assert len(rows) == 1 and "instruction" in json.loads(rows[0])
-    target = tmp_path / "pairs.csv"
-    ok(llmp(api, "datasets", "download", dataset_id, "--format", "csv", "-o", str(target)))
-    assert target.read_text().startswith("instruction,")
+    assert run.returncode == 4, run.stderr
+    dataset_id = run.stdout.splitlines()[0]
+    assert dataset_id.startswith("dsjob-")
+    assert f"Job {dataset_id} failed" in run.stderr
+    assert "http://127.0.0.1:9/v1 is not reachable" in run.stderr
+    shown = json.loads(ok(llmp(api, "jobs", "show", dataset_id)))
+    assert shown["kind"] == "dataset" and shown["status"] == "failed"
+    refused = llmp(api, "datasets", "download", dataset_id, "-o", str(tmp_path / "x.jsonl"))
+    assert refused.returncode == 1 and "Error 409" in refused.stderr
+    assert not (tmp_path / "x.jsonl").exists()
     unknown = llmp(api, "datasets", "download", "dsjob-nope")
     assert unknown.returncode == 1 and "Error 404" in unknown.stderr
+    bad = llmp(api, "datasets", "generate", "--teacher", "smollm2-135m", "--set", "count")
+    assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr

@@ -135,7 +135,10 @@ class Settings(BaseSettings):
         60.0, gt=0, le=3600, description="Wall-clock limit for parsing one PDF (child process)."
     )
     rag_parse_memory_mb: int = Field(
-        1024, ge=128, description="Address-space limit of the PDF parsing child process (MiB)."
+        1024,
+        ge=128,
+        description="Address space the PDF parsing child process may use for one PDF, on top of "
+        "what its libraries take at start-up (MiB).",
     )
 
     # fine-tuning jobs (api/finetune, api/jobs)

@@ -10,6 +10,7 @@ from api.job_submissions import JobSubmissions
 from api.jobs.runner import JobRunner
 from api.jobs.store import JobStore
 from api.models.catalog import BaseCatalog
+from api.models.files import ModelFiles
 from api.models.registry import VariantRegistry
 from api.models.service import ModelService
 from api.rag.documents import DocumentService
@@ -66,7 +67,12 @@ def _model_documents(request: Request) -> ModelDocuments:
     return request.app.state.model_documents
 
 
+def _model_files(request: Request) -> ModelFiles:
+    return request.app.state.model_files
+
+
 ModelsDep = Annotated[ModelService, Depends(_models)]
+ModelFilesDep = Annotated[ModelFiles, Depends(_model_files)]
 ModelDocumentsDep = Annotated[ModelDocuments, Depends(_model_documents)]
 
 

@@ -19,6 +19,7 @@ from api.jobs.kinds import JobKind
 from api.jobs.runner import JobRunner
 from api.jobs.store import JobStore
 from api.models.catalog import BaseCatalog
+from api.models.files import ModelFiles
 from api.models.in_use import ModelUse
 from api.models.library import library_source
 from api.models.registry import VariantRegistry
@@ -33,6 +34,7 @@ from api.routes import (
     health,
     job_outputs,
     jobs,
+    model_files,
     models,
     openai,
 )
@@ -103,6 +105,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             artifacts_root=settings.jobs_dir,
             dependents=[app.state.documents],
         )  # a model's documents go with it
+        app.state.model_files = ModelFiles(
+            catalog=app.state.catalog,
+            registry=app.state.registry,
+            jobs=app.state.job_store,
+            jobs_dir=settings.jobs_dir,
+        )
         app.state.model_documents = ModelDocuments(
             models=app.state.models, documents=app.state.documents
         )
@@ -145,6 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     for router in (
         models.router,
+        model_files.router,
         documents.router,
         generate.router,
         openai.router,

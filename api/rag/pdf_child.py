@@ -1,20 +1,40 @@
 """Child process that extracts a PDF's text page by page, under time and memory limits.
 
-Run as `python -m api.rag.pdf_child PATH MAX_PAGES MAX_CHARS CPU_SECONDS MEMORY_MB`. It
-limits itself first (crafted PDFs can loop forever or explode memory), then prints one
-JSON object: {"pages": [...]} or {"error": KIND, "detail": "..."}, after an empty line that
-says it is ready (start-up on a busy machine is not the PDF's fault). Only pypdf is imported.
+Run as `python -m api.rag.pdf_child PATH MAX_PAGES MAX_CHARS CPU_SECONDS MEMORY_MB`. The
+pages are read with LangChain's `PyPDFLoader` (langchain-community, over pypdf), page by page.
+The child imports the loader, then limits itself (crafted PDFs can loop forever or explode
+memory): CPU_SECONDS of CPU and MEMORY_MB of address space on top of what the loader's
+libraries took at start-up, so the limits are the PDF's alone. It then prints an empty line
+that says it is ready (start-up on a busy machine is not the PDF's fault), and one JSON
+object: {"pages": [...]} or {"error": KIND, "detail": "..."}.
 """
 
 import json
 import resource
 import sys
+import warnings
+from typing import Any
+
+
+def _address_space() -> int:
+    """Bytes of address space this process holds now (VmSize)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * resource.getpagesize()
 
 
 def _limit(cpu_seconds: int, memory_mb: int) -> None:
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
-    memory = memory_mb * 1024 * 1024
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = int(used.ru_utime + used.ru_stime) + 1 + cpu_seconds
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+    memory = _address_space() + memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+
+def _loader(path: str) -> Any:
+    with warnings.catch_warnings():  # langchain-community announces its own sunset
+        warnings.simplefilter("ignore")
+        from langchain_community.document_loaders.pdf import PyPDFLoader
+    return PyPDFLoader(path, mode="page")
 
 
 def extract(path: str, max_pages: int, max_chars: int) -> dict[str, object]:
@@ -22,15 +42,18 @@ def extract(path: str, max_pages: int, max_chars: int) -> dict[str, object]:
     from pypdf.errors import FileNotDecryptedError, LimitReachedError, PyPdfError
 
     try:
+        # the page count and encryption before any page is read (the loader reads metadata
+        # and page labels first, and would decrypt with an empty password)
         reader = PdfReader(path, strict=False)
         if reader.is_encrypted:
             return {"error": "encrypted", "detail": "the PDF is encrypted"}
         count = len(reader.pages)
         if count > max_pages:
             return {"error": "too_many_pages", "detail": f"{count} pages"}
+        del reader
         pages, total = [], 0
-        for page in reader.pages:
-            text = page.extract_text() or ""
+        for document in _loader(path).lazy_load():
+            text = document.page_content or ""
             total += len(text)
             if total > max_chars:
                 return {"error": "too_much_text", "detail": f"over {max_chars} characters"}
@@ -57,8 +80,8 @@ def extract(path: str, max_pages: int, max_chars: int) -> dict[str, object]:
 
 def main(argv: list[str]) -> None:
     path, max_pages, max_chars, cpu, memory = argv
+    _loader(path)  # imported before the limits and the parent's clock start
     _limit(int(cpu), int(memory))
-    import pypdf  # noqa: F401  (loaded before the parent's clock starts)
 
     sys.stdout.write("\n")  # ready: the parent's wall-clock limit counts from here
     sys.stdout.flush()

@@ -73,3 +73,27 @@ def test_header_check(head):
     with pytest.raises(InvalidInput):
         check_pdf_header(head, name="x.pdf")
     check_pdf_header(b"%PDF-", name="x.pdf")
+
+
+def test_the_child_reads_pages_with_langchains_pypdfloader(tmp_path):
+    """The pages are PyPDFLoader's documents, one per page; the child proves it loaded the
+    loader by leaving its module in sys.modules (checked by running it with -c)."""
+    import subprocess
+    import sys
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from langchain_community.document_loaders.pdf import PyPDFLoader
+
+    path = write_pdf(tmp_path / "h.pdf", HANDBOOK)
+    pages = extract_pages(path, name="h.pdf", settings=settings(tmp_path))
+    assert pages == [d.page_content for d in PyPDFLoader(str(path), mode="page").lazy_load()]
+    probe = (
+        "import sys, json; from api.rag import pdf_child as c; "
+        f"r = c.extract({str(path)!r}, 100, 10**6); "
+        "print(json.dumps(['langchain_community.document_loaders.pdf' in sys.modules, r]))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    loaded, result = __import__("json").loads(out.stdout)
+    assert loaded and result["pages"] == pages

@@ -1,0 +1,1 @@
+"""`llmp`: the platform's command line, a client of a running service (api/cli/main.py)."""

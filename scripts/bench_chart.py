@@ -9,7 +9,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 W, H, PAD = 1200, 520, 60
-COLOURS = {"baseline": (150, 150, 150), "ours": (31, 119, 180)}
+COLOURS = {"baseline": (150, 150, 150), "careful": (255, 127, 14), "ours": (31, 119, 180)}
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -63,7 +63,7 @@ def _losses(
     for n, (side, curve) in enumerate(losses.items()):
         colour = COLOURS.get(side, (200, 80, 40))
         points = [at(i, v) for i, v in enumerate(curve)]
-        size = 6 if side == "baseline" else 3  # the baseline drawn wider, under ours
+        size = 6 if side != "ours" else 3  # the baselines drawn wider, under ours
         if len(points) > 1:
             d.line(points, fill=colour, width=size + 1)
         for x, y in points:

@@ -1,6 +1,12 @@
-"""One side of the fine-tuning benchmark: the project's recipe, or plain TRL with its defaults.
+"""One side of the fine-tuning benchmark: the project's recipe, plain TRL with its defaults, or
+TRL as a careful user sets it for this host.
 
-    .venv/bin/python scripts/bench_finetune.py {ours,baseline} --hf DIR --steps 8 --out r.json
+    .venv/bin/python scripts/bench_finetune.py {ours,baseline,careful} --hf DIR --steps 8 \
+        [--bf16 on|off] --out r.json
+
+`careful` is the baseline with `bf16` chosen for the host (`--bf16`: on where the CPU
+multiplies bf16 faster than fp32, off where it does not: TRL's default bf16 autocast is
+emulated and slow on CPUs without AVX512-BF16/AMX).
 
 `scripts/bench.py` runs each side in its own process (so each has its own peak memory) and
 alternates them. Both sides train the same LoRA (r16, alpha 32, dropout 0.05, all linear
@@ -156,7 +162,8 @@ def meter():  # type: ignore[no-untyped-def]
 
 
 def baseline_trainer(hf: Path, work: Path, args: argparse.Namespace, callback):  # type: ignore
-    """Plain TRL: SFTTrainer + PEFT, SFTConfig defaults except the shared optimiser settings."""
+    """Plain TRL: SFTTrainer + PEFT, SFTConfig defaults except the shared optimiser settings
+    (and `bf16` for the careful side)."""
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoTokenizer
@@ -197,6 +204,7 @@ def baseline_trainer(hf: Path, work: Path, args: argparse.Namespace, callback): 
         disable_tqdm=True,
         use_cpu=not cuda,
         model_init_kwargs=init or None,
+        **({"bf16": args.bf16 == "on"} if args.side == "careful" and args.bf16 else {}),
     )
     lora = LoraConfig(
         r=LORA["lora_r"],
@@ -267,7 +275,7 @@ def run_side(side: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         with PeakRss() as peak:
-            if side == "baseline":
+            if side in ("baseline", "careful"):
                 trainer = baseline_trainer(args.hf, work, args, callback)
                 trainer.train()
             else:
@@ -373,7 +381,8 @@ def build_mistral7b_shape(directory: Path, smollm2_hf: Path) -> Path:
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("side", choices=["ours", "baseline"])
+    parser.add_argument("side", choices=["ours", "baseline", "careful"])
+    parser.add_argument("--bf16", choices=["on", "off"], help="careful: TRL's bf16 setting")
     parser.add_argument("--hf", type=Path, required=True, help="HF checkpoint directory")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--batch", type=int, default=8)

@@ -33,10 +33,11 @@ def test_quick_bench_writes_every_section_and_the_chart(tmp_path, base_models_di
     assert report.startswith("# Benchmarks\n")
     fine_tuning = report.split("## Fine-tuning")[1].split("## Serving")[0]
     assert "| baseline: TRL defaults |" in fine_tuning and "| ours: the recipe |" in fine_tuning
+    assert "| careful: TRL for this host |" in fine_tuning
     assert re.search(
         r"Ours vs baseline: [0-9.]+x trained tokens/s, [0-9.]+x peak memory", fine_tuning
     )
-    assert re.search(r"(?m)^\| 3 \| [0-9.]+ \| [0-9.]+ \|$", fine_tuning)  # loss at every step
+    assert re.search(r"(?m)^\| 3 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|$", fine_tuning)  # every step
     serving = report.split("## Serving")[1].split("## Retrieval")[0]
     assert re.search(r"API vs direct: [0-9.]+x decode tokens/s", serving)
     assert "| ours: vector search (Chroma, top-k) |" in report

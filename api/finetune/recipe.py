@@ -30,6 +30,7 @@ from transformers import (
 )
 from trl import SFTConfig, SFTTrainer
 
+from api.finetune.answer_loss import answer_loss_sum
 from api.finetune.chain import with_parent
 from api.finetune.device import TrainingDevice, fit, inspect, require_cuda_message
 from api.finetune.lengths import CHATML_TEMPLATE
@@ -161,8 +162,9 @@ class AnswerLossTrainer(SFTTrainer):
     Off CUDA, TRL's fused LM head scores every position (prompt and all: a 49152-wide
     projection per token) and computes entropy and top-1 accuracy for its logs on every
     step. Nothing reads those here, and prompt logits do not enter the loss, so this step
-    runs the backbone, projects the answer positions only and takes their mean cross-entropy:
-    the same loss TRL computes. Evaluation and CUDA (where TRL scores only answer positions
+    runs the backbone, projects the answer positions only (in chunks of CHUNK positions, each
+    recomputed in the backward pass) and takes their mean cross-entropy: the same loss TRL
+    computes. Evaluation and CUDA (where TRL scores only answer positions
     already) use TRL's own path.
     """
 
@@ -180,9 +182,9 @@ class AnswerLossTrainer(SFTTrainer):
         hidden = getattr(lm, lm.base_model_prefix)(**features, use_cache=False).last_hidden_state
         labels = inputs["labels"][:, 1:]  # position t predicts token t + 1
         answer = labels != -100
-        logits = lm.get_output_embeddings()(hidden[:, :-1][answer]).float()
         count = answer.sum() if num_items_in_batch is None else num_items_in_batch
-        loss = torch.nn.functional.cross_entropy(logits, labels[answer], reduction="sum")
+        # chunked (api/finetune/answer_loss.py): memory stays flat with long answers
+        loss = answer_loss_sum(lm.get_output_embeddings(), hidden[:, :-1][answer], labels[answer])
         # TRL's token count feeds the `num_tokens` log that ProgressEvents turns into tokens/s.
         fed = inputs["attention_mask"].sum() if "attention_mask" in inputs else labels.size(1) + 1
         self._total_train_tokens += int(fed)

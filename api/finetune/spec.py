@@ -8,9 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from api.finetune.quant_types import QUANTIZATIONS, Quantization
 from api.names import ModelName
 
-Quantization = Literal["Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "F16"]
 ExportMode = Literal["merged", "adapter", "none"]
 # Names as transformers' TrainingArguments(optim=...) spells them. The paged ones are
 # bitsandbytes optimizers whose state pages between GPU and CPU memory through CUDA unified
@@ -33,8 +33,10 @@ class ExportSpec(BaseModel):
     quantization: list[Quantization] = Field(
         default_factory=lambda: ["Q4_K_M"],  # type: ignore[arg-type]
         min_length=1,
-        max_length=5,
-        description="GGUF types written for `merged`; the first one is served.",
+        max_length=len(QUANTIZATIONS),
+        description="GGUF types written for `merged` (any of "
+        + ", ".join(QUANTIZATIONS)
+        + "); the first one is served.",
     )
 
 
@@ -48,7 +50,10 @@ class ExportRequest(BaseModel):
     )
     export: Literal["merged", "adapter"] | None = Field(None, description="Export mode.")
     quantization: list[Quantization] | None = Field(
-        None, min_length=1, max_length=5, description="GGUF types for `merged`."
+        None,
+        min_length=1,
+        max_length=len(QUANTIZATIONS),
+        description="GGUF types for `merged`.",
     )
 
 

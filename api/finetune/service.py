@@ -9,6 +9,8 @@ import json
 import shutil
 from pathlib import Path
 
+from jinja2.exceptions import TemplateError
+
 from api.config import Settings
 from api.errors import Conflict, InvalidInput, NotFound
 from api.finetune.data import (
@@ -21,8 +23,10 @@ from api.finetune.data import (
     split_examples,
 )
 from api.finetune.device import TrainingDevice, fit, training_device
-from api.finetune.lengths import too_long
+from api.finetune.formats import prepare, resolve_system_role, template_for
+from api.finetune.lengths import chat_template, too_long
 from api.finetune.spec import ExportRequest, FineTuneSpec
+from api.finetune.truncate import truncate_rows
 from api.jobs.enqueue import enqueue
 from api.jobs.runner import JobRunner
 from api.jobs.store import Job, JobStore
@@ -73,7 +77,12 @@ def _base_checkpoint(spec: FineTuneSpec, catalog: BaseCatalog, settings: Setting
 
 
 def _load(
-    upload: Upload, label: str, spec: FineTuneSpec, settings: Settings, hf_dir: Path
+    upload: Upload,
+    label: str,
+    spec: FineTuneSpec,
+    settings: Settings,
+    hf_dir: Path,
+    notes: dict[str, int] | None = None,
 ) -> tuple[str, list[Messages]]:
     if len(upload.content) > settings.max_dataset_bytes:
         raise InvalidInput(f"{label} is larger than {settings.max_dataset_bytes} bytes.")
@@ -84,20 +93,42 @@ def _load(
         keys=Keys(spec.question_key, spec.answer_key),
         max_rows=settings.max_dataset_rows,
     )
-    if spec.system_prompt:
-        examples = [
-            m
-            if m[0]["role"] == "system"
-            else [{"role": "system", "content": spec.system_prompt}, *m]
-            for m in examples
-        ]
-    problems = too_long(examples, hf_dir=hf_dir, max_len=spec.max_len)
+    examples = [prepare(m, spec.system_prompt, spec.system_role) for m in examples]
+    template = template_for(spec.prompt_format, chat_template(hf_dir))
+    try:
+        if spec.truncate:
+            examples, cut = truncate_rows(
+                examples, hf_dir=hf_dir, max_len=spec.max_len, template=template
+            )
+            if notes is not None:
+                notes[f"{label}_truncated_rows"] = cut
+        problems = too_long(examples, hf_dir=hf_dir, max_len=spec.max_len, template=template)
+    except (TemplateError, ValueError) as exc:  # the template's raise_exception
+        raise InvalidInput(
+            f"{label}: the {spec.prompt_format} template of {spec.base_model!r} refuses "
+            f"these rows ({exc}); with system messages use system_role=merge (or auto), "
+            "which folds the system text into the first user turn."
+        ) from exc
     if problems:
         raise InvalidInput(
             f"{label} has {len(problems)} row(s) longer than max_len={spec.max_len} tokens.",
             problems[:50],
         )
     return fmt, examples
+
+
+def _resolve_format(spec: FineTuneSpec, hf_dir: Path, has_eval_file: bool) -> FineTuneSpec:
+    """system_role `auto` decided from the template the rows will use (and recorded);
+    test_size refused where there is no split to apply it to."""
+    if spec.method != "sft":
+        raise InvalidInput(f"method: {spec.method} is not available yet; use sft.")
+    if has_eval_file and spec.test_size is not None:
+        raise InvalidInput(
+            "test_size: the eval_file's rows are the validation and test rows, so there is "
+            "no split to size; leave test_size out, or upload no eval_file."
+        )
+    template = template_for(spec.prompt_format, chat_template(hf_dir))
+    return spec.model_copy(update={"system_role": resolve_system_role(spec.system_role, template)})
 
 
 def _write_jsonl(path: Path, rows: list[Messages]) -> None:
@@ -130,11 +161,15 @@ def submit_fine_tune(
         )
     _check_name_free(spec, catalog, registry, store)
     hf_dir = _base_checkpoint(spec, catalog, settings)
-    train_format, train_rows = _load(train, "train_file", spec, settings, hf_dir)
+    spec = _resolve_format(spec, hf_dir, eval_ is not None)
+    notes: dict[str, int] = {}
+    train_format, train_rows = _load(train, "train_file", spec, settings, hf_dir, notes)
     if eval_ is None:
-        split = split_examples(train_rows, train_size=spec.train_size, seed=spec.seed)
+        split = split_examples(
+            train_rows, train_size=spec.train_size, seed=spec.seed, test_size=spec.test_size
+        )
     else:
-        _, eval_rows = _load(eval_, "eval_file", spec, settings, hf_dir)
+        _, eval_rows = _load(eval_, "eval_file", spec, settings, hf_dir, notes)
         # the eval file serves as validation (eval loss) and test (hold-out ROUGE) rows
         split = Split(train_rows, eval_rows, eval_rows, resolve_seed(spec.seed))
     resolved = spec.model_copy(update={"seed": split.seed}).model_dump(mode="json")
@@ -151,6 +186,7 @@ def submit_fine_tune(
         "train_rows": len(split.train),
         "validation_rows": len(split.validation),
         "test_rows": len(split.test),
+        **notes,
     }
 
     def fill() -> None:

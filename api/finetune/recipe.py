@@ -26,6 +26,7 @@ from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     PreTrainedTokenizerBase,
+    Trainer,
     TrainerCallback,
 )
 from trl import SFTConfig, SFTTrainer
@@ -34,6 +35,7 @@ from api.finetune.device import TrainingDevice, fit, inspect, require_cuda_messa
 from api.finetune.formats import recipe_system_prompt, template_for
 from api.finetune.lengths import CHATML_TEMPLATE
 from api.finetune.precision import torch_dtype_name
+from api.finetune.preference_recipe import preference_metrics, preference_trainer, to_preference
 from api.finetune.spec import FineTuneSpec
 from api.jobs import step
 from api.jobs.layout import JobFiles
@@ -220,7 +222,7 @@ def train(
     resume: bool,
     callbacks: list[TrainerCallback] | None = None,
     require_cuda: bool = False,
-) -> tuple[SFTTrainer, PreTrainedTokenizerBase, dict[str, Any]]:
+) -> tuple[Trainer, PreTrainedTokenizerBase, dict[str, Any]]:
     """Train the LoRA adapter; `callbacks` are extra observers (the benchmark's meter)."""
     spec, cuda = check_device(spec, require_cuda)
     assert spec.bits is not None and spec.optimizer is not None
@@ -278,15 +280,29 @@ def train(
         target_modules=spec.target_modules,
         task_type="CAUSAL_LM",
     )
-    trainer = AnswerLossTrainer(
-        model=model,  # type: ignore[arg-type]
-        args=config,
-        processing_class=tokenizer,
-        peft_config=lora,
-        train_dataset=to_prompt_completion(train_rows, system),
-        eval_dataset=validation,
-        callbacks=[ProgressEvents(store, job_dir.name), *(callbacks or [])],
-    )
+    trainer: Trainer
+    if spec.method != "sft":  # dpo, orpo: api/finetune/preference_recipe.py
+        validation = to_preference(read_rows(files.data_file("validation")), system)
+        trainer = preference_trainer(
+            spec,
+            config,
+            model,
+            tokenizer,
+            lora,
+            to_preference(train_rows, system),
+            validation,
+            [ProgressEvents(store, job_dir.name), *(callbacks or [])],
+        )
+    else:
+        trainer = AnswerLossTrainer(
+            model=model,  # type: ignore[arg-type]
+            args=config,
+            processing_class=tokenizer,
+            peft_config=lora,
+            train_dataset=to_prompt_completion(train_rows, system),
+            eval_dataset=validation,
+            callbacks=[ProgressEvents(store, job_dir.name), *(callbacks or [])],
+        )
     if resume:  # a save cut short by a kill has no trainer_state.json (written last): unusable
         for partial in files.checkpoint_dirs():
             if not (partial / "trainer_state.json").is_file():
@@ -389,6 +405,9 @@ def run(job_dir: Path, store: JobStore, resume: bool) -> None:
     metrics["train_loss_first"] = history[0]["loss"] if history else None
     metrics["train_loss_last"] = history[-1]["loss"] if history else None
     metrics["steps"] = trainer.state.global_step
+    if spec.method != "sft":
+        metrics["method"] = spec.method
+        metrics["preference"] = preference_metrics(trainer.state.log_history)
     metrics["rouge"] = rouge_on_test(
         trainer.model,  # type: ignore[arg-type]
         tokenizer,

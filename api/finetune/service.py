@@ -25,6 +25,8 @@ from api.finetune.data import (
 from api.finetune.device import TrainingDevice, fit, training_device
 from api.finetune.formats import prepare, resolve_system_role, template_for
 from api.finetune.lengths import chat_template, too_long
+from api.finetune.preference import load_preferences, with_rejected
+from api.finetune.quantised_base import quantised_base_problem
 from api.finetune.spec import ExportRequest, FineTuneSpec
 from api.finetune.truncate import truncate_rows
 from api.jobs.enqueue import enqueue
@@ -86,13 +88,21 @@ def _load(
 ) -> tuple[str, list[Messages]]:
     if len(upload.content) > settings.max_dataset_bytes:
         raise InvalidInput(f"{label} is larger than {settings.max_dataset_bytes} bytes.")
-    fmt, examples = load_examples(
-        upload.content,
-        filename=upload.filename,
-        label=label,
-        keys=Keys(spec.question_key, spec.answer_key),
-        max_rows=settings.max_dataset_rows,
-    )
+    if spec.method == "sft":
+        fmt, examples = load_examples(
+            upload.content,
+            filename=upload.filename,
+            label=label,
+            keys=Keys(spec.question_key, spec.answer_key),
+            max_rows=settings.max_dataset_rows,
+        )
+    else:  # dpo, orpo
+        fmt, examples = load_preferences(
+            upload.content,
+            filename=upload.filename,
+            label=label,
+            max_rows=settings.max_dataset_rows,
+        )
     examples = [prepare(m, spec.system_prompt, spec.system_role) for m in examples]
     template = template_for(spec.prompt_format, chat_template(hf_dir))
     try:
@@ -103,6 +113,13 @@ def _load(
             if notes is not None:
                 notes[f"{label}_truncated_rows"] = cut
         problems = too_long(examples, hf_dir=hf_dir, max_len=spec.max_len, template=template)
+        if spec.method != "sft":  # the rejected answers must fit too
+            problems += [
+                p.replace(" tokens after", " tokens (with the rejected answer) after")
+                for p in too_long(
+                    with_rejected(examples), hf_dir=hf_dir, max_len=spec.max_len, template=template
+                )
+            ]
     except (TemplateError, ValueError) as exc:  # the template's raise_exception
         raise InvalidInput(
             f"{label}: the {spec.prompt_format} template of {spec.base_model!r} refuses "
@@ -120,8 +137,11 @@ def _load(
 def _resolve_format(spec: FineTuneSpec, hf_dir: Path, has_eval_file: bool) -> FineTuneSpec:
     """system_role `auto` decided from the template the rows will use (and recorded);
     test_size refused where there is no split to apply it to."""
-    if spec.method != "sft":
-        raise InvalidInput(f"method: {spec.method} is not available yet; use sft.")
+    if spec.method != "sft" and (spec.truncate or spec.packing):
+        raise InvalidInput(
+            f"method: {spec.method} trains on whole prompt/chosen/rejected rows; truncate "
+            "and packing apply to sft only."
+        )
     if has_eval_file and spec.test_size is not None:
         raise InvalidInput(
             "test_size: the eval_file's rows are the validation and test rows, so there is "
@@ -161,6 +181,9 @@ def submit_fine_tune(
         )
     _check_name_free(spec, catalog, registry, store)
     hf_dir = _base_checkpoint(spec, catalog, settings)
+    quantised = quantised_base_problem(spec.base_model, hf_dir, device or training_device())
+    if quantised:
+        raise InvalidInput(quantised)
     spec = _resolve_format(spec, hf_dir, eval_ is not None)
     notes: dict[str, int] = {}
     train_format, train_rows = _load(train, "train_file", spec, settings, hf_dir, notes)

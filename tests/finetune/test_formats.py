@@ -221,19 +221,3 @@ def test_test_size_with_an_eval_file_is_a_422(formats_client):
     assert r.status_code == 422
     assert r.json()["detail"].startswith("test_size: the eval_file's rows are the validation")
     _no_jobs(formats_client)
-
-
-def test_a_variant_with_a_jinja_template_answers_on_llama_cpp(client):
-    """The variant template path (llama.cpp's Jinja2ChatFormatter) stops on EOS, not on an
-    empty stop string that ended every reply before its first token."""
-    r = client.post("/createModel", json={"name": "alpaca-style", "template": ALPACA_TEMPLATE})
-    assert r.status_code in (200, 201), r.text
-    r = client.post(
-        "/generate",
-        json={
-            "model": "alpaca-style",
-            "prompt": "What is the capital of France?",
-            "options": {"temperature": 0, "max_tokens": 8},
-        },
-    )
-    assert r.status_code == 200 and r.json()["response"].strip(), r.text

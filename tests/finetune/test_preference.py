@@ -6,7 +6,11 @@ import json
 import pytest
 
 from api.errors import InvalidInput
+from api.finetune.export import export
+from api.finetune.formats import ALPACA_TEMPLATE
 from api.finetune.preference import load_preferences
+from api.jobs.store import JobStore
+from tests.finetune.test_quant_types import gguf_metadata
 from tests.utils.jobs import _no_jobs, submit, wait_for
 from tests.utils.tiny_model import jsonl
 
@@ -87,9 +91,16 @@ def test_preference_data_errors_are_422s_and_leave_nothing(jobs_client):
     _no_jobs(jobs_client)
 
 
-def test_orpo_job_on_the_tiny_model_reports_reward_metrics(jobs_client):
+def test_orpo_job_in_the_alpaca_format_reports_rewards_and_exports_its_template(jobs_client):
     files = {"train_file": ("p.csv", preference_csv(), "text/csv")}
-    r = submit(jobs_client, method="orpo", max_steps="2", batch_size="2", files=files)
+    r = submit(
+        jobs_client,
+        method="orpo",
+        prompt_format="alpaca",
+        max_steps="2",
+        batch_size="2",
+        files=files,
+    )
     assert r.status_code == 202, r.text
     job = wait_for(jobs_client, r.json()["id"], ("succeeded", "failed"))
     assert job["status"] == "succeeded", job["error"]
@@ -102,6 +113,12 @@ def test_orpo_job_on_the_tiny_model_reports_reward_metrics(jobs_client):
     assert job_dir.joinpath("checkpoints", "checkpoint-2").is_dir()
     row = json.loads((job_dir / "data" / "train.jsonl").read_text().splitlines()[0])
     assert row[-1]["rejected"]  # the pairs travel to the recipe
+    # the Alpaca template trained with travels in the adapter's tokenizer to the GGUF
+    assert (job_dir / "adapter" / "chat_template.jinja").read_text() == ALPACA_TEMPLATE
+    (job_dir / "export.json").write_text(json.dumps({"export": "merged", "quantization": ["Q4_0"]}))
+    result = export(job_dir, JobStore(jobs_client.app.state.settings.jobs_db))
+    metadata = gguf_metadata(job_dir / "export" / result["files"]["Q4_0"])
+    assert metadata["tokenizer.chat_template"] == ALPACA_TEMPLATE
 
 
 def margins(model, tokenizer) -> float:

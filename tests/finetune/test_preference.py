@@ -127,8 +127,14 @@ def margins(model, tokenizer) -> float:
 
     def logp(prompt: str, answer: str) -> float:
         messages = [{"role": "user", "content": prompt}]
-        head = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
-        full = tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": answer}])
+
+        def ids_of(turns, **options) -> list[int]:
+            text = tokenizer.apply_chat_template(turns, tokenize=False, **options)
+            return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+        head = ids_of(messages, add_generation_prompt=True)
+        full = ids_of([*messages, {"role": "assistant", "content": answer}])
+        assert full[: len(head)] == head
         ids = torch.tensor([full])
         with torch.no_grad():
             logits = model(ids).logits[0, :-1].log_softmax(-1)

@@ -277,7 +277,10 @@ def _example(fmt: str, record: Any, row: int, keys: Keys, problems: list[str]) -
         answer = _text(record, keys.answer, row, problems)
         system = _text(record, keys.system, row, problems, required=False)
     head = [{"role": "system", "content": system}] if system.strip() else []
-    return [*head, {"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+    question = {"role": "user", "content": user}
+    if fmt == "alpaca" and extra.strip():  # kept apart for prompt_format=alpaca's template
+        question |= {"instruction": instruction, "input": extra}
+    return [*head, question, {"role": "assistant", "content": answer}]
 
 
 def load_examples(
@@ -344,16 +347,25 @@ def resolve_seed(seed: int) -> int:
     return random.SystemRandom().randrange(2**31) if seed == -1 else seed
 
 
-def split_examples(examples: list[Messages], *, train_size: float, seed: int) -> Split:
+def split_examples(
+    examples: list[Messages],
+    *,
+    train_size: float,
+    seed: int,
+    test_size: int | float | None = None,
+) -> Split:
     """Shuffle with `seed` (-1: a random seed, recorded) and cut train / validation / test.
 
-    What is not train is halved between validation (eval loss) and test (hold-out ROUGE).
+    What is not train is halved between validation (eval loss) and test (hold-out ROUGE),
+    unless `test_size` (a row count, or a fraction of all rows) sets the test rows.
     """
     seed = resolve_seed(seed)
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
     n_train = max(1, min(len(examples) - 2, round(len(examples) * train_size)))
     n_val = max(1, (len(examples) - n_train) // 2)
+    if test_size is not None:
+        n_train, n_val = _cuts_with_test_size(len(examples), train_size, test_size)
     if len(examples) < 3:
         raise InvalidInput(
             "At least 3 examples are needed to split train/validation/test; "
@@ -361,3 +373,15 @@ def split_examples(examples: list[Messages], *, train_size: float, seed: int) ->
         )
     pick = [examples[i] for i in order]
     return Split(pick[:n_train], pick[n_train : n_train + n_val], pick[n_train + n_val :], seed)
+
+
+def _cuts_with_test_size(total: int, train_size: float, test_size: int | float) -> tuple[int, int]:
+    """(train, validation) row counts when `test_size` fixes the test rows."""
+    n_test = test_size if isinstance(test_size, int) else max(1, round(total * test_size))
+    if n_test > total - 2:
+        raise InvalidInput(
+            f"test_size={test_size} asks for {n_test} test rows out of {total}; at least one "
+            "training and one validation row must remain. Lower test_size or add rows."
+        )
+    n_train = max(1, min(total - n_test - 1, round(total * train_size)))
+    return n_train, total - n_train - n_test

@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from api.config import REPO_ROOT
-from api.finetune.spec import PAGED_OPTIMIZERS, FineTuneSpec
+from api.finetune.precision import resolve_precision
+from api.finetune.spec import BNB_OPTIMIZERS, PAGED_OPTIMIZERS, FineTuneSpec
 
 log = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 300.0  # a cold torch import plus CUDA start-up on a busy host
@@ -31,6 +32,7 @@ class TrainingDevice:
     torch_cuda: str | None = None  # torch.version.cuda: None for a CPU-only build
     bitsandbytes: str | None = None  # its version; None when it cannot be imported
     notes: tuple[str, ...] = field(default=())  # CUDA warnings, import errors, probe failures
+    bf16: bool | None = None  # torch.cuda.is_bf16_supported(); None: not reported
 
     @classmethod
     def of(cls, found: dict[str, Any]) -> "TrainingDevice":
@@ -42,6 +44,7 @@ class TrainingDevice:
             torch_cuda=found["torch_cuda"],
             bitsandbytes=found["bitsandbytes"],
             notes=tuple(found["notes"]),
+            bf16=found.get("bf16"),
         )
 
     @property
@@ -101,18 +104,22 @@ def fit(spec: FineTuneSpec, device: TrainingDevice) -> tuple[FineTuneSpec, list[
             f"bits: bits={bits} (QLoRA/int8) needs bitsandbytes ({no_bnb}); install "
             "the version pinned in pyproject.toml, or use bits=16."
         )
-    if spec.optimizer in PAGED_OPTIMIZERS and not device.cuda:  # a default is not the user's
+    paged = "paged " if spec.optimizer in PAGED_OPTIMIZERS else ""
+    if spec.optimizer in BNB_OPTIMIZERS and not device.cuda:  # a default is not the user's
         problems.append(
-            f"optimizer: {optimizer} is a bitsandbytes paged optimizer, which needs "
+            f"optimizer: {optimizer} is a bitsandbytes {paged}optimizer, which needs "
             f"a CUDA GPU; this host has none: {device.cuda_state()}. Use adamw_torch "
             "or adamw_torch_fused on the CPU."
         )
-    elif spec.optimizer in PAGED_OPTIMIZERS and device.bitsandbytes is None:
+    elif spec.optimizer in BNB_OPTIMIZERS and device.bitsandbytes is None:
         problems.append(
             f"optimizer: {optimizer} needs bitsandbytes ({no_bnb}); install the "
             "version pinned in pyproject.toml, or use adamw_torch."
         )
-    return spec.model_copy(update={"bits": bits, "optimizer": optimizer}), problems
+    precision, more = resolve_precision(spec.mixed_precision, device)
+    problems += more
+    resolved = {"bits": bits, "optimizer": optimizer, "mixed_precision": precision}
+    return spec.model_copy(update=resolved), problems
 
 
 # ---------------------------------------------------------------- the probe (child process)
@@ -146,6 +153,7 @@ def inspect() -> dict[str, Any]:
         "torch_cuda": torch.version.cuda,
         "bitsandbytes": bnb,
         "notes": notes,
+        "bf16": bool(cuda and torch.cuda.is_bf16_supported()),
     }
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from api.childproc import die_with_parent
 from api.config import REPO_ROOT
 from api.finetune.merge import merge_shards, unsupported
+from api.finetune.quant_types import CONVERTED, ftype_constant
 from api.finetune.spec import FineTuneSpec
 from api.jobs import step
 from api.jobs.layout import RESULT, JobFiles
@@ -29,13 +30,6 @@ from api.jobs.store import JobStore
 
 CONVERT_HF = REPO_ROOT / "llama.cpp" / "convert_hf_to_gguf.py"
 CONVERT_LORA = REPO_ROOT / "llama.cpp" / "convert_lora_to_gguf.py"
-FTYPES = {
-    "Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
-    "Q5_K_M": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
-    "Q6_K": "LLAMA_FTYPE_MOSTLY_Q6_K",
-    "Q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
-    "F16": "LLAMA_FTYPE_MOSTLY_F16",
-}
 
 
 class ExportError(Exception):
@@ -99,7 +93,7 @@ def quantize(source: Path, target: Path, kind: str) -> None:
     import llama_cpp
 
     params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = getattr(llama_cpp, FTYPES[kind])
+    params.ftype = getattr(llama_cpp, ftype_constant(kind))
     code = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), params)
     if code != 0 or not target.is_file():
         raise ExportError(f"llama.cpp could not quantise to {kind} (code {code}).")
@@ -159,11 +153,11 @@ def export(job_dir: Path, store: JobStore) -> dict[str, Any]:
         files = {}
         for kind in kinds:
             started = step("quantize", f"Quantising to {kind}.")
-            if kind != "F16":
+            if kind != CONVERTED:
                 quantize(work / "model-F16.gguf", work / f"model-{kind}.gguf", kind)
             files[kind] = f"model-{kind}.gguf"
             timings[f"quantize_{kind}_s"] = round(time.monotonic() - started, 2)
-        if "F16" not in kinds:
+        if CONVERTED not in kinds:
             (work / "model-F16.gguf").unlink()
         serve = {"gguf": files[kinds[0]]}
     sizes = {name: (work / f).stat().st_size for name, f in files.items()}

@@ -34,7 +34,7 @@ def chat_template(hf_dir: Path) -> str:
 
 
 @lru_cache(maxsize=4)
-def _load(hf_dir: Path) -> tuple[Tokenizer, object]:
+def _load(hf_dir: Path, template: str | None = None) -> tuple[Tokenizer, object]:
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
 
     def raise_exception(message: str) -> None:
@@ -42,15 +42,18 @@ def _load(hf_dir: Path) -> tuple[Tokenizer, object]:
 
     env.globals["raise_exception"] = raise_exception
     return Tokenizer.from_file(str(hf_dir / "tokenizer.json")), env.from_string(
-        chat_template(hf_dir)
+        template or chat_template(hf_dir)
     )
 
 
-def too_long(examples: list[Messages], *, hf_dir: Path, max_len: int) -> list[str]:
-    """Problems for examples whose formatted length exceeds max_len tokens (1-based rows)."""
-    tokenizer, template = _load(hf_dir)
+def too_long(
+    examples: list[Messages], *, hf_dir: Path, max_len: int, template: str | None = None
+) -> list[str]:
+    """Problems for examples whose formatted length exceeds max_len tokens (1-based rows);
+    `template` replaces the base's chat template (prompt_format alpaca or raw)."""
+    tokenizer, compiled = _load(hf_dir, template)
     texts = [
-        template.render(  # type: ignore[attr-defined]
+        compiled.render(  # type: ignore[attr-defined]
             messages=m,
             add_generation_prompt=False,
             bos_token="",

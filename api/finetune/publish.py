@@ -12,6 +12,8 @@ from typing import Any
 
 from api.config import Settings
 from api.errors import AppError, Conflict
+from api.finetune.formats import served_template
+from api.finetune.lengths import CHATML_TEMPLATE, chat_template
 from api.finetune.lineage import lineage_of
 from api.generation import collect, with_system_prompt
 from api.jobs.layout import JobFiles
@@ -47,10 +49,15 @@ def publish(
     result = json.loads(job.files.result.read_text())
     name = job.model_name
     serve = result["serve"]
+    base = catalog.get(job.base_model)
+    hf_dir = getattr(base, "hf_path", None)
     variant = Variant(
         name=name,
         base_model=job.base_model,
         system_prompt=job.spec.get("system_prompt"),
+        template=served_template(
+            job.spec, chat_template(hf_dir) if hf_dir else CHATML_TEMPLATE, settings.backend
+        ),
         gguf_path=str(export_dir / serve["gguf"]) if "gguf" in serve else None,
         adapter_path=str(export_dir / serve["adapter"]) if "adapter" in serve else None,
         lineage=lineage_of(job),

@@ -26,6 +26,7 @@ from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     PreTrainedTokenizerBase,
+    Trainer,
     TrainerCallback,
 )
 from trl import SFTConfig, SFTTrainer
@@ -33,8 +34,11 @@ from trl import SFTConfig, SFTTrainer
 from api.finetune.answer_loss import answer_loss_sum
 from api.finetune.chain import with_parent
 from api.finetune.device import TrainingDevice, fit, inspect, require_cuda_message
+from api.finetune.formats import recipe_system_prompt, template_for
 from api.finetune.lengths import CHATML_TEMPLATE
+from api.finetune.precision import torch_dtype_name
 from api.finetune.predictions import record, write_predictions
+from api.finetune.preference_recipe import preference_metrics, preference_trainer, to_preference
 from api.finetune.spec import FineTuneSpec
 from api.jobs import step
 from api.jobs.layout import JobFiles
@@ -56,8 +60,9 @@ def load_tokenizer(hf_dir: Path) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_model(hf_dir: Path, bits: int, cuda: bool) -> torch.nn.Module:
+def load_model(hf_dir: Path, bits: int, cuda: bool, precision: str = "bf16") -> torch.nn.Module:
     kwargs: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": False}
+    half = getattr(torch, torch_dtype_name(precision))
     if bits == 4:
         from transformers import BitsAndBytesConfig
 
@@ -65,13 +70,13 @@ def load_model(hf_dir: Path, bits: int, cuda: bool) -> torch.nn.Module:
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_compute_dtype=half,
         )
     elif bits == 8:
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
-    kwargs["dtype"] = torch.bfloat16 if cuda else torch.float32
+    kwargs["dtype"] = half if cuda else torch.float32
     if cuda:
         kwargs["device_map"] = {"": 0}
     model = AutoModelForCausalLM.from_pretrained(hf_dir, **kwargs)
@@ -222,7 +227,7 @@ def train(
     callbacks: list[TrainerCallback] | None = None,
     require_cuda: bool = False,
     parent: dict[str, Any] | None = None,
-) -> tuple[SFTTrainer, PreTrainedTokenizerBase, dict[str, Any]]:
+) -> tuple[Trainer, PreTrainedTokenizerBase, dict[str, Any]]:
     """Train the LoRA adapter; `callbacks` are extra observers (the benchmark's meter)."""
     spec, cuda = check_device(spec, require_cuda)
     assert spec.bits is not None and spec.optimizer is not None
@@ -230,10 +235,12 @@ def train(
     files = JobFiles(job_dir)
     torch.manual_seed(spec.seed)
     tokenizer = load_tokenizer(hf_dir)
-    model = load_model(hf_dir, bits, cuda)
+    tokenizer.chat_template = template_for(spec.prompt_format, tokenizer.chat_template)
+    model = load_model(hf_dir, bits, cuda, spec.mixed_precision)
     model, continued = with_parent(model, parent or {})  # training a fine-tuned model further
     train_rows = read_rows(files.data_file("train"))
-    validation = to_prompt_completion(read_rows(files.data_file("validation")), spec.system_prompt)
+    system = recipe_system_prompt(spec)
+    validation = to_prompt_completion(read_rows(files.data_file("validation")), system)
     config = SFTConfig(
         output_dir=str(files.checkpoints),
         num_train_epochs=spec.epochs,
@@ -248,7 +255,9 @@ def train(
         max_grad_norm=spec.max_grad_norm,
         weight_decay=spec.weight_decay,
         optim=spec.optimizer,
-        bf16=cuda and torch.cuda.is_bf16_supported(),
+        bf16=spec.mixed_precision == "bf16",
+        fp16=spec.mixed_precision == "fp16",  # the Trainer adds the loss scaler
+        train_sampling_strategy="group_by_length" if spec.group_by_length else "random",
         use_cpu=not cuda,
         logging_steps=spec.logging_steps,
         eval_strategy="steps" if spec.eval_steps else "epoch",
@@ -280,15 +289,29 @@ def train(
         target_modules=spec.target_modules,
         task_type="CAUSAL_LM",
     )
-    trainer = AnswerLossTrainer(
-        model=model,  # type: ignore[arg-type]
-        args=config,
-        processing_class=tokenizer,
-        peft_config=None if continued else lora,
-        train_dataset=to_prompt_completion(train_rows, spec.system_prompt),
-        eval_dataset=validation,
-        callbacks=[ProgressEvents(store, job_dir.name), *(callbacks or [])],
-    )
+    trainer: Trainer
+    if spec.method != "sft":  # dpo, orpo: api/finetune/preference_recipe.py
+        validation = to_preference(read_rows(files.data_file("validation")), system)
+        trainer = preference_trainer(
+            spec,
+            config,
+            model,
+            tokenizer,
+            None if continued else lora,
+            to_preference(train_rows, system),
+            validation,
+            [ProgressEvents(store, job_dir.name), *(callbacks or [])],
+        )
+    else:
+        trainer = AnswerLossTrainer(
+            model=model,  # type: ignore[arg-type]
+            args=config,
+            processing_class=tokenizer,
+            peft_config=None if continued else lora,
+            train_dataset=to_prompt_completion(train_rows, system),
+            eval_dataset=validation,
+            callbacks=[ProgressEvents(store, job_dir.name), *(callbacks or [])],
+        )
     if resume:  # a save cut short by a kill has no trainer_state.json (written last): unusable
         for partial in files.checkpoint_dirs():
             if not (partial / "trainer_state.json").is_file():
@@ -308,6 +331,7 @@ def train(
     info |= {
         "bits": bits,
         "optimizer": spec.optimizer,
+        "mixed_precision": spec.mixed_precision,
         "device": "cuda" if cuda else "cpu",
         "trainable_parameters": sum(
             p.numel()  # type: ignore[misc]
@@ -335,8 +359,9 @@ def rouge_on_test(
     model.eval()
 
     def answer(messages: list[dict[str, str]]) -> str:
-        if spec.system_prompt and messages[0]["role"] != "system":
-            messages = [{"role": "system", "content": spec.system_prompt}, *messages]
+        system = recipe_system_prompt(spec)
+        if system and messages[0]["role"] != "system":
+            messages = [{"role": "system", "content": system}, *messages]
         ids = tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
         )
@@ -397,6 +422,9 @@ def run(job_dir: Path, store: JobStore, resume: bool) -> None:
     if spec.select_best:
         metrics["best_checkpoint"] = trainer.state.best_model_checkpoint
     predictions: list[dict[str, Any]] = []
+    if spec.method != "sft":
+        metrics["method"] = spec.method
+        metrics["preference"] = preference_metrics(trainer.state.log_history)
     metrics["rouge"] = rouge_on_test(
         trainer.model,  # type: ignore[arg-type]
         tokenizer,

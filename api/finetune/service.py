@@ -11,6 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from jinja2.exceptions import TemplateError
+
 from api.config import Settings
 from api.errors import Conflict, InvalidInput, NotFound
 from api.finetune import lineage, mixing
@@ -25,8 +27,12 @@ from api.finetune.data import (
     split_examples,
 )
 from api.finetune.device import TrainingDevice, fit, training_device
-from api.finetune.lengths import too_long
+from api.finetune.formats import prepare, resolve_system_role, template_for
+from api.finetune.lengths import chat_template, too_long
+from api.finetune.preference import load_preferences, with_rejected
+from api.finetune.quantised_base import quantised_base_problem
 from api.finetune.spec import ExportRequest, FineTuneSpec
+from api.finetune.truncate import truncate_rows
 from api.jobs.enqueue import enqueue
 from api.jobs.runner import JobRunner
 from api.jobs.store import Job, JobStore
@@ -77,31 +83,76 @@ def _base_checkpoint(spec: FineTuneSpec, catalog: BaseCatalog, settings: Setting
 
 
 def _load(
-    upload: Upload, label: str, spec: FineTuneSpec, settings: Settings, hf_dir: Path
+    upload: Upload,
+    label: str,
+    spec: FineTuneSpec,
+    settings: Settings,
+    hf_dir: Path,
+    notes: dict[str, int] | None = None,
 ) -> tuple[str, list[Messages]]:
     if len(upload.content) > settings.max_dataset_bytes:
         raise InvalidInput(f"{label} is larger than {settings.max_dataset_bytes} bytes.")
-    fmt, examples = load_examples(
-        upload.content,
-        filename=upload.filename,
-        label=label,
-        keys=Keys(spec.question_key, spec.answer_key),
-        max_rows=settings.max_dataset_rows,
-    )
-    if spec.system_prompt:
-        examples = [
-            m
-            if m[0]["role"] == "system"
-            else [{"role": "system", "content": spec.system_prompt}, *m]
-            for m in examples
-        ]
-    problems = too_long(examples, hf_dir=hf_dir, max_len=spec.max_len)
+    if spec.method == "sft":
+        fmt, examples = load_examples(
+            upload.content,
+            filename=upload.filename,
+            label=label,
+            keys=Keys(spec.question_key, spec.answer_key),
+            max_rows=settings.max_dataset_rows,
+        )
+    else:  # dpo, orpo
+        fmt, examples = load_preferences(
+            upload.content,
+            filename=upload.filename,
+            label=label,
+            max_rows=settings.max_dataset_rows,
+        )
+    examples = [prepare(m, spec.system_prompt, spec.system_role) for m in examples]
+    template = template_for(spec.prompt_format, chat_template(hf_dir))
+    try:
+        if spec.truncate:
+            examples, cut = truncate_rows(
+                examples, hf_dir=hf_dir, max_len=spec.max_len, template=template
+            )
+            if notes is not None:
+                notes[f"{label}_truncated_rows"] = cut
+        problems = too_long(examples, hf_dir=hf_dir, max_len=spec.max_len, template=template)
+        if spec.method != "sft":  # the rejected answers must fit too
+            problems += [
+                p.replace(" tokens after", " tokens (with the rejected answer) after")
+                for p in too_long(
+                    with_rejected(examples), hf_dir=hf_dir, max_len=spec.max_len, template=template
+                )
+            ]
+    except (TemplateError, ValueError) as exc:  # the template's raise_exception
+        raise InvalidInput(
+            f"{label}: the {spec.prompt_format} template of {spec.base_model!r} refuses "
+            f"these rows ({exc}); with system messages use system_role=merge (or auto), "
+            "which folds the system text into the first user turn."
+        ) from exc
     if problems:
         raise InvalidInput(
             f"{label} has {len(problems)} row(s) longer than max_len={spec.max_len} tokens.",
             problems[:50],
         )
     return fmt, examples
+
+
+def _resolve_format(spec: FineTuneSpec, hf_dir: Path, has_eval_file: bool) -> FineTuneSpec:
+    """system_role `auto` decided from the template the rows will use (and recorded);
+    test_size refused where there is no split to apply it to."""
+    if spec.method != "sft" and (spec.truncate or spec.packing):
+        raise InvalidInput(
+            f"method: {spec.method} trains on whole prompt/chosen/rejected rows; truncate "
+            "and packing apply to sft only."
+        )
+    if has_eval_file and spec.test_size is not None:
+        raise InvalidInput(
+            "test_size: the eval_file's rows are the validation and test rows, so there is "
+            "no split to size; leave test_size out, or upload no eval_file."
+        )
+    template = template_for(spec.prompt_format, chat_template(hf_dir))
+    return spec.model_copy(update={"system_role": resolve_system_role(spec.system_role, template)})
 
 
 def _write_jsonl(path: Path, rows: list[Messages]) -> None:
@@ -143,17 +194,24 @@ def submit_fine_tune(
             "to train its adapter on, or export `merged`."
         )
     hf_dir = _base_checkpoint(spec.model_copy(update={"base_model": root}), catalog, settings)
+    quantised = quantised_base_problem(spec.base_model, hf_dir, device or training_device())
+    if quantised:
+        raise InvalidInput(quantised)
+    spec = _resolve_format(spec, hf_dir, eval_ is not None)
+    notes: dict[str, int] = {}
     uploads = train if isinstance(train, list) else [train]
     formats, per_file, weights = mixing.load_all(
         uploads,
         spec.train_file_weights,
-        lambda upload, label: _load(upload, label, spec, settings, hf_dir),
+        lambda upload, label: _load(upload, label, spec, settings, hf_dir, notes),
     )
     train_format, train_rows = "+".join(dict.fromkeys(formats)), sum(per_file, [])
     if eval_ is None:
-        split = split_examples(train_rows, train_size=spec.train_size, seed=spec.seed)
+        split = split_examples(
+            train_rows, train_size=spec.train_size, seed=spec.seed, test_size=spec.test_size
+        )
     else:
-        _, eval_rows = _load(eval_, "eval_file", spec, settings, hf_dir)
+        _, eval_rows = _load(eval_, "eval_file", spec, settings, hf_dir, notes)
         # the eval file serves as validation (eval loss) and test (hold-out ROUGE) rows
         split = Split(train_rows, eval_rows, eval_rows, resolve_seed(spec.seed))
     split = replace(split, train=mixing.weighted(split.train, per_file, weights, split.seed))
@@ -171,6 +229,7 @@ def submit_fine_tune(
         "train_rows": len(split.train),
         "validation_rows": len(split.validation),
         "test_rows": len(split.test),
+        **notes,
     }
     if len(uploads) > 1:
         summary["files"] = [

@@ -8,16 +8,27 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from api.finetune.formats import PromptFormat, SystemRole
+from api.finetune.quant_types import QUANTIZATIONS, Quantization
 from api.finetune.training_options import TrainingOptions
 from api.names import ModelName
 
-Quantization = Literal["Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "F16"]
 ExportMode = Literal["merged", "adapter", "none"]
 # Names as transformers' TrainingArguments(optim=...) spells them. The paged ones are
 # bitsandbytes optimizers whose state pages between GPU and CPU memory through CUDA unified
 # memory: CUDA only.
-Optimizer = Literal["adamw_torch", "adamw_torch_fused", "paged_adamw_32bit", "paged_adamw_8bit"]
+Optimizer = Literal[
+    "adamw_torch",
+    "adamw_torch_fused",
+    "paged_adamw_32bit",
+    "paged_adamw_8bit",
+    "adamw_8bit",
+    "adafactor",
+]
 PAGED_OPTIMIZERS = ("paged_adamw_32bit", "paged_adamw_8bit")
+BNB_OPTIMIZERS = (*PAGED_OPTIMIZERS, "adamw_8bit")  # bitsandbytes: CUDA only
+MixedPrecision = Literal["auto", "bf16", "fp16", "fp32"]
+Method = Literal["sft", "dpo", "orpo"]
 
 
 class ExportSpec(BaseModel):
@@ -34,8 +45,10 @@ class ExportSpec(BaseModel):
     quantization: list[Quantization] = Field(
         default_factory=lambda: ["Q4_K_M"],  # type: ignore[arg-type]
         min_length=1,
-        max_length=5,
-        description="GGUF types written for `merged`; the first one is served.",
+        max_length=len(QUANTIZATIONS),
+        description="GGUF types written for `merged` (any of "
+        + ", ".join(QUANTIZATIONS)
+        + "); the first one is served.",
     )
 
 
@@ -49,7 +62,10 @@ class ExportRequest(BaseModel):
     )
     export: Literal["merged", "adapter"] | None = Field(None, description="Export mode.")
     quantization: list[Quantization] | None = Field(
-        None, min_length=1, max_length=5, description="GGUF types for `merged`."
+        None,
+        min_length=1,
+        max_length=len(QUANTIZATIONS),
+        description="GGUF types for `merged`.",
     )
     checkpoint: int | None = Field(
         None,
@@ -127,7 +143,9 @@ class FineTuneSpec(ExportSpec, TrainingOptions):
         description="`adamw_torch` (PyTorch AdamW, fp32 state), `adamw_torch_fused` "
         "(the same, fused kernels), `paged_adamw_32bit` / `paged_adamw_8bit` "
         "(bitsandbytes AdamW whose state pages to CPU memory when the GPU "
-        "runs short; 8-bit state is 4x smaller; CUDA only). Default: "
+        "runs short; 8-bit state is 4x smaller; CUDA only), `adamw_8bit` (bitsandbytes "
+        "8-bit AdamW, not paged; CUDA only), `adafactor` (factored second moments: less "
+        "optimizer memory). Default: "
         "paged_adamw_8bit with bits 4 or 8, adamw_torch otherwise.",
     )
     packing: bool = Field(False, description="Pack several examples into one sequence.")
@@ -156,6 +174,56 @@ class FineTuneSpec(ExportSpec, TrainingOptions):
     eval_rows: int = Field(
         32, ge=0, le=10_000, description="Most test rows scored with ROUGE (0 skips it)."
     )
+
+    # -- formats, optimisation and preference tuning (docs/fine-tuning.md, issue #17)
+    prompt_format: PromptFormat = Field(
+        "chat",
+        description="`chat`: the base's chat template; `alpaca`: the Alpaca prompt (with "
+        "and without input); `raw`: the texts without markup, the answer ended by EOS.",
+    )
+    system_role: SystemRole = Field(
+        "auto",
+        description="`native`: system messages as the template has them; `merge`: the system "
+        "text folded into the first user turn (templates without a system role); `auto`: "
+        "`merge` when the template rejects or drops a system message (resolved at submission).",
+    )
+    truncate: bool = Field(
+        False,
+        description="Cut rows longer than max_len (the longest question turn first, the "
+        "answer only when that is not enough) instead of rejecting them; the count is "
+        "reported.",
+    )
+    test_size: int | float | None = Field(
+        None,
+        description="Hold-out test rows without an eval_file: a row count (>= 1) or a "
+        "fraction (0-1); validation gets the rest after train_size. Default: half the rest.",
+    )
+    group_by_length: bool = Field(
+        False, description="Batch examples of similar length together (less padding)."
+    )
+    mixed_precision: MixedPrecision = Field(
+        "auto",
+        description="`auto`: bf16 on GPUs that have it, fp16 with loss scaling on GPUs that "
+        "do not, fp32 on the CPU; `bf16`, `fp16` (CUDA only) or `fp32` to choose.",
+    )
+    method: Method = Field(
+        "sft",
+        description="`sft`: supervised on question/answer rows; `dpo` or `orpo`: preference "
+        "tuning on prompt/chosen/rejected rows (TRL's DPOTrainer / ORPOTrainer, with LoRA).",
+    )
+    beta: float = Field(
+        0.1,
+        gt=0.0,
+        le=10.0,
+        description="`dpo`: the KL penalty's strength; `orpo`: the odds-ratio loss weight.",
+    )
+
+    @field_validator("test_size")
+    @classmethod
+    def _test_size_count_or_fraction(cls, size: int | float | None) -> int | float | None:
+        if size is None or (isinstance(size, int) and size >= 1) or 0.0 < size < 1.0:
+            return size
+        raise ValueError("test_size must be a row count (an integer >= 1) or a fraction in (0, 1)")
 
     @field_validator("bits")
     @classmethod

@@ -77,8 +77,10 @@ class LlamaCppServer:
     def _handler(self, llm: Llama, template: str | None) -> Any:
         if template is None:
             return None
-        eos = llm.detokenize([llm.token_eos()]).decode(errors="ignore")
-        bos = llm.detokenize([llm.token_bos()]).decode(errors="ignore")
+        # special=True: control tokens such as <|im_end|> detokenize to "" otherwise, and an
+        # empty stop string ends every reply before its first token
+        eos = llm.detokenize([llm.token_eos()], special=True).decode(errors="ignore")
+        bos = llm.detokenize([llm.token_bos()], special=True).decode(errors="ignore")
         return Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos).to_chat_handler()
 
     def chat(

@@ -49,7 +49,12 @@ def test_alpaca_jsonl_joins_instruction_and_input():
     )
     fmt, rows = load_examples(raw, filename="d.jsonl")
     assert fmt == "jsonl/alpaca"
-    assert rows[0][0] == {"role": "user", "content": "Translate\n\nhola"}
+    assert rows[0][0] == {  # the parts kept apart for prompt_format=alpaca's template
+        "role": "user",
+        "content": "Translate\n\nhola",
+        "instruction": "Translate",
+        "input": "hola",
+    }
     assert rows[1][0] == {"role": "user", "content": "Say hi"}
 
 

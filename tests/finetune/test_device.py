@@ -9,7 +9,7 @@ import pytest
 from api.finetune import device
 from api.finetune.device import TrainingDevice, fit, probe, require_cuda_message
 from api.finetune.spec import FineTuneSpec, Optimizer
-from tests.utils.devices import CPU, CUDA_NO_BNB, H200, OLD_DRIVER
+from tests.utils.devices import CPU, CUDA_NO_BNB, H200, OLD_DRIVER, T4
 
 
 def spec(**fields: object) -> FineTuneSpec:
@@ -27,6 +27,7 @@ def test_probe_reports_what_torch_sees_in_a_child_process(monkeypatch):
         torch_cuda=torch.version.cuda,
         bitsandbytes=importlib.metadata.version("bitsandbytes"),
         notes=found.notes,
+        bf16=False,
     )
     assert found.kind == "cpu" and not found.qlora
     assert "bitsandbytes" not in " ".join(found.notes)  # it imports on a host without CUDA
@@ -111,6 +112,7 @@ def test_health_view_of_a_device():
         "torch_cuda": "13.0",
         "bitsandbytes": "0.50.2",
         "notes": (),
+        "bf16": True,
         "qlora": True,
     }
     assert CUDA_NO_BNB.public()["qlora"] is False and CPU.public()["device"] == "cpu"
@@ -134,10 +136,31 @@ def test_every_optimizer_is_one_transformers_builds(name, tmp_path):
 
     args = TrainingArguments(output_dir=str(tmp_path), optim=name, use_cpu=True, report_to="none")
     cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
-    if name.startswith("paged_"):
+    if name.startswith("paged_") or name == "adamw_8bit":
         assert cls.__module__.startswith("bitsandbytes.optim")
-        assert kwargs["is_paged"] is True
+        assert kwargs["is_paged"] is name.startswith("paged_")
         assert kwargs["optim_bits"] == (8 if name.endswith("8bit") else 32)
+    elif name == "adafactor":
+        assert cls.__name__ == "Adafactor"
     else:
         assert cls.__module__.startswith("torch.optim")
         assert kwargs.get("fused", False) is name.endswith("_fused")
+
+
+def test_mixed_precision_follows_the_device():
+    def resolved(device, choice="auto"):
+        fitted, problems = fit(spec(bits=16, mixed_precision=choice), device)
+        return fitted.mixed_precision, problems
+
+    assert resolved(H200) == ("bf16", [])
+    assert resolved(T4) == ("fp16", [])  # no bf16: fp16 with the Trainer's loss scaler
+    assert resolved(CPU) == ("fp32", [])
+    assert resolved(CPU, "bf16") == ("bf16", [])  # CPU autocast
+    assert resolved(CPU, "fp16")[1][0].startswith(
+        "mixed_precision: fp16 needs a CUDA GPU (fp16 autocast with a loss scaler); this "
+        "host has none: torch.cuda.is_available() is False"
+    )
+    assert resolved(T4, "bf16")[1] == [
+        "mixed_precision: bf16 is not supported by this GPU (Tesla T4); use fp16 (with loss "
+        "scaling) or auto."
+    ]

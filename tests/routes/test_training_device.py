@@ -74,6 +74,7 @@ def test_health_on_a_gpu_host_lists_the_gpus(make_client, host):
         "torch_cuda": "13.0",
         "bitsandbytes": "0.50.2",
         "notes": [],
+        "bf16": True,
         "qlora": True,
         "require_cuda": True,
     }

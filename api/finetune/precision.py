@@ -1,0 +1,31 @@
+"""`mixed_precision`: the dtype training computes in, decided from the device.
+
+`auto` is bf16 on a GPU that has it (Ampere and later), fp16 with a loss scaler on one that
+does not (T4, V100: the Trainer's `fp16=True` scales the loss so small fp16 gradients do not
+underflow), and fp32 on the CPU. On the CPU bf16 may be chosen (autocast: fast on CPUs with
+AMX or AVX512-BF16, slower than fp32 on others); fp16 is refused there.
+"""
+
+from typing import Any
+
+
+def resolve_precision(choice: str, device: Any) -> tuple[str, list[str]]:
+    """(the resolved precision, every reason this device cannot use the choice)."""
+    if choice == "auto":
+        return ("bf16" if device.bf16 is not False else "fp16") if device.cuda else "fp32", []
+    if choice == "fp16" and not device.cuda:
+        return choice, [
+            "mixed_precision: fp16 needs a CUDA GPU (fp16 autocast with a loss scaler); this "
+            f"host has none: {device.cuda_state()}. Use fp32, bf16 or auto on the CPU."
+        ]
+    if choice == "bf16" and device.cuda and device.bf16 is False:
+        return choice, [
+            f"mixed_precision: bf16 is not supported by this GPU ({', '.join(device.gpus)}); "
+            "use fp16 (with loss scaling) or auto."
+        ]
+    return choice, []
+
+
+def torch_dtype_name(precision: str) -> str:
+    """The dtype the base weights are loaded in on CUDA for `precision`."""
+    return {"bf16": "bfloat16", "fp16": "float16"}.get(precision, "float32")

@@ -1,0 +1,54 @@
+"""Bases whose checkpoint is already quantised (config.json `quantization_config`), such as
+GPTQ checkpoints (`TheBloke/...-GPTQ`) provisioned with `load_base_model.py --hf`.
+
+Provisioning keeps the checkpoint as published (its quantisation config included), and
+llama.cpp's converter dequantises GPTQ weights when it writes the serving GGUF, so such a base
+is served like any other. Training LoRA on the quantised weights goes through transformers'
+GPTQ integration, whose kernels need a CUDA GPU and the `gptqmodel` package; neither is
+available on the CPU hosts this project is tested on, so a job on such a base is refused
+before any work, with the reason, unless both are present.
+"""
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+
+def quantisation(hf_dir: Path) -> dict[str, Any] | None:
+    """The checkpoint's quantization_config, or None for plain weights."""
+    try:
+        config = json.loads((hf_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    found = config.get("quantization_config") if isinstance(config, dict) else None
+    return found if isinstance(found, dict) else None
+
+
+def quantised_base_problem(name: str, hf_dir: Path, device: Any) -> str | None:
+    """Why this host cannot fine-tune the base in `hf_dir`, or None when it can."""
+    config = quantisation(hf_dir)
+    if config is None:
+        return None
+    method = str(config.get("quant_method", "unknown"))
+    bits = config.get("bits")
+    what = f"Base model {name!r} is a {method.upper()}-quantised checkpoint" + (
+        f" ({bits}-bit)" if bits else ""
+    )
+    if method != "gptq":
+        return (
+            f"{what}; only GPTQ checkpoints can be fine-tuned as quantised bases. Provision "
+            "the unquantised (16-bit) checkpoint instead."
+        )
+    if not device.cuda:
+        return (
+            f"{what}: LoRA on GPTQ weights needs a CUDA GPU (GPTQ kernels); this host has none: "
+            f"{device.cuda_state()}. Train on a GPU host, or provision the 16-bit checkpoint."
+        )
+    if importlib.util.find_spec("gptqmodel") is None:
+        return (
+            f"{what}: LoRA on GPTQ weights needs the gptqmodel package (transformers' GPTQ "
+            "integration), which is not installed here. Install it on this GPU host, or "
+            "provision the 16-bit checkpoint."
+        )
+    return None

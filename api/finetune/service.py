@@ -25,6 +25,7 @@ from api.finetune.data import (
 from api.finetune.device import TrainingDevice, fit, training_device
 from api.finetune.formats import prepare, resolve_system_role, template_for
 from api.finetune.lengths import chat_template, too_long
+from api.finetune.precision import precision_reason
 from api.finetune.spec import ExportRequest, FineTuneSpec
 from api.finetune.truncate import truncate_rows
 from api.jobs.enqueue import enqueue
@@ -154,7 +155,9 @@ def submit_fine_tune(
         existing = store.by_idempotency_key(idempotency_key)
         if existing is not None:
             return existing, False
-    spec, problems = fit(spec, device or training_device())  # bits and optimizer filled in
+    device = device or training_device()
+    choice = spec.mixed_precision
+    spec, problems = fit(spec, device)  # bits, optimizer and mixed_precision filled in
     if problems:
         raise InvalidInput(
             "The training device cannot run this job: " + "; ".join(problems), problems
@@ -187,6 +190,7 @@ def submit_fine_tune(
         "validation_rows": len(split.validation),
         "test_rows": len(split.test),
         **notes,
+        "mixed_precision": precision_reason(choice, spec.mixed_precision, device),
     }
 
     def fill() -> None:

@@ -33,6 +33,7 @@ class TrainingDevice:
     bitsandbytes: str | None = None  # its version; None when it cannot be imported
     notes: tuple[str, ...] = field(default=())  # CUDA warnings, import errors, probe failures
     bf16: bool | None = None  # torch.cuda.is_bf16_supported(); None: not reported
+    cpu_bf16_speedup: float | None = None  # CPU bf16/fp32 matmul speed (api/finetune/cpu_speed.py)
 
     @classmethod
     def of(cls, found: dict[str, Any]) -> "TrainingDevice":
@@ -45,6 +46,7 @@ class TrainingDevice:
             bitsandbytes=found["bitsandbytes"],
             notes=tuple(found["notes"]),
             bf16=found.get("bf16"),
+            cpu_bf16_speedup=found.get("cpu_bf16_speedup"),
         )
 
     @property
@@ -154,7 +156,18 @@ def inspect() -> dict[str, Any]:
         "bitsandbytes": bnb,
         "notes": notes,
         "bf16": bool(cuda and torch.cuda.is_bf16_supported()),
+        "cpu_bf16_speedup": None if cuda else _cpu_bf16_speedup(notes),
     }
+
+
+def _cpu_bf16_speedup(notes: list[str]) -> float | None:
+    try:
+        from api.finetune.cpu_speed import measure
+
+        return measure()["bf16_speedup"]
+    except Exception as exc:  # a probe that cannot time matmuls still reports the device
+        notes.append(f"bf16 matmul speed not measured: {type(exc).__name__}: {exc}")
+        return None
 
 
 def probe(command: list[str] | None = None) -> TrainingDevice:

@@ -76,7 +76,8 @@ def load_model(hf_dir: Path, bits: int, cuda: bool, precision: str = "bf16") -> 
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
-    kwargs["dtype"] = half if cuda else torch.float32
+    # on the CPU the frozen base is bf16 only when training computes in bf16 (autocast)
+    kwargs["dtype"] = half if cuda or precision == "bf16" else torch.float32
     if cuda:
         kwargs["device_map"] = {"": 0}
     model = AutoModelForCausalLM.from_pretrained(hf_dir, **kwargs)

@@ -29,6 +29,7 @@ from api.finetune.data import (
 from api.finetune.device import TrainingDevice, fit, training_device
 from api.finetune.formats import prepare, resolve_system_role, template_for
 from api.finetune.lengths import chat_template, too_long
+from api.finetune.precision import precision_reason
 from api.finetune.preference import load_preferences, with_rejected
 from api.finetune.quantised_base import quantised_base_problem
 from api.finetune.spec import ExportRequest, FineTuneSpec
@@ -178,7 +179,9 @@ def submit_fine_tune(
         existing = store.by_idempotency_key(idempotency_key)
         if existing is not None:
             return existing, False
-    spec, problems = fit(spec, device or training_device())  # bits and optimizer filled in
+    device = device or training_device()
+    choice = spec.mixed_precision
+    spec, problems = fit(spec, device)  # bits, optimizer and mixed_precision filled in
     if problems:
         raise InvalidInput(
             "The training device cannot run this job: " + "; ".join(problems), problems
@@ -194,7 +197,7 @@ def submit_fine_tune(
             "to train its adapter on, or export `merged`."
         )
     hf_dir = _base_checkpoint(spec.model_copy(update={"base_model": root}), catalog, settings)
-    quantised = quantised_base_problem(spec.base_model, hf_dir, device or training_device())
+    quantised = quantised_base_problem(spec.base_model, hf_dir, device)
     if quantised:
         raise InvalidInput(quantised)
     spec = _resolve_format(spec, hf_dir, eval_ is not None)
@@ -230,6 +233,7 @@ def submit_fine_tune(
         "validation_rows": len(split.validation),
         "test_rows": len(split.test),
         **notes,
+        "mixed_precision": precision_reason(choice, spec.mixed_precision, device),
     }
     if len(uploads) > 1:
         summary["files"] = [

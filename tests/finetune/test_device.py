@@ -1,6 +1,7 @@
 """The training device: the probe (a real child process), and what each device lets a job do."""
 
 import importlib.metadata
+import json
 import sys
 import typing
 
@@ -28,7 +29,9 @@ def test_probe_reports_what_torch_sees_in_a_child_process(monkeypatch):
         bitsandbytes=importlib.metadata.version("bitsandbytes"),
         notes=found.notes,
         bf16=False,
+        cpu_bf16_speedup=found.cpu_bf16_speedup,
     )
+    assert found.cpu_bf16_speedup is not None and found.cpu_bf16_speedup > 0  # measured
     assert found.kind == "cpu" and not found.qlora
     assert "bitsandbytes" not in " ".join(found.notes)  # it imports on a host without CUDA
 
@@ -113,6 +116,7 @@ def test_health_view_of_a_device():
         "bitsandbytes": "0.50.2",
         "notes": (),
         "bf16": True,
+        "cpu_bf16_speedup": None,  # measured on CPU hosts only
         "qlora": True,
     }
     assert CUDA_NO_BNB.public()["qlora"] is False and CPU.public()["device"] == "cpu"
@@ -164,3 +168,36 @@ def test_mixed_precision_follows_the_device():
         "mixed_precision: bf16 is not supported by this GPU (Tesla T4); use fp16 (with loss "
         "scaling) or auto."
     ]
+
+
+def test_auto_on_the_cpu_follows_the_measured_bf16_speed():
+    from dataclasses import replace
+
+    from api.finetune.precision import precision_reason
+
+    def auto(speedup):
+        device = replace(CPU, cpu_bf16_speedup=speedup)
+        fitted, problems = fit(spec(bits=16, mixed_precision="auto"), device)
+        assert problems == []
+        return fitted.mixed_precision, precision_reason("auto", fitted.mixed_precision, device)
+
+    assert auto(6.5) == ("bf16", "bf16: auto on the CPU, bf16 matmuls measured 6.5x fp32 (faster)")
+    assert auto(0.4) == (
+        "fp32",
+        "fp32: auto on the CPU, bf16 matmuls measured 0.4x fp32 (under the 1.3x needed)",
+    )
+    assert auto(None) == ("fp32", "fp32: auto on the CPU, bf16 matmul speed not measured")
+    assert precision_reason("bf16", "bf16", CPU) == "bf16: chosen in the request"
+    assert precision_reason("auto", "fp16", T4).startswith("fp16 with loss scaling: auto on Tesla")
+
+
+def test_the_cpu_matmul_speed_is_measured_once_per_host(tmp_path, monkeypatch):
+    from api.finetune import cpu_speed
+
+    cache = tmp_path / "cpu-matmul.json"
+    first = cpu_speed.measure(cache)
+    assert first["fp32_gflops"] > 0 and first["bf16_gflops"] > 0
+    assert first["bf16_speedup"] > 0
+    monkeypatch.setattr(cpu_speed, "_gflops", lambda *a, **k: pytest.fail("measured again"))
+    assert cpu_speed.measure(cache) == first  # from the cache
+    assert len(json.loads(cache.read_text())) == 1

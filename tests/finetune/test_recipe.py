@@ -138,3 +138,29 @@ def test_required_cuda_that_is_gone_fails_the_job_instead_of_using_the_cpu(
     ):
         recipe.train(spec, job.job_dir, hf_dir, store, resume=False, require_cuda=True)
     recipe.check_device(spec, require_cuda=False)  # the same device without the setting: fine
+
+
+def test_bf16_on_the_cpu_keeps_the_frozen_base_in_bf16_and_the_loss_of_fp32(prepared_job):
+    import torch
+
+    from api.finetune import recipe
+
+    job, store, hf_dir = prepared_job
+    reason = store.get(job.id).progress["dataset"]["mixed_precision"]
+    saved = json.loads((job.job_dir / "spec.json").read_text())
+    assert reason.startswith(f"{saved['mixed_precision']}: auto on the CPU")  # recorded, with why
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        spec = FineTuneSpec(**{**saved, "mixed_precision": precision})
+        trainer, _, info = recipe.train(spec, job.job_dir, hf_dir, store, resume=False)
+        assert info["mixed_precision"] == precision
+        dtypes = {
+            "lora" if "lora_" in n else "base": p.dtype for n, p in trainer.model.named_parameters()
+        }
+        expected = torch.bfloat16 if precision == "bf16" else torch.float32
+        assert dtypes == {"base": expected, "lora": torch.float32}  # adapters train in fp32
+        losses[precision] = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(losses["bf16"]) == len(losses["fp32"]) == 4
+    # bf16 rounds the base's weights and activations: the same descent within bf16 noise
+    for fp32, bf16 in zip(losses["fp32"], losses["bf16"], strict=True):
+        assert bf16 == pytest.approx(fp32, rel=0.03)

@@ -51,6 +51,11 @@ class ModelPublic(BaseModel):
         description="For a base from Ollama's library: its name in Ollama (e.g. `llama3.2:3b`).",
     )
     created_at: str
+    unavailable: str | None = Field(
+        None,
+        description="Set when the serving backend gave up loading this model (backend "
+        "`llamaserver`: it failed to load three times in a row): why, and what to do.",
+    )
 
 
 class ModelsPublic(BaseModel):

@@ -8,6 +8,7 @@ directory; the previous run's log is kept as `.log.1` (a crash's log survives th
 """
 
 import logging
+import resource
 import signal
 import socket
 import subprocess
@@ -105,6 +106,13 @@ class Spawner:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-server-spawn")
 
     def popen(self, argv: Sequence[str], log_path: Path) -> subprocess.Popen[bytes]:
+        pdeathsig = die_with_parent()
+
+        def preexec() -> None:
+            if pdeathsig is not None:
+                pdeathsig()
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash leaves no core file
+
         def start() -> subprocess.Popen[bytes]:
             with open(log_path, "ab") as out:
                 return subprocess.Popen(
@@ -112,7 +120,8 @@ class Spawner:
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
-                    preexec_fn=die_with_parent(),
+                    cwd=log_path.parent,
+                    preexec_fn=preexec,
                 )
 
         return self._pool.submit(start).result()

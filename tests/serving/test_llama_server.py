@@ -4,6 +4,7 @@ adapters per request, seeds, the LRU of children, and children that fail."""
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import psutil
@@ -175,3 +176,44 @@ def test_killed_child_ends_its_stream_and_the_next_request_restarts_it(backend, 
     assert "stopped (killed by SIGSEGV)" in caught.value.detail
     assert _text(backend, base, {"max_tokens": 2})  # answered by a new child
     assert backend.health()["children"][0]["pid"] != pid
+
+
+CHILD_OWNER = """
+import sys, threading
+from api.config import Settings
+from api.models.catalog import BaseCatalog
+from api.models.service import served_model
+from api.serving.llama_server import LlamaServer
+
+settings = Settings(data_dir=sys.argv[1], base_models_dir=sys.argv[2], threads=1, parallel=1)
+server = LlamaServer(settings)
+base = served_model(BaseCatalog(settings.models_dir).get(settings.default_base_model), None)
+ask = [{"role": "user", "content": "Hi"}]
+worker = threading.Thread(target=lambda: list(server.chat(base, ask, {"max_tokens": 1})))
+worker.start()
+worker.join()  # the request's thread is gone; its child must not go with it
+print(server.health()["children"][0]["pid"], flush=True)
+sys.stdin.read()
+"""
+
+
+def test_children_outlive_request_threads_and_die_with_the_api(tmp_path, base_models_dir):
+    owner = subprocess.Popen(
+        [sys.executable, "-c", CHILD_OWNER, str(tmp_path), str(base_models_dir)],
+        cwd=REPO_ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None
+        pid = int(owner.stdout.readline())
+        time.sleep(0.5)
+        assert psutil.Process(pid).status() != "zombie"
+    finally:
+        owner.kill()  # SIGKILL: no clean-up code runs in the API
+        owner.wait()
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not psutil.pid_exists(pid)

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api.config import Settings  # noqa: E402
-from api.serving.llama_children import Spawner, start_child  # noqa: E402
+from api.serving.llama_children import start_child  # noqa: E402
 from api.serving.llama_server import LlamaServer  # noqa: E402
 
 BASE = "smollm2-135m"
@@ -126,7 +126,7 @@ def direct(settings: Settings, work: Path, runs: int, max_tokens: int) -> list[d
     """The same prompt straight to a llama-server with the backend's own command line."""
     backend = LlamaServer(settings)
     gguf = settings.models_dir / BASE / "model.gguf"
-    child = start_child(backend._spec(gguf, []), Spawner(), work / "direct.log", 120)
+    child = start_child(backend._spec(gguf, []), backend._spawner, work / "direct.log", 120)
     try:
         messages = [{"role": "user", "content": PROMPT}]
         prompt = httpx.post(f"{child.url}/apply-template", json={"messages": messages}).json()

@@ -29,7 +29,7 @@ if [ "$(cat "$DEST/.key" 2>/dev/null)" = "$KEY" ] && [ -x "$DEST/llama-server" ]
   echo "==> llama.cpp tools ($VERSION, CPU: ${CPU:-none}) already built in llama.cpp/bin/"
   exit 0
 fi
-echo "==> building llama.cpp's llama-server, llama-quantize and llama-export-lora ($VERSION; about 8 minutes on 2 cores)"
+echo "==> building llama.cpp's llama-server, llama-quantize and llama-export-lora ($VERSION; about 10 minutes on 2 idle cores)"
 START=$(date +%s)
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT

@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml
 
 llamacpp: $(STAMP)
 	@PYTHON=$(PY) scripts/setup_llamacpp.sh
+	@PYTHON=$(PY) scripts/build_llamacpp.sh
 
 # Debian's chromium, which the browser test drives (only `make test` needs it).
 chromium:
@@ -55,6 +56,7 @@ bench: setup
 	@$(PY) scripts/bench_extra_buffers.py
 	@$(PY) scripts/bench_retrieval_scale.py
 	@$(PY) scripts/bench_merge.py
+	@$(PY) scripts/bench_serving.py
 
 # The GPU check (README "GPU check"): QLoRA fine-tune -> export -> serve through the API, and
 # the 7B-shaped benchmark, into docs/benchmarks.md; "skipped: no CUDA" where there is no GPU.

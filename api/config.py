@@ -26,9 +26,10 @@ class Settings(BaseSettings):
         None,
         description="When set, every route except /health needs `Authorization: Bearer <key>`.",
     )
-    backend: Literal["llamacpp", "ollama"] = Field(
+    backend: Literal["llamacpp", "llamaserver", "ollama"] = Field(
         "llamacpp",
-        description="Serving backend: `llamacpp` (embedded, in-process) or `ollama` (a server).",
+        description="Serving backend: `llamacpp` (embedded, in-process), `llamaserver` "
+        "(llama.cpp's llama-server, one child process per loaded model) or `ollama` (a server).",
     )
     ollama_url: str = Field(
         "http://127.0.0.1:11434",
@@ -63,7 +64,28 @@ class Settings(BaseSettings):
         32_000, ge=1, description="Longest prompt or message text accepted, in characters."
     )
     max_loaded_models: int = Field(
-        2, ge=1, le=16, description="How many GGUF models the embedded server keeps loaded."
+        2,
+        ge=1,
+        le=16,
+        description="How many GGUF models the llamacpp/llamaserver backends keep loaded "
+        "(llamaserver: running children); the least recently used one is dropped first.",
+    )
+    parallel: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Backend `llamaserver`: parallel slots per model (requests decoded "
+        "together, each with the full context window); defaults to the core count, at most 4.",
+    )
+    llama_server_path: Path = Field(
+        REPO_ROOT / "llama.cpp" / "bin" / "llama-server",
+        description="Backend `llamaserver`: the llama-server binary (`make setup` builds it).",
+    )
+    llama_server_start_timeout: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description="Backend `llamaserver`: seconds a child may take to load its model.",
     )
     threads: int | None = Field(
         None, ge=1, description="CPU threads for llama.cpp; defaults to the core count."

@@ -37,10 +37,19 @@ class Unauthorized(AppError):
 
 
 class Unavailable(AppError):
-    """A dependency (model file, backend) is missing or down; retrying later may help."""
+    """A dependency (model file, backend) is missing or down; retrying later may help.
+    `retry_after` (seconds) becomes the answer's `Retry-After` header."""
 
     status = 503
     title = "Service Unavailable"
+
+    def __init__(self, detail: str, retry_after: int | None = None):
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
 
 
 class PayloadTooLarge(AppError):

@@ -46,6 +46,10 @@ def build_server(settings: Settings) -> ModelServer:
         from api.serving.ollama import OllamaServer
 
         return OllamaServer(settings)
+    if settings.backend == "llamaserver":
+        from api.serving.llama_server import LlamaServer
+
+        return LlamaServer(settings)
     from api.serving.llamacpp import LlamaCppServer
 
     return LlamaCppServer(settings)

@@ -151,7 +151,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
         return problem_response(
-            request, exc.status, exc.title, exc.detail, getattr(exc, "errors", None)
+            request,
+            exc.status,
+            exc.title,
+            exc.detail,
+            getattr(exc, "errors", None),
+            headers=getattr(exc, "headers", None),
         )
 
     @app.exception_handler(RequestValidationError)

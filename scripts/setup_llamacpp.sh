@@ -2,8 +2,8 @@
 # Unpack llama.cpp's converters (convert_hf_to_gguf.py, convert_lora_to_gguf.py, conversion/, gguf-py)
 # into llama.cpp/ from the llama-cpp-python sdist, which vendors llama.cpp at a pinned
 # commit. Idempotent: does nothing when the pinned version is already there.
-# Quantisation goes through llama-cpp-python's own llama_model_quantize, so no binary
-# needs building here.
+# llama.cpp's binaries (llama-server, llama-quantize, llama-export-lora) are built from the
+# same sdist by scripts/build_llamacpp.sh.
 set -euo pipefail
 VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"

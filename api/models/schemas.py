@@ -56,6 +56,11 @@ class ModelPublic(BaseModel):
         "`parent_model` and `parent_job` when it was trained from another fine-tuned model.",
     )
     created_at: str
+    unavailable: str | None = Field(
+        None,
+        description="Set when the serving backend gave up loading this model (backend "
+        "`llamaserver`: it failed to load three times in a row): why, and what to do.",
+    )
 
 
 class ModelsPublic(BaseModel):

@@ -47,9 +47,24 @@ def _variant_public(v: Variant) -> ModelPublic:
     )
 
 
-def list_models(*, catalog: BaseCatalog, registry: VariantRegistry) -> list[ModelPublic]:
-    bases = [_base_public(b) for b in catalog.list()]
-    return bases + [_variant_public(v) for v in registry.list()]
+def list_models(
+    *, catalog: BaseCatalog, registry: VariantRegistry, server: ModelServer | None = None
+) -> list[ModelPublic]:
+    """Bases, then variants; with `server`, a model whose GGUF the backend gave up loading
+    (backend `llamaserver`: `unavailable()`) says why in `unavailable`."""
+    bases, variants = catalog.list(), registry.list()
+    public = [_base_public(b) for b in bases] + [_variant_public(v) for v in variants]
+    down: dict[Path, str] = getattr(server, "unavailable", dict)()
+    if down:
+        files = {b.name: b.gguf_path for b in bases if not isinstance(b, LibraryModel)}
+        owners: list[Variant | None] = [None] * len(bases)
+        for item, variant in zip(public, owners + list(variants), strict=True):
+            gguf = files.get(item.base_model or item.name)
+            if variant is not None and variant.gguf_path:
+                gguf = Path(variant.gguf_path)
+            if gguf in down:
+                item.unavailable = down[gguf]
+    return public
 
 
 def _require_base(catalog: BaseCatalog, name: str) -> Base:
@@ -197,7 +212,7 @@ class ModelService:
         return resolve_model(catalog=self.catalog, registry=self.registry, name=name)
 
     def list(self) -> list[ModelPublic]:
-        return list_models(catalog=self.catalog, registry=self.registry)
+        return list_models(catalog=self.catalog, registry=self.registry, server=self.server)
 
     def create(self, spec: ModelCreate) -> ModelPublic:
         """A variant: a base plus a system prompt and options (not a name a job produces)."""

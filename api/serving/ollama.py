@@ -41,6 +41,7 @@ from api.config import Settings
 from api.errors import AppError, InvalidInput, Unavailable
 from api.serving.base import Chunk, LibraryModel, ServedModel
 from api.serving.ollama_names import library_models, library_name, ollama_name, platform_name
+from api.serving.scrub import scrub_paths
 from ollama import Client, ResponseError
 
 __all__ = ["OllamaServer", "ollama_name", "ollama_options", "platform_name"]
@@ -60,7 +61,6 @@ OPTION_NAMES = {
 }
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _GO_TEMPLATE_RE = re.compile(r"\{\{-?\s*(\.|range\s+\.|if\s+\.)")
-_PATH_RE = re.compile(r"(?<![\w.])/(?:[\w.@-]+/)+([\w.@-]+)")
 
 
 def ollama_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +85,7 @@ def _target(model: ServedModel) -> str:
 
 def _scrub(message: str) -> str:
     """Ollama's errors can name absolute paths on its host (ollama#13223): keep file names."""
-    return _PATH_RE.sub(r"\1", message).strip()
+    return scrub_paths(message)
 
 
 class OllamaServer:

@@ -19,11 +19,6 @@ HELP = (
     "Fine-tune a model on a CSV/JSON/JSONL file and follow the job (step, loss, eta); "
     "Ctrl-C asks whether to cancel. Seed 000's flags work as aliases."
 )
-NO_FIELD = (
-    "--has-system-prompt has no counterpart in the API: rows given as chat `messages` "
-    "(JSONL) keep their own system message as they are; use --system-prompt to add one "
-    "to rows that have none."
-)
 
 
 def _model_name(model_name: str | None, output_path: Path | None) -> str:
@@ -84,8 +79,16 @@ def command(api: Callable[[], Api], out: Console) -> Callable[..., None]:
             list[str] | None, typer.Option("--quantization", "-q", help="GGUF types.")
         ] = None,
         has_system_prompt: Annotated[
-            bool, typer.Option("--has-system-prompt", help="Seed 000's flag: refused.")
-        ] = False,
+            int | None,
+            typer.Option(
+                "--has-system-prompt",
+                min=0,
+                max=1,
+                help="Seed 000's flag: 0 folds the system text into the first user turn "
+                "(system_role merge, for templates without a system role), 1 keeps it "
+                "(native); default: detected from the template (auto).",
+            ),
+        ] = None,
         output_path: Annotated[
             Path | None,
             typer.Option("--output-path", help="Download the result's files here at the end."),
@@ -97,8 +100,6 @@ def command(api: Callable[[], Api], out: Console) -> Callable[..., None]:
             bool, typer.Option("--no-follow", help="Print the job id only.")
         ] = False,
     ) -> None:
-        if has_system_prompt:
-            fail(NO_FIELD)
         if (train_file is None) == (dataset_id is None):
             fail("Give the training data: --train-file/--dataset-path FILE or --dataset-id ID.")
         fields: dict[str, Any] = {
@@ -118,6 +119,9 @@ def command(api: Callable[[], Api], out: Console) -> Callable[..., None]:
             "system_prompt": system_prompt,
             "export": export,
             "dataset_id": dataset_id,
+            "system_role": {0: "merge", 1: "native"}.get(has_system_prompt)
+            if has_system_prompt is not None
+            else None,
         }
         data: dict[str, Any] = {k: str(v) for k, v in fields.items() if v is not None}
         data.update(parse_sets(set_ or [], typed=False))

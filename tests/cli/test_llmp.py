@@ -201,6 +201,8 @@ def test_finetune_with_seed_flags_follows_then_downloads_the_result(api, tmp_pat
         "3",
         "--max-len",
         "64",
+        "--has-system-prompt",
+        "0",
         "--export",
         "none",
         *QUIET,
@@ -218,6 +220,7 @@ def test_finetune_with_seed_flags_follows_then_downloads_the_result(api, tmp_pat
         2,
         4,
     )
+    assert spec["system_role"] == "merge"  # --has-system-prompt 0
     assert (spec["lora_alpha"], spec["lora_dropout"], spec["train_size"], spec["seed"]) == (
         8,
         0.0,
@@ -270,8 +273,10 @@ def test_finetune_with_seed_flags_follows_then_downloads_the_result(api, tmp_pat
 def test_finetune_refuses_flags_the_api_lacks_and_missing_data(api, tmp_path):
     train = tmp_path / "train.csv"
     train.write_bytes(qa_csv(8))
-    refused = llmp(api, "finetune", "--dataset-path", str(train), "-n", "x", "--has-system-prompt")
-    assert refused.returncode == 2 and "--has-system-prompt has no counterpart" in refused.stderr
+    refused = llmp(
+        api, "finetune", "--dataset-path", str(train), "-n", "x", "--has-system-prompt", "2"
+    )
+    assert refused.returncode == 2 and "--has-system-prompt" in refused.stderr  # 0 or 1
     assert llmp(api, "finetune", "-n", "x").returncode == 2
     bad = llmp(api, "finetune", "--dataset-path", str(train), "-n", "x", "--bits", "3")
     assert bad.returncode == 1 and "bits must be 4" in bad.stderr

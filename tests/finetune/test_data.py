@@ -24,7 +24,12 @@ def test_alpaca_csv_with_an_empty_input_column():
     raw = b"instruction,input,output\nTranslate,hola,hello\nSay hi,,hi\n"
     fmt, rows = load_examples(raw, filename="seeds.csv")
     assert fmt == "csv/alpaca"
-    assert rows[0][0] == {"role": "user", "content": "Translate\n\nhola"}
+    assert rows[0][0] == {
+        "role": "user",
+        "content": "Translate\n\nhola",
+        "instruction": "Translate",
+        "input": "hola",
+    }
     assert rows[1] == [
         {"role": "user", "content": "Say hi"},
         {"role": "assistant", "content": "hi"},

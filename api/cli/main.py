@@ -301,6 +301,33 @@ def jobs_export(
         follow(state.api, job["id"])
 
 
+# --- Hub push -------------------------------------------------------------------------------
+@app.command()
+def push(
+    model: str,
+    repo_id: Annotated[str, typer.Argument(help="The Hub repo, owner/name.")],
+    private: Annotated[
+        bool, typer.Option("--private/--public", help="Visibility of a new repo.")
+    ] = True,
+    file: Annotated[
+        list[str] | None,
+        typer.Option("--file", "-f", help="A path from `GET /models/MODEL/files` (repeat)."),
+    ] = None,
+    no_follow: Annotated[bool, typer.Option("--no-follow")] = False,
+) -> None:
+    """Push a model's files and a model card to a Hugging Face Hub repo (the server's
+    HF_TOKEN), then follow the job."""
+    body: dict[str, Any] = {"repo_id": repo_id, "private": private}
+    if file:
+        body["files"] = file
+    job = state.api.json("POST", f"/models/{model}/push", json=body)
+    print(job["id"])
+    if not no_follow:
+        done = follow(state.api, job["id"])
+        metrics = done.get("metrics") or {}
+        out.print(f"Pushed {len(metrics.get('files', []))} files to {metrics.get('url', repo_id)}.")
+
+
 # --- datasets -------------------------------------------------------------------------------
 @datasets_app.command("generate")
 def datasets_generate(

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub import CommitOperationAdd, HfApi, constants
 from huggingface_hub.errors import HfHubHTTPError
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.config import Settings
-from api.errors import AppError, InvalidInput
+from api.errors import AppError, Conflict, InvalidInput
 from api.jobs.enqueue import enqueue
 from api.jobs.runner import JobRunner
 from api.jobs.store import Job, JobStore
@@ -62,8 +62,8 @@ def hub_endpoint(settings: Settings) -> str:
     return (settings.hf_endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_HUB).rstrip("/")
 
 
-def _no_token() -> InvalidInput:
-    return InvalidInput(
+def _no_token() -> Conflict:
+    return Conflict(
         "Pushing to the Hub needs a token: set HF_TOKEN (a write token) in the server's "
         "environment and restart it; a request never carries the token."
     )
@@ -113,6 +113,11 @@ def submit_push(
 ) -> Job:
     if hub_token() is None:
         raise _no_token()
+    if constants.is_offline_mode():
+        raise Conflict(
+            "The server runs with HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) set, which blocks "
+            "every Hub call: unset it in the server's environment and restart to push."
+        )
     chosen = choose_files(files, registry, name, request.files)
     root, _ = files.paths(name)
     source = store.get(root.name) if root.parent == settings.jobs_dir.resolve() else None

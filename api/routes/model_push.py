@@ -13,7 +13,7 @@ router = APIRouter(tags=["models"])
 
 
 @router.post(
-    "/models/{name}/push", status_code=202, response_model=JobPublic, responses=responses(404)
+    "/models/{name}/push", status_code=202, response_model=JobPublic, responses=responses(404, 409)
 )
 async def push_model(
     name: ModelPath,
@@ -27,7 +27,7 @@ async def push_model(
     """Push a model's files (default: the served GGUF and the PEFT adapter) and a model card
     written from its fine-tuning job to a Hugging Face Hub repo, as a job (202 at once; follow
     GET /jobs/{id}/events). The token is HF_TOKEN in the server's environment: without it,
-    422. A Hub that refuses or cannot be reached fails the job with the reason."""
+    409. A Hub that refuses or cannot be reached fails the job with the reason."""
     job = await run_in_threadpool(
         submit_push,
         settings=settings,

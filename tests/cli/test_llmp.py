@@ -35,6 +35,7 @@ def api(tmp_path_factory, tiny_models_dir):
         LLM_API_KEY=KEY,
         LLM_TEACHER_BASE_URL="http://127.0.0.1:9/v1",
         LLM_TEACHER_TIMEOUT="2",
+        HF_TOKEN="",  # `llmp push` is refused at submit: the server has no token
     ).start()
     yield process
     process.stop()
@@ -375,3 +376,11 @@ def test_datasets_generate_follows_the_job_and_download_says_why_not(api, tmp_pa
     assert unknown.returncode == 1 and "Error 404" in unknown.stderr
     bad = llmp(api, "datasets", "generate", "--teacher", "smollm2-135m", "--set", "count")
     assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr
+
+
+def test_push_without_a_server_token_says_to_set_hf_token(api):
+    result = llmp(api, "push", TINY, "me/tiny", "--public", "--file", "hf/config.json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Error 409" in result.stderr and "set HF_TOKEN" in result.stderr
+    bad = llmp(api, "push", TINY, "not a repo")
+    assert bad.returncode == 1 and "repo_id" in bad.stderr

@@ -113,9 +113,13 @@ def test_without_hf_token_the_push_is_refused_at_submit(make_client, hub, monkey
     client = _client(make_client, hf_endpoint=hub.url)
     _tuned(client)
     r = client.post("/models/pirate/push", json={"repo_id": "me/pirate"})
-    assert r.status_code == 422
+    assert r.status_code == 409
     assert "set HF_TOKEN" in r.json()["detail"]
     assert all(j["kind"] != "push" for j in client.get("/jobs").json()["data"])
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    offline = client.post("/models/pirate/push", json={"repo_id": "me/pirate"})
+    assert offline.status_code == 409 and "HF_HUB_OFFLINE" in offline.json()["detail"]
     assert hub.calls == []
 
 

@@ -337,6 +337,20 @@ def datasets_generate(
     ] = None,
     count: Annotated[int, typer.Option(help="Pairs to produce.")] = 50,
     model: Annotated[str | None, typer.Option(help="Documents mode: this model's PDFs.")] = None,
+    prompt_file: Annotated[
+        list[Path] | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="A prompt template per topic ({seed_examples}, {count}, {guidance}); repeat.",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Teacher requests at once (openai: teachers, 1-16).")
+    ] = None,
+    requests_per_minute: Annotated[
+        float | None, typer.Option(help="Rate limit for an openai: teacher.")
+    ] = None,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Any other spec field KEY=VALUE.")
     ] = None,
@@ -346,17 +360,29 @@ def datasets_generate(
     data: dict[str, Any] = {"teacher": teacher, "count": str(count)}
     if model:
         data["model"] = model
+    if concurrency is not None:
+        data["concurrency"] = str(concurrency)
+    if requests_per_minute is not None:
+        data["requests_per_minute"] = str(requests_per_minute)
     for key, value in parse_sets(set_ or [], typed=False).items():
         data[key] = value
     files: list[tuple[str, tuple[str, bytes, str]]] = []
     if seed_file:
         files.append(("seed_file", (seed_file.name, seed_file.read_bytes(), "text/plain")))
+    for prompt in prompt_file or []:
+        files.append(("prompt_file", (prompt.name, prompt.read_bytes(), "text/plain")))
     job = state.api.json("POST", "/datasets/generate", data=data, files=files or None)
     print(job["id"])
     if not no_follow:
         follow(state.api, job["id"])
         report = state.api.json("GET", f"/datasets/{job['id']}")
-        out.print(f"Dataset {job['id']}: {report.get('count', '?')} pairs.")
+        speed = report.get("throughput") or {}
+        out.print(
+            f"Dataset {job['id']}: {report.get('rows', '?')} pairs; "
+            f"{speed.get('requests', '?')} teacher requests, "
+            f"{speed.get('pairs_per_minute', '?')} pairs/min, "
+            f"{speed.get('rate_limited', 0)} answered 429."
+        )
 
 
 @datasets_app.command("download")

@@ -349,6 +349,8 @@ def test_ctrl_c_asks_and_cancels_and_jobs_cancel(api, tmp_path):
 def test_datasets_generate_follows_the_job_and_download_says_why_not(api, tmp_path):
     seeds = tmp_path / "seeds.jsonl"
     seeds.write_bytes(jsonl(SEEDS))
+    topic = tmp_path / "cooking.txt"
+    topic.write_text("Cooking tasks like:\n{seed_examples}\nWrite {count} more.")
     run = llmp(
         api,
         "datasets",
@@ -361,6 +363,12 @@ def test_datasets_generate_follows_the_job_and_download_says_why_not(api, tmp_pa
         "2",
         "--set",
         "max_new_tokens=48",
+        "--prompt-file",
+        str(topic),
+        "--concurrency",
+        "2",
+        "--requests-per-minute",
+        "600",
     )
     assert run.returncode == 4, run.stderr
     dataset_id = run.stdout.splitlines()[0]
@@ -369,6 +377,21 @@ def test_datasets_generate_follows_the_job_and_download_says_why_not(api, tmp_pa
     assert "http://127.0.0.1:9/v1 is not reachable" in run.stderr
     shown = json.loads(ok(llmp(api, "jobs", "show", dataset_id)))
     assert shown["kind"] == "dataset" and shown["status"] == "failed"
+    assert shown["hyperparameters"]["concurrency"] == 2
+    assert shown["hyperparameters"]["requests_per_minute"] == 600
+    topic.write_text("{seed_examples} about {topic}")
+    wrong = llmp(
+        api,
+        "datasets",
+        "generate",
+        "--teacher",
+        "openai:m",
+        "--seed-file",
+        str(seeds),
+        "--prompt-file",
+        str(topic),
+    )
+    assert wrong.returncode == 1 and "unknown placeholder {topic}" in wrong.stderr
     refused = llmp(api, "datasets", "download", dataset_id, "-o", str(tmp_path / "x.jsonl"))
     assert refused.returncode == 1 and "Error 409" in refused.stderr
     assert not (tmp_path / "x.jsonl").exists()

@@ -167,9 +167,10 @@ class _Run:
 
     def ask_many(
         self, requests: list[tuple[list[dict[str, str]], float, int]]
-    ) -> list[Reply | None]:
-        """The teacher's replies in order, `concurrency` at a time (None: not asked, the job
-        is stopping)."""
+    ) -> Iterator[Reply | None]:
+        """The teacher's replies in order, each as soon as it and those before it are in:
+        `concurrency` requests at a time, or one by one, asked only when the caller takes the
+        next (None: not asked, the job is stopping)."""
         seeds = [self.rng.randrange(2**31 - 1) for _ in requests]
 
         def one(item: tuple[tuple[list[dict[str, str]], float, int], int]) -> Reply | None:
@@ -184,8 +185,15 @@ class _Run:
 
         items = list(zip(requests, seeds, strict=True))
         if self.pool is None:
-            return [one(i) for i in items]
-        return list(self.pool.map(one, items))
+            yield from (one(i) for i in items)
+            return
+        futures = [self.pool.submit(one, i) for i in items]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
 
     def close(self) -> None:
         if self.pool is not None:
@@ -271,7 +279,7 @@ def _self_instruct(run: _Run, seeds: list[dict[str, Any]], prompts: list[dict[st
                 (instructions_prompt(examples, spec.guidance, template), spec.temperature, 160)
             )
         candidates: list[str] = []
-        for reply in run.ask_many(asks):
+        for reply in list(run.ask_many(asks)):
             for instruction in parse_instructions(reply.text if reply else ""):
                 reason = check_instruction(instruction, novelty)
                 if reason is not None:

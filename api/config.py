@@ -202,6 +202,15 @@ class Settings(BaseSettings):
     )
     max_seed_rows: int = Field(500, ge=1, description="Most seed tasks in one seed file.")
 
+    # pushing models to a Hugging Face Hub (api/models/push.py); the token is HF_TOKEN
+    hf_endpoint: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/]+(:\d+)?(/[^\s]*)?$",
+        description="The Hub that POST /models/{name}/push uploads to; defaults to the "
+        "environment's HF_ENDPOINT, else https://huggingface.co. The token is read only from "
+        "HF_TOKEN in the server's environment.",
+    )
+
     @model_validator(mode="after")
     def _resolve_paths(self) -> "Settings":
         self.data_dir = self.data_dir.resolve()

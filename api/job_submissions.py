@@ -80,7 +80,9 @@ class JobSubmissions:
             test=test,
         )
 
-    def generate_dataset(self, *, spec: GenerateSpec, seed_file: Upload | None) -> Job:
+    def generate_dataset(
+        self, *, spec: GenerateSpec, seed_file: Upload | None, prompt_files: list[Upload]
+    ) -> Job:
         return submit_generation(
             settings=self.settings,
             catalog=self.catalog,
@@ -90,6 +92,7 @@ class JobSubmissions:
             runner=self.runner,
             spec=spec,
             seed_file=seed_file,
+            prompt_files=prompt_files,
         )
 
     def cancel(self, job_id: str) -> Job:

@@ -22,6 +22,7 @@ from api.models.catalog import BaseCatalog
 from api.models.files import ModelFiles
 from api.models.in_use import ModelUse
 from api.models.library import library_source
+from api.models.push import push_step
 from api.models.registry import VariantRegistry
 from api.models.service import ModelService
 from api.rag.documents import DocumentService
@@ -35,6 +36,7 @@ from api.routes import (
     job_outputs,
     jobs,
     model_files,
+    model_push,
     models,
     openai,
 )
@@ -78,6 +80,7 @@ def job_kinds(settings: Settings, app: FastAPI) -> dict[str, JobKind]:
                 store=state.job_store,
             )
         ),
+        "push": JobKind(in_process=push_step(files=state.model_files, store=state.job_store)),
     }
 
 
@@ -158,6 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (
         models.router,
         model_files.router,
+        model_push.router,
         documents.router,
         generate.router,
         openai.router,

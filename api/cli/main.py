@@ -301,6 +301,33 @@ def jobs_export(
         follow(state.api, job["id"])
 
 
+# --- Hub push -------------------------------------------------------------------------------
+@app.command()
+def push(
+    model: str,
+    repo_id: Annotated[str, typer.Argument(help="The Hub repo, owner/name.")],
+    private: Annotated[
+        bool, typer.Option("--private/--public", help="Visibility of a new repo.")
+    ] = True,
+    file: Annotated[
+        list[str] | None,
+        typer.Option("--file", "-f", help="A path from `GET /models/MODEL/files` (repeat)."),
+    ] = None,
+    no_follow: Annotated[bool, typer.Option("--no-follow")] = False,
+) -> None:
+    """Push a model's files and a model card to a Hugging Face Hub repo (the server's
+    HF_TOKEN), then follow the job."""
+    body: dict[str, Any] = {"repo_id": repo_id, "private": private}
+    if file:
+        body["files"] = file
+    job = state.api.json("POST", f"/models/{model}/push", json=body)
+    print(job["id"])
+    if not no_follow:
+        done = follow(state.api, job["id"])
+        metrics = done.get("metrics") or {}
+        out.print(f"Pushed {len(metrics.get('files', []))} files to {metrics.get('url', repo_id)}.")
+
+
 # --- datasets -------------------------------------------------------------------------------
 @datasets_app.command("generate")
 def datasets_generate(
@@ -310,6 +337,20 @@ def datasets_generate(
     ] = None,
     count: Annotated[int, typer.Option(help="Pairs to produce.")] = 50,
     model: Annotated[str | None, typer.Option(help="Documents mode: this model's PDFs.")] = None,
+    prompt_file: Annotated[
+        list[Path] | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="A prompt template per topic ({seed_examples}, {count}, {guidance}); repeat.",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Teacher requests at once (openai: teachers, 1-16).")
+    ] = None,
+    requests_per_minute: Annotated[
+        float | None, typer.Option(help="Rate limit for an openai: teacher.")
+    ] = None,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Any other spec field KEY=VALUE.")
     ] = None,
@@ -319,17 +360,29 @@ def datasets_generate(
     data: dict[str, Any] = {"teacher": teacher, "count": str(count)}
     if model:
         data["model"] = model
+    if concurrency is not None:
+        data["concurrency"] = str(concurrency)
+    if requests_per_minute is not None:
+        data["requests_per_minute"] = str(requests_per_minute)
     for key, value in parse_sets(set_ or [], typed=False).items():
         data[key] = value
     files: list[tuple[str, tuple[str, bytes, str]]] = []
     if seed_file:
         files.append(("seed_file", (seed_file.name, seed_file.read_bytes(), "text/plain")))
+    for prompt in prompt_file or []:
+        files.append(("prompt_file", (prompt.name, prompt.read_bytes(), "text/plain")))
     job = state.api.json("POST", "/datasets/generate", data=data, files=files or None)
     print(job["id"])
     if not no_follow:
         follow(state.api, job["id"])
         report = state.api.json("GET", f"/datasets/{job['id']}")
-        out.print(f"Dataset {job['id']}: {report.get('count', '?')} pairs.")
+        speed = report.get("throughput") or {}
+        out.print(
+            f"Dataset {job['id']}: {report.get('rows', '?')} pairs; "
+            f"{speed.get('requests', '?')} teacher requests, "
+            f"{speed.get('pairs_per_minute', '?')} pairs/min, "
+            f"{speed.get('rate_limited', 0)} answered 429."
+        )
 
 
 @datasets_app.command("download")

@@ -5,14 +5,18 @@ a restarted job resumes with what it had; a cancel is noticed between teacher ca
 import json
 import random
 import re
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from api.datasets.filters import Novelty, check_instruction, check_output, check_support, report
+from api.datasets.prompts import render
 from api.datasets.spec import GenerateSpec
-from api.datasets.teacher import Teacher
+from api.datasets.teacher import Reply, Teacher
 from api.jobs.layout import JobFiles
 from api.jobs.store import Job, JobStore
 
@@ -28,7 +32,15 @@ class GenerationFailed(Exception):
 
 
 # ------------------------------------------------------------------ prompts
-def instructions_prompt(examples: list[str], guidance: str | None) -> list[dict[str, str]]:
+def instructions_prompt(
+    examples: list[str], guidance: str | None, template: str | None = None
+) -> list[dict[str, str]]:
+    if template is not None:  # a prompt file: the topic's own wording
+        content = render(template, examples=examples, count=5, guidance=guidance)
+        return [
+            {"role": "system", "content": DEFAULT_SYSTEM},
+            {"role": "user", "content": content},
+        ]
     listed = "".join(f"{n}. {e}\n" for n, e in enumerate(examples, 1))
     first, last = len(examples) + 1, len(examples) + 5
     about = f" The tasks are about: {guidance}" if guidance else ""
@@ -126,6 +138,10 @@ class _Run:
         self.rounds = int(previous.get("rounds", 0))
         self.calls = int(previous.get("teacher_calls", 0))
         self.rng = random.Random(spec.seed + self.rounds)
+        self.lock = threading.Lock()
+        self.started = time.monotonic()
+        self.calls_at_start, self.rows_at_start = self.calls, len(self.rows)
+        self.pool = ThreadPoolExecutor(spec.concurrency) if spec.concurrency > 1 else None
 
     def _truncate_partial_line(self) -> None:
         path = self.job.files.dataset
@@ -140,13 +156,63 @@ class _Run:
         return not self.done and self.rounds < self.spec.rounds and not self.should_stop()
 
     def ask(self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int):
-        self.calls += 1
+        with self.lock:
+            self.calls += 1
         return self.teacher.complete(
             messages,
             temperature=temperature,
             max_tokens=max_tokens,
             seed=self.rng.randrange(2**31 - 1),
         )
+
+    def ask_many(
+        self, requests: list[tuple[list[dict[str, str]], float, int]]
+    ) -> Iterator[Reply | None]:
+        """The teacher's replies in order, each as soon as it and those before it are in:
+        `concurrency` requests at a time, or one by one, asked only when the caller takes the
+        next (None: not asked, the job is stopping)."""
+        seeds = [self.rng.randrange(2**31 - 1) for _ in requests]
+
+        def one(item: tuple[tuple[list[dict[str, str]], float, int], int]) -> Reply | None:
+            (messages, temperature, max_tokens), seed = item
+            if self.should_stop():
+                return None
+            with self.lock:
+                self.calls += 1
+            return self.teacher.complete(
+                messages, temperature=temperature, max_tokens=max_tokens, seed=seed
+            )
+
+        items = list(zip(requests, seeds, strict=True))
+        if self.pool is None:
+            yield from (one(i) for i in items)
+            return
+        futures = [self.pool.submit(one, i) for i in items]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+
+    def throughput(self) -> dict[str, Any]:
+        wall = time.monotonic() - self.started
+        minutes = max(wall, 1e-3) / 60
+        requests = self.calls - self.calls_at_start
+        pace = getattr(self.teacher, "pace", None)
+        return {
+            "concurrency": self.spec.concurrency,
+            "requests": requests,
+            "requests_per_minute": round(requests / minutes, 2),
+            "pairs_per_minute": round((len(self.rows) - self.rows_at_start) / minutes, 2),
+            "rate_limited": pace.rate_limited if pace else 0,
+            "rate_limit_wait_seconds": round(pace.waited_seconds, 2) if pace else 0.0,
+            "wall_seconds": round(wall, 2),
+        }
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] += 1
@@ -172,56 +238,74 @@ class _Run:
             "max_rounds": self.spec.rounds,
             "teacher_calls": self.calls,
             "dropped": dict(self.dropped),
+            "throughput": self.throughput(),
         }
 
     def save_progress(self) -> None:
         self.store.set_progress(self.job.id, {**(self.job.progress or {}), **self.progress()})
 
     def metrics(self) -> dict[str, Any]:
+        progress = self.progress()
+        speed = progress["throughput"]
         return {
-            **self.progress(),
+            **progress,
             "complete": self.done,
-            "report": report(len(self.rows), self.spec.count, self.rounds, self.dropped),
+            "report": report(len(self.rows), self.spec.count, self.rounds, self.dropped)
+            + f" Throughput: {speed['requests']} teacher requests in {speed['wall_seconds']}s "
+            f"({speed['requests_per_minute']}/min, {speed['pairs_per_minute']} pairs/min, "
+            f"{speed['rate_limited']} answered 429).",
         }
 
 
 # ------------------------------------------------------------------ the two modes
-def _self_instruct(run: _Run, seeds: list[dict[str, Any]]) -> None:
+def _self_instruct(run: _Run, seeds: list[dict[str, Any]], prompts: list[dict[str, str]]) -> None:
+    """Rounds of Self-Instruct, `concurrency` at once: each asks for new tasks (with the next
+    prompt file's template, when there are any), then the novel tasks are answered."""
     spec = run.spec
     novelty = Novelty(
         spec.similarity_threshold,
         [s["instruction"] for s in seeds] + [r["instruction"] for r in run.rows],
     )
     while run.more_rounds():
-        run.rounds += 1
-        examples = run.rng.sample([s["instruction"] for s in seeds], min(3, len(seeds)))
-        if run.rows:  # as in Self-Instruct: mostly human examples, some machine ones
-            examples += [r["instruction"] for r in run.rng.sample(run.rows, min(2, len(run.rows)))]
-        reply = run.ask(
-            instructions_prompt(examples, spec.guidance),
-            temperature=spec.temperature,
-            max_tokens=160,
+        asks = []
+        for _ in range(min(spec.concurrency, spec.rounds - run.rounds)):
+            template = prompts[run.rounds % len(prompts)]["template"] if prompts else None
+            run.rounds += 1
+            examples = run.rng.sample([s["instruction"] for s in seeds], min(3, len(seeds)))
+            if run.rows:  # as in Self-Instruct: mostly human examples, some machine ones
+                machine = run.rng.sample(run.rows, min(2, len(run.rows)))
+                examples += [r["instruction"] for r in machine]
+            asks.append(
+                (instructions_prompt(examples, spec.guidance, template), spec.temperature, 160)
+            )
+        candidates: list[str] = []
+        for reply in list(run.ask_many(asks)):
+            for instruction in parse_instructions(reply.text if reply else ""):
+                reason = check_instruction(instruction, novelty)
+                if reason is not None:
+                    run.drop(reason)
+                    continue
+                novelty.add(instruction)  # also keeps the batch's own duplicates out
+                candidates.append(instruction)
+        candidates = candidates[: spec.count - len(run.rows)]
+        answers = run.ask_many(
+            [
+                (answer_prompt(i, spec.guidance), spec.answer_temperature, spec.max_new_tokens)
+                for i in candidates
+            ]
         )
-        for instruction in parse_instructions(reply.text):
-            if run.done or run.should_stop():
-                break
-            reason = check_instruction(instruction, novelty)
-            if reason is None:
-                answer = run.ask(
-                    answer_prompt(instruction, spec.guidance),
-                    temperature=spec.answer_temperature,
-                    max_tokens=spec.max_new_tokens,
-                )
-                reason = check_output(
-                    instruction,
-                    answer.text,
-                    truncated=answer.truncated,
-                    max_chars=spec.max_output_chars,
-                )
+        for instruction, answer in zip(candidates, answers, strict=True):
+            if answer is None or run.done:
+                continue
+            reason = check_output(
+                instruction,
+                answer.text,
+                truncated=answer.truncated,
+                max_chars=spec.max_output_chars,
+            )
             if reason is not None:
                 run.drop(reason)
                 continue
-            novelty.add(instruction)
             run.keep({"instruction": instruction, "input": "", "output": answer.text.strip()})
         run.save_progress()
 
@@ -282,10 +366,15 @@ def generate(
     spec = GenerateSpec(**job.spec)
     run = _Run(job, store, spec, teacher, should_stop)
     seeds = job.files.data_file("seeds")
-    if seeds.is_file():
-        _self_instruct(run, _read_jsonl(seeds))
-    else:
-        _from_documents(run, _read_jsonl(job.files.data_file("chunks")))
+    prompts = job.files.data_file("prompts")
+    try:
+        if seeds.is_file():
+            templates = _read_jsonl(prompts) if prompts.is_file() else []
+            _self_instruct(run, _read_jsonl(seeds), templates)
+        else:
+            _from_documents(run, _read_jsonl(job.files.data_file("chunks")))
+    finally:
+        run.close()
     metrics = run.metrics()
     if not run.rows and not should_stop():
         raise GenerationFailed(metrics["report"])

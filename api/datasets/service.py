@@ -10,8 +10,9 @@ from typing import Any
 
 from api.config import Settings
 from api.datasets.generate import generate, read_rows
+from api.datasets.prompts import check_templates
 from api.datasets.spec import GenerateSpec
-from api.datasets.teacher import OpenAITeacher, ServedTeacher, Teacher, TeacherError
+from api.datasets.teacher import OpenAITeacher, Pace, ServedTeacher, Teacher, TeacherError
 from api.errors import Conflict, InvalidInput, NotFound
 from api.finetune.data import Upload, load_examples, resolve_seed
 from api.jobs.enqueue import enqueue
@@ -77,6 +78,7 @@ def submit_generation(
     runner: JobRunner,
     spec: GenerateSpec,
     seed_file: Upload | None,
+    prompt_files: list[Upload] | None = None,
 ) -> Job:
     """Validate everything, snapshot the inputs into the job directory, queue the job."""
     if (seed_file is None) == (spec.model is None):
@@ -93,6 +95,17 @@ def submit_generation(
             f"{settings.max_dataset_target} pairs (LLM_MAX_DATASET_TARGET)."
         )
     _check_teacher(spec, settings, catalog, registry)
+    if spec.openai_model is None and (spec.concurrency > 1 or spec.requests_per_minute):
+        raise InvalidInput(
+            "`concurrency` and `requests_per_minute` apply to an `openai:` teacher; a served "
+            "model answers one request at a time: leave them out."
+        )
+    prompts = check_templates(prompt_files or [])
+    if prompts and seed_file is None:
+        raise InvalidInput(
+            "`prompt_file` templates write new tasks from seed tasks: give a `seed_file` too "
+            "(documents mode has its own prompts)."
+        )
     if seed_file is not None:
         name, rows = "seeds", _seeds(seed_file.content, seed_file.filename, settings)
     else:
@@ -109,6 +122,8 @@ def submit_generation(
 
     def fill() -> None:
         job.files.data_file(name).write_text(to_jsonl(rows))
+        if prompts:
+            job.files.data_file("prompts").write_text(to_jsonl(prompts))
         store.set_progress(
             job.id,
             {
@@ -145,7 +160,12 @@ def teacher_for(
                 "LLM_TEACHER_BASE_URL is no longer set; the operator must set it "
                 "for an `openai:` teacher."
             )
-        return OpenAITeacher(settings, spec.openai_model)
+        pace = Pace(
+            requests_per_minute=spec.requests_per_minute,
+            burst=spec.concurrency,
+            max_retries=spec.rate_limit_retries,
+        )
+        return OpenAITeacher(settings, spec.openai_model, pace)
     try:
         model = resolve_model(catalog=catalog, registry=registry, name=spec.teacher)
     except NotFound as exc:

@@ -71,6 +71,23 @@ class GenerateSpec(BaseModel):
         description="Most teacher rounds before giving up (default: 5 per requested pair).",
     )
     seed: int = Field(-1, ge=-1, le=2**31 - 1, description="Random seed; -1 picks one.")
+    concurrency: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Teacher requests in flight at once (an `openai:` teacher only; a served "
+        "model answers one at a time).",
+    )
+    requests_per_minute: float | None = Field(
+        None,
+        gt=0,
+        le=100_000,
+        description="Most teacher requests a minute (`openai:` teacher; a token bucket shared "
+        "by the concurrent requests). HTTP 429 answers are retried after their Retry-After.",
+    )
+    rate_limit_retries: int = Field(
+        5, ge=0, le=20, description="Retries of one request answered HTTP 429 before failing."
+    )
 
     @field_validator("teacher")
     @classmethod

@@ -52,7 +52,10 @@ def _check_name_free(
             f"A model named {name!r} already exists; choose another model_name or "
             "delete the model first."
         )
-    if any(j.model_name == name and j.kind not in ("dataset", "evaluate") for j in store.active()):
+    if any(
+        j.model_name == name and j.kind not in ("dataset", "evaluate", "push")
+        for j in store.active()
+    ):
         raise Conflict(
             f"Another active job is already producing {name!r}; wait for it or "
             "choose another model_name."

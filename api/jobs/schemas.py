@@ -9,20 +9,24 @@ from api.jobs.store import Event, Job, JobKindName, JobState
 __all__ = ["EventPublic", "JobPublic", "JobState", "JobsPublic"]
 
 
-_OBJECTS: dict[str, Literal["dataset.job", "evaluation.job"]] = {
+_OBJECTS: dict[str, Literal["dataset.job", "evaluation.job", "push.job"]] = {
     "dataset": "dataset.job",
     "evaluate": "evaluation.job",
+    "push": "push.job",
 }
 
 
 class JobPublic(BaseModel):
     id: str
-    object: Literal["fine_tuning.job", "dataset.job", "evaluation.job"] = "fine_tuning.job"
+    object: Literal["fine_tuning.job", "dataset.job", "evaluation.job", "push.job"] = (
+        "fine_tuning.job"
+    )
     kind: JobKindName = Field(
         "fine_tune",
         description="`export` jobs re-export an earlier job's adapter; `dataset` "
         "jobs generate training data (POST /datasets/generate); `evaluate` jobs score a "
-        "model on a test file (POST /evaluate).",
+        "model on a test file (POST /evaluate); `push` jobs upload a model's files to a "
+        "Hugging Face Hub repo (POST /models/{name}/push).",
     )
     status: JobState = Field(
         ...,

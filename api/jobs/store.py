@@ -22,13 +22,17 @@ from api.errors import Conflict, NotFound
 from api.jobs.layout import JobFiles
 from api.sqlite import Database
 
-JobKindName = Literal["fine_tune", "export", "dataset", "evaluate"]
+JobKindName = Literal["fine_tune", "export", "dataset", "evaluate", "push"]
 JobState = Literal[
     "validating_files", "queued", "running", "exporting", "succeeded", "failed", "cancelled"
 ]
 TERMINAL: tuple[JobState, ...] = ("succeeded", "failed", "cancelled")
 ACTIVE: tuple[JobState, ...] = ("validating_files", "queued", "running", "exporting")
-_PREFIX = {"dataset": "dsjob", "evaluate": "evjob"}  # fine_tune and export jobs: ftjob-...
+_PREFIX = {
+    "dataset": "dsjob",
+    "evaluate": "evjob",
+    "push": "pushjob",
+}  # fine_tune and export jobs: ftjob-...
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

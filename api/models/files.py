@@ -140,22 +140,29 @@ class ModelFiles:
         tuned = [v.name for v in self.registry.list() if v.gguf_path or v.adapter_path]
         return bases + tuned + sorted(set(self._trained()) - set(tuned))
 
-    def list(self, name: str) -> list[ModelFile]:
+    def paths(self, name: str) -> tuple[Path, list[tuple[str, str, Path]]]:
+        """The model's directory and its files as (kind, relative path, absolute path),
+        without hashing them."""
         root, groups = self._entries(name)
-        files = []
+        found = []
         for kind, sub in groups:
             for path in _regular_files(root, sub):
                 rel = path.relative_to(root).as_posix()
-                files.append(
-                    ModelFile(
-                        kind=_export_kind(rel) if kind == "export" else kind,
-                        path=rel,
-                        size=path.stat().st_size,
-                        sha256=self.hashes.sha256(path),
-                        absolute=path,
-                    )
-                )
-        return files
+                found.append((_export_kind(rel) if kind == "export" else kind, rel, path))
+        return root, found
+
+    def list(self, name: str) -> list[ModelFile]:
+        _, found = self.paths(name)
+        return [
+            ModelFile(
+                kind=kind,
+                path=rel,
+                size=path.stat().st_size,
+                sha256=self.hashes.sha256(path),
+                absolute=path,
+            )
+            for kind, rel, path in found
+        ]
 
     def get(self, name: str, path: str) -> Path:
         """The absolute path of one listed file (NotFound for any other path)."""

@@ -25,7 +25,7 @@ class GenerateForm(GenerateSpec):
     model_config = ConfigDict(extra="allow")
 
     def spec(self) -> GenerateSpec:
-        fields = spec_fields(self, {"seed_file"}, "GenerateSpec")
+        fields = spec_fields(self, {"seed_file", "prompt_file"}, "GenerateSpec")
         if fields.get("documents"):  # `-F documents=a.pdf,b.pdf` or repeated fields
             fields["documents"] = [n for v in fields["documents"] for n in v.split(",")]
         return GenerateSpec(**fields)
@@ -46,6 +46,12 @@ class DatasetPublic(BaseModel):
     )
     complete: bool = Field(False, description="All requested pairs were produced.")
     report: str | None = Field(None, description="How the run went, and why pairs were dropped.")
+    throughput: dict[str, Any] = Field(
+        default_factory=dict,
+        description="This run's teacher requests, requests and kept pairs per minute, answers "
+        "that were HTTP 429 (`rate_limited`), seconds waited for the rate limit, wall seconds, "
+        "concurrency.",
+    )
     error: str | None = None
     created_at: str
     finished_at: str | None
@@ -67,6 +73,7 @@ class DatasetPublic(BaseModel):
             dropped=info.get("dropped", {}),
             complete=bool(info.get("complete", False)),
             report=info.get("report"),
+            throughput=info.get("throughput") or {},
             error=job.error,
             created_at=job.created_at,
             finished_at=job.finished_at,
@@ -93,6 +100,13 @@ async def generate_dataset(
             "chat messages); leave out to write pairs from `model`'s documents."
         ),
     ] = None,
+    prompt_file: Annotated[
+        list[UploadFile] | None,
+        File(
+            description="Self-instruct prompt templates, one per topic (repeat the field); "
+            "placeholders {seed_examples}, {count}, {guidance}; the job rotates through them."
+        ),
+    ] = None,
 ) -> JobPublic:
     """Start a dataset-generation job (202 at once). Follow it like a fine-tuning job:
     GET /jobs/{id}, GET /jobs/{id}/events, POST /jobs/{id}/cancel."""
@@ -101,7 +115,14 @@ async def generate_dataset(
         if seed_file is not None and seed_file.filename
         else None
     )
-    job = await run_in_threadpool(jobs.generate_dataset, spec=form.spec(), seed_file=seeds)
+    prompts = [
+        await read_upload(p, "prompt_file", jobs.settings.max_dataset_bytes)
+        for p in prompt_file or []
+        if p.filename
+    ]
+    job = await run_in_threadpool(
+        jobs.generate_dataset, spec=form.spec(), seed_file=seeds, prompt_files=prompts
+    )
     return JobPublic.of(job)
 
 

@@ -35,6 +35,7 @@ def api(tmp_path_factory, tiny_models_dir):
         LLM_API_KEY=KEY,
         LLM_TEACHER_BASE_URL="http://127.0.0.1:9/v1",
         LLM_TEACHER_TIMEOUT="2",
+        HF_TOKEN="",  # `llmp push` is refused at submit: the server has no token
     ).start()
     yield process
     process.stop()
@@ -353,6 +354,8 @@ def test_ctrl_c_asks_and_cancels_and_jobs_cancel(api, tmp_path):
 def test_datasets_generate_follows_the_job_and_download_says_why_not(api, tmp_path):
     seeds = tmp_path / "seeds.jsonl"
     seeds.write_bytes(jsonl(SEEDS))
+    topic = tmp_path / "cooking.txt"
+    topic.write_text("Cooking tasks like:\n{seed_examples}\nWrite {count} more.")
     run = llmp(
         api,
         "datasets",
@@ -365,6 +368,12 @@ def test_datasets_generate_follows_the_job_and_download_says_why_not(api, tmp_pa
         "2",
         "--set",
         "max_new_tokens=48",
+        "--prompt-file",
+        str(topic),
+        "--concurrency",
+        "2",
+        "--requests-per-minute",
+        "600",
     )
     assert run.returncode == 4, run.stderr
     dataset_id = run.stdout.splitlines()[0]
@@ -373,6 +382,21 @@ def test_datasets_generate_follows_the_job_and_download_says_why_not(api, tmp_pa
     assert "http://127.0.0.1:9/v1 is not reachable" in run.stderr
     shown = json.loads(ok(llmp(api, "jobs", "show", dataset_id)))
     assert shown["kind"] == "dataset" and shown["status"] == "failed"
+    assert shown["hyperparameters"]["concurrency"] == 2
+    assert shown["hyperparameters"]["requests_per_minute"] == 600
+    topic.write_text("{seed_examples} about {topic}")
+    wrong = llmp(
+        api,
+        "datasets",
+        "generate",
+        "--teacher",
+        "openai:m",
+        "--seed-file",
+        str(seeds),
+        "--prompt-file",
+        str(topic),
+    )
+    assert wrong.returncode == 1 and "unknown placeholder {topic}" in wrong.stderr
     refused = llmp(api, "datasets", "download", dataset_id, "-o", str(tmp_path / "x.jsonl"))
     assert refused.returncode == 1 and "Error 409" in refused.stderr
     assert not (tmp_path / "x.jsonl").exists()
@@ -380,3 +404,11 @@ def test_datasets_generate_follows_the_job_and_download_says_why_not(api, tmp_pa
     assert unknown.returncode == 1 and "Error 404" in unknown.stderr
     bad = llmp(api, "datasets", "generate", "--teacher", "smollm2-135m", "--set", "count")
     assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr
+
+
+def test_push_without_a_server_token_says_to_set_hf_token(api):
+    result = llmp(api, "push", TINY, "me/tiny", "--public", "--file", "hf/config.json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Error 409" in result.stderr and "set HF_TOKEN" in result.stderr
+    bad = llmp(api, "push", TINY, "not a repo")
+    assert bad.returncode == 1 and "repo_id" in bad.stderr

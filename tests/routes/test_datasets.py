@@ -198,10 +198,29 @@ def test_openai_compatible_endpoint_as_teacher(service, make_client, tiny_models
         teacher_base_url=f"{service}/v1",
         teacher_api_key="process-test-key-123456",
     )
-    job = generate(client, count="1", teacher="openai:smollm2-135m").json()
+    # a prompt file for the topic, two requests at once, paced: the service answers them
+    topic = b"Here are example tasks:\n{seed_examples}\nWrite {count} new, different tasks."
+    job = client.post(
+        "/datasets/generate",
+        data={
+            **QUICK,
+            "count": "1",
+            "teacher": "openai:smollm2-135m",
+            "concurrency": "2",
+            "requests_per_minute": "120",
+        },
+        files=[
+            ("seed_file", ("seeds.jsonl", jsonl(SEEDS), "application/jsonl")),
+            ("prompt_file", ("topic.txt", topic, "text/plain")),
+        ],
+    ).json()
     done = wait_for(client, job["id"], ("succeeded", "failed"), timeout=600)
     assert done["status"] == "succeeded", done["error"]
-    assert client.get(f"/datasets/{job['id']}").json()["rows"] == 1
+    dataset = client.get(f"/datasets/{job['id']}").json()
+    assert dataset["rows"] == 1
+    assert dataset["throughput"]["concurrency"] == 2
+    assert dataset["throughput"]["requests"] >= 3  # two rounds at once, then an answer
+    assert dataset["throughput"]["rate_limited"] == 0
 
     wrong_key = make_client(
         base_models_dir=tiny_models_dir,
@@ -251,4 +270,4 @@ def test_restart_resumes_generation_with_the_pairs_it_kept(make_client, tiny_mod
     dataset = second.get(f"/datasets/{job['id']}").json()
     assert dataset["rows"] == 2 and dataset["samples"][0] == kept
     messages = [e["message"] for e in events(second, job["id"])]
-    assert any("The API restarted during the job" in m for m in messages)
+    assert any("The API restarted during the job" in m for m in messages), messages

@@ -11,9 +11,9 @@ from tests.utils.tiny_model import TINY
 def gguf_metadata(path) -> dict[str, str]:
     """A GGUF's metadata through llama.cpp (vocabulary only: gguf's reader takes seconds
     per file on a 49k-token vocabulary)."""
-    import llama_cpp
+    from api.serving.llama_model import open_llama
 
-    return llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False).metadata
+    return open_llama(path, vocab_only=True, verbose=False).metadata
 
 
 def test_every_type_is_a_llama_cpp_file_type_and_is_written(tiny_models_dir, tmp_path):

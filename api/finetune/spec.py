@@ -70,6 +70,7 @@ class ExportRequest(BaseModel):
     checkpoint: int | None = Field(
         None,
         ge=1,
+        strict=False,  # JSON's 2.0 is an integer too (JSON Schema); 2.5 is still refused
         description="Export this step's checkpoint (GET /jobs/{id}/checkpoints) instead of "
         "the job's final adapter.",
     )

@@ -42,11 +42,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import bench_finetune  # noqa: E402
 import gpu_bench  # noqa: E402
 
+from api.finetune.precision import BF16_MIN_SPEEDUP  # noqa: E402  (the recipe's threshold)
+
 MODELS = ROOT / "shared" / "models"
 BASE = "smollm2-135m"
 ORDER = ["Fine-tuning", "Fine-tuning notes", "Serving", "Retrieval", "Export"]  # notes: by hand
 CASES = ["finetune", "serving", "retrieval", "export"]
-BF16_MIN_SPEEDUP = 1.3  # as api/finetune/precision.py: bf16 on the CPU only from this speed-up
 
 
 # ---------------------------------------------------------------- machine

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_doc import write_section  # noqa: E402  (scripts/ is on sys.path when run)
+from bench_doc import write_section_if_quiet  # noqa: E402  (scripts/ is on sys.path when run)
 
 HEADING = "## Export merge"
 
@@ -145,13 +145,7 @@ def main() -> int:
         ]
     )
     print(text)
-    if max(load_start, load_end) > args.max_load:
-        print(
-            f"NOT written to {args.out}: the load average ({load_start:.1f}, {load_end:.1f}) "
-            f"exceeded {args.max_load:g}, so these figures are noise. Run it on a quiet machine."
-        )
-        return 0
-    write_section(args.out, HEADING, text)
+    write_section_if_quiet(args.out, HEADING, text, (load_start, load_end), args.max_load)
     return 0
 
 

@@ -27,7 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench_doc import write_section  # noqa: E402  (scripts/ is on sys.path when run)
+from bench_doc import write_section_if_quiet  # noqa: E402  (scripts/ is on sys.path when run)
+from bench_retrieval import percentile  # noqa: E402  (one percentile for both retrieval benches)
 from langchain_core.documents import Document  # noqa: E402
 
 from api.config import REPO_ROOT, Settings  # noqa: E402
@@ -53,11 +54,6 @@ def record(i: int) -> tuple[str, str]:
     )
     question = f"What is the door code of the {topic} desk in building {building} on floor {floor}?"
     return passage, question
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
 def build(service: DocumentService, model: str, n: int) -> tuple[DocumentRecord, float]:
@@ -173,14 +169,7 @@ def main() -> int:
         ]
     )
     print(text)
-    if max(load_start, load_end) > args.max_load:
-        print(
-            f"NOT written to {args.out}: the load average ({load_start:.1f}, {load_end:.1f}) "
-            f"exceeded {args.max_load:g} ({cores} cores), so these figures are noise. Run it "
-            "on a quiet machine."
-        )
-        return 0
-    write_section(args.out, HEADING, text)
+    write_section_if_quiet(args.out, HEADING, text, (load_start, load_end), args.max_load)
     return 0
 
 

@@ -41,6 +41,7 @@ _COMMON = (
     "seed",
     "data_seed",
     "dataloader_num_workers",
+    "ddp_find_unused_parameters",
     "disable_tqdm",
     "train_sampling_strategy",
 )

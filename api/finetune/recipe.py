@@ -2,7 +2,8 @@
 
 Run by the job runner as a step process (api/jobs/step.py: `python -m api.finetune.recipe
 JOB_DIR --db JOBS_DB [--resume]`), so an out-of-memory kill or a crash fails this job only.
-This is the only module that imports torch, TRL and PEFT.
+This is the only module that imports torch, TRL and PEFT. With `gpus` above 1 that process
+launches N ranks of this module (api/finetune/ranks.py); rank 0 alone reports and saves.
 
 Inputs in JOB_DIR (api/jobs/layout.py): spec.json (the resolved FineTuneSpec), run.json (base
 checkpoint path; whether CUDA is required), data/{train,validation,test}.jsonl (chat
@@ -31,6 +32,7 @@ from transformers import (
 )
 from trl import SFTConfig, SFTTrainer
 
+from api.finetune import ranks
 from api.finetune.answer_loss import answer_loss_sum
 from api.finetune.chain import with_parent
 from api.finetune.device import TrainingDevice, fit, inspect, require_cuda_message
@@ -79,7 +81,7 @@ def load_model(hf_dir: Path, bits: int, cuda: bool, precision: str = "bf16") -> 
     # on the CPU the frozen base is bf16 only when training computes in bf16 (autocast)
     kwargs["dtype"] = half if cuda or precision == "bf16" else torch.float32
     if cuda:
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = {"": ranks.local_rank()}  # rank N trains on GPU N
     model = AutoModelForCausalLM.from_pretrained(hf_dir, **kwargs)
     if bits < 16:
         from peft import prepare_model_for_kbit_training
@@ -127,6 +129,8 @@ class ProgressEvents(TrainerCallback):
         self.progress = dict(job.progress) if job else {}
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero:  # every rank logs; rank 0 reports
+            return
         logs, now = logs or {}, time.monotonic()
         done = state.global_step - self.first_step
         rate = done / (now - self.started) if done > 0 else None
@@ -154,6 +158,8 @@ class ProgressEvents(TrainerCallback):
             self.store.add_event(self.job_id, kind, _describe(update), **update)
 
     def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
         self.store.add_event(
             self.job_id,
             "checkpoint",
@@ -170,8 +176,8 @@ class AnswerLossTrainer(SFTTrainer):
     step. Nothing reads those here, and prompt logits do not enter the loss, so this step
     runs the backbone, projects the answer positions only (in chunks of CHUNK positions, each
     recomputed in the backward pass) and takes their mean cross-entropy: the same loss TRL
-    computes. Evaluation and CUDA (where TRL scores only answer positions
-    already) use TRL's own path.
+    computes. Evaluation, CUDA (where TRL scores only answer positions already) and several
+    processes (DDP synchronises gradients through its wrapper's forward) use TRL's own path.
     """
 
     def compute_loss(
@@ -181,7 +187,12 @@ class AnswerLossTrainer(SFTTrainer):
         return_outputs=False,
         num_items_in_batch=None,
     ):
-        if return_outputs or not model.training or self.args.device.type == "cuda":
+        if (
+            return_outputs
+            or not model.training
+            or self.args.device.type == "cuda"
+            or self.args.world_size > 1
+        ):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         lm = model.get_base_model() if isinstance(model, PeftModel) else model
         features = {k: v for k, v in inputs.items() if k != "labels"}
@@ -277,6 +288,7 @@ def train(
         seed=spec.seed,
         data_seed=spec.seed,
         report_to="none",
+        ddp_find_unused_parameters=False,  # LoRA: the frozen base has no gradients to wait for
         dataloader_num_workers=0,
         disable_tqdm=True,
         load_best_model_at_end=spec.select_best,  # the spec checked eval and save steps align
@@ -320,7 +332,8 @@ def train(
     has_checkpoint = resume and files.has_checkpoint()
     info: dict[str, Any] = {}
     if len(validation) and not has_checkpoint:  # the starting point the result is judged against
-        info["eval_loss_before"] = round(trainer.evaluate()["eval_loss"], 4)
+        info["eval_loss_before"] = round(trainer.evaluate()["eval_loss"], 4)  # on every rank
+    if "eval_loss_before" in info and ranks.is_main():
         store.add_event(
             job_dir.name,
             "eval",
@@ -334,6 +347,7 @@ def train(
         "optimizer": spec.optimizer,
         "mixed_precision": spec.mixed_precision,
         "device": "cuda" if cuda else "cpu",
+        "processes": trainer.args.world_size,
         "trainable_parameters": sum(
             p.numel()  # type: ignore[misc]
             for p in trainer.model.parameters()  # type: ignore[union-attr]
@@ -411,11 +425,14 @@ def run(job_dir: Path, store: JobStore, resume: bool) -> None:
         parent=run_info,
     )
 
-    store.add_event(job_id, "evaluating", "Evaluating on the validation and test rows.")
+    if ranks.is_main():
+        store.add_event(job_id, "evaluating", "Evaluating on the validation and test rows.")
     metrics: dict[str, Any] = dict(info)
     if trainer.eval_dataset is not None and len(trainer.eval_dataset):  # type: ignore[arg-type]
-        eval_loss = trainer.evaluate()["eval_loss"]
+        eval_loss = trainer.evaluate()["eval_loss"]  # every rank takes part
         metrics.update(eval_loss=round(eval_loss, 4), perplexity=round(math.exp(eval_loss), 3))
+    if not ranks.is_main():  # the rest (generation, files, metrics) is rank 0's alone
+        return
     history = [h for h in trainer.state.log_history if "loss" in h]
     metrics["train_loss_first"] = history[0]["loss"] if history else None
     metrics["train_loss_last"] = history[-1]["loss"] if history else None
@@ -443,4 +460,8 @@ def run(job_dir: Path, store: JobStore, resume: bool) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(step.main(run, description="Run one fine-tuning job."))
+    sys.exit(
+        step.main(
+            ranks.launching("api.finetune.recipe", run), description="Run one fine-tuning job."
+        )
+    )

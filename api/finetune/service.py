@@ -34,6 +34,7 @@ from api.finetune.preference import load_preferences, with_rejected
 from api.finetune.quantised_base import quantised_base_problem
 from api.finetune.spec import ExportRequest, FineTuneSpec
 from api.finetune.truncate import truncate_rows
+from api.jobs.capacity import gpus_problem, training_capacity
 from api.jobs.enqueue import enqueue
 from api.jobs.runner import JobRunner
 from api.jobs.store import Job, JobStore
@@ -189,6 +190,9 @@ def submit_fine_tune(
         raise InvalidInput(
             "The training device cannot run this job: " + "; ".join(problems), problems
         )
+    too_many = gpus_problem(spec.gpus, training_capacity(settings, device))
+    if too_many:
+        raise InvalidInput(too_many)
     _check_name_free(spec, catalog, registry, store)
     root, parent = lineage.parent_of(
         spec.base_model, spec.continue_adapter, catalog, registry, store

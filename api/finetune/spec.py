@@ -29,6 +29,7 @@ PAGED_OPTIMIZERS = ("paged_adamw_32bit", "paged_adamw_8bit")
 BNB_OPTIMIZERS = (*PAGED_OPTIMIZERS, "adamw_8bit")  # bitsandbytes: CUDA only
 MixedPrecision = Literal["auto", "bf16", "fp16", "fp32"]
 Method = Literal["sft", "dpo", "orpo"]
+MAX_PROCESSES = 64  # `gpus`: an upper bound on the field; the host's own is checked at submission
 
 
 class ExportSpec(BaseModel):
@@ -121,6 +122,17 @@ class FineTuneSpec(ExportSpec, TrainingOptions):
     batch_size: int = Field(4, ge=1, le=512, description="Examples per device per step.")
     gradient_accumulation_steps: int = Field(
         1, ge=1, le=1024, description="Steps to accumulate before an update."
+    )
+    gpus: int = Field(
+        1,
+        ge=1,
+        le=MAX_PROCESSES,
+        description="Training processes: above 1, the job trains on this many GPUs at once "
+        "(DDP under `accelerate launch`; each GPU holds a whole copy of the model, and "
+        "batch_size is per GPU, so one step sees gpus x batch_size x "
+        "gradient_accumulation_steps examples). On a host without a GPU, this many CPU "
+        "processes (gloo), at most one per core: for testing and development. Refused "
+        "with 422 above what the host offers (docs/fine-tuning.md#several-gpus).",
     )
     gradient_checkpointing: bool = Field(
         True,

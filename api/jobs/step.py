@@ -9,9 +9,14 @@ process so that an out-of-memory kill or a crash fails that job only. The module
 where `run(job_dir, store, resume)` does the work and reports progress into the store. When
 it raises, the reason goes to error.txt (the runner makes it the job's error) and the
 process exits non-zero.
+
+A step that trains on several processes (api/finetune/ranks.py) runs this in each rank too:
+there only rank 0 writes error.txt and cleans up; rank N writes error.rankN.txt, which the
+launching step process reads when rank 0 has nothing to say.
 """
 
 import argparse
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,8 +46,21 @@ def main(
     try:
         run(args.job_dir, JobStore(args.db), args.resume)
     except Exception as exc:  # the runner reports this as the job's error
-        if on_failure is not None:
+        rank = process_rank()
+        if on_failure is not None and rank == 0:
             on_failure(files)
-        files.error.write_text(f"{type(exc).__name__}: {exc}")
+        error = files.error if rank == 0 else rank_error(files, rank)
+        error.write_text(f"{type(exc).__name__}: {exc}")
         raise
     return 0
+
+
+def process_rank() -> int:
+    """This process's rank when it is one of several training processes (torchrun's RANK),
+    else 0."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def rank_error(files: JobFiles, rank: int) -> Path:
+    """Where rank `rank` (> 0) of a multi-process step writes why it failed."""
+    return files.root / f"error.rank{rank}.txt"

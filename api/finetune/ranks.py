@@ -1,0 +1,141 @@
+"""Training on several processes (`gpus: N`, N > 1): the recipe runs as N ranks under
+`accelerate launch` (DDP: one process per GPU, or per CPU core with gloo on a host
+without one).
+
+The step process the runner started (`python -m api.finetune.recipe JOB_DIR --db DB
+[--resume]`) is the launcher. It checks that the host still offers N devices, starts
+`accelerate launch` in its own process group (so the runner's kill of the group stops every
+rank), waits, and turns a rank's failure into error.txt. Each rank runs the same module
+with torchrun's RANK/WORLD_SIZE set; only rank 0 writes events, metrics, predictions and
+the adapter (the Trainer saves checkpoints on the main process only). The export runs
+afterwards as its own single-process step.
+
+`accelerate launch --multi_gpu` is torchrun underneath; on a host without CUDA the Trainer
+(use_cpu) makes the same ranks a gloo group. `--cpu` would select accelerate's MPI
+launcher instead, which is not installed.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from api.childproc import die_with_parent
+from api.config import REPO_ROOT
+from api.jobs import step
+from api.jobs.capacity import cpu_cores
+from api.jobs.layout import JobFiles
+from api.jobs.store import JobStore
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main() -> bool:
+    """Rank 0, or the only process: the one that writes the job's outputs and events."""
+    return step.process_rank() == 0
+
+
+def local_rank() -> int:
+    """The GPU this rank trains on."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def in_ranks() -> bool:
+    """This process is one of the ranks accelerate started (not the launcher)."""
+    return "LOCAL_RANK" in os.environ
+
+
+def describe(processes: int, cuda: bool) -> str:
+    what = "GPUs (NCCL)" if cuda else "CPU processes (gloo)"
+    return f"{processes} {what}"
+
+
+def launching(module: str, run: step.StepRun) -> step.StepRun:
+    """The step's `run`, launching `module` on several ranks when the spec asks for more
+    than one process."""
+
+    def run_or_launch(job_dir: Path, store: JobStore, resume: bool) -> object:
+        gpus = int(json.loads(JobFiles(job_dir).spec.read_text()).get("gpus", 1))
+        if gpus <= 1 or in_ranks():
+            return run(job_dir, store, resume)
+        return launch(module, job_dir, store, resume, gpus)
+
+    return run_or_launch
+
+
+def launch(module: str, job_dir: Path, store: JobStore, resume: bool, processes: int) -> None:
+    files = JobFiles(job_dir)
+    cuda, offered = _local_devices()
+    if processes > offered:  # the API checked at submission; the host may have changed
+        where = f"{offered} CUDA GPU(s)" if cuda else f"no CUDA GPU and {offered} CPU core(s)"
+        raise RuntimeError(f"gpus: {processes} processes asked for, but this host has {where}")
+    env = dict(os.environ)
+    if not cuda:  # torchrun's default is one thread per rank; share the cores instead
+        env["OMP_NUM_THREADS"] = str(max(1, cpu_cores() // processes))
+    command = launch_command(module, job_dir, store.path, resume, processes, cuda)
+    store.add_event(
+        job_dir.name,
+        "launch",
+        f"Training on {describe(processes, cuda)} with DDP (accelerate launch); rank 0 "
+        "reports progress and writes the outputs.",
+        processes=processes,
+        device="cuda" if cuda else "cpu",
+    )
+    for stale in files.root.glob("error.rank*.txt"):
+        stale.unlink()
+    proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, preexec_fn=die_with_parent())
+    code = proc.wait()
+    if code == 0:
+        return
+    reasons = sorted(files.root.glob("error.rank*.txt"))
+    if not files.error.is_file():  # rank 0 said nothing: another rank's reason, or the code
+        reason = reasons[0].read_text() if reasons else f"accelerate launch exited with {code}"
+        files.error.write_text(reason)
+    raise SystemExit(code if code > 0 else 1)
+
+
+def launch_command(
+    module: str, job_dir: Path, db: Path, resume: bool, processes: int, cuda: bool
+) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",  # torchrun: N local ranks (gloo on the CPU, see the module's docstring)
+        "--num_machines",
+        "1",
+        "--num_processes",
+        str(processes),
+        "--mixed_precision",
+        "no",  # the Trainer sets bf16/fp16 from the spec
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        "--module",
+        module,
+        str(job_dir),
+        "--db",
+        str(db),
+        *(["--resume"] if resume else []),
+    ]
+
+
+def _local_devices() -> tuple[bool, int]:
+    """(CUDA, how many devices): CUDA GPUs, else CPU cores."""
+    import torch
+
+    if torch.cuda.is_available():
+        return True, torch.cuda.device_count()
+    return False, cpu_cores()
+
+
+def _free_port() -> int:
+    """A port for the ranks' rendezvous; several jobs may launch on one host."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

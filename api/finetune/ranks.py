@@ -54,17 +54,21 @@ def describe(processes: int, cuda: bool) -> str:
     return f"{processes} {what}"
 
 
-def launching(module: str, run: step.StepRun) -> step.StepRun:
-    """The step's `run`, launching `module` on several ranks when the spec asks for more
-    than one process."""
+def launch_first(module: str, *, description: str) -> None:
+    """Called at the top of `module` run as a step, before it imports torch and TRL: when
+    the spec asks for more than one process (and this is not a rank), launch the ranks and
+    exit with their outcome; otherwise return, and the module trains in this process."""
+    if in_ranks():
+        return
+    args = step.arguments(description)
+    processes = int(json.loads(JobFiles(args.job_dir).spec.read_text()).get("gpus", 1))
+    if processes <= 1:
+        return
 
-    def run_or_launch(job_dir: Path, store: JobStore, resume: bool) -> object:
-        gpus = int(json.loads(JobFiles(job_dir).spec.read_text()).get("gpus", 1))
-        if gpus <= 1 or in_ranks():
-            return run(job_dir, store, resume)
-        return launch(module, job_dir, store, resume, gpus)
+    def run(job_dir: Path, store: JobStore, resume: bool) -> None:
+        launch(module, job_dir, store, resume, processes)
 
-    return run_or_launch
+    sys.exit(step.main(run, description=description))
 
 
 def launch(module: str, job_dir: Path, store: JobStore, resume: bool, processes: int) -> None:

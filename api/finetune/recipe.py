@@ -11,10 +11,16 @@ messages). Outputs: adapter/ (LoRA weights as safetensors), checkpoints/ (resuma
 metrics.json, or error.txt with the reason it failed.
 """
 
+import sys
+
+if __name__ == "__main__":  # gpus > 1: this process launches the ranks, without torch and TRL
+    from api.finetune.ranks import launch_first
+
+    launch_first("api.finetune.recipe", description="Run one fine-tuning job.")
+
 import json
 import math
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -460,8 +466,4 @@ def run(job_dir: Path, store: JobStore, resume: bool) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(
-        step.main(
-            ranks.launching("api.finetune.recipe", run), description="Run one fine-tuning job."
-        )
-    )
+    sys.exit(step.main(run, description="Run one fine-tuning job."))

@@ -127,6 +127,7 @@ class FineTuneSpec(ExportSpec, TrainingOptions):
         1,
         ge=1,
         le=MAX_PROCESSES,
+        title="GPUs",
         description="Training processes: above 1, the job trains on this many GPUs at once "
         "(DDP under `accelerate launch`; each GPU holds a whole copy of the model, and "
         "batch_size is per GPU, so one step sees gpus x batch_size x "

@@ -35,13 +35,7 @@ def main(
 ) -> int:
     """Parse the runner's arguments and run the step; `on_failure` removes what a failed
     step must not leave behind."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("job_dir", type=Path)
-    parser.add_argument("--db", type=Path, required=True)
-    parser.add_argument(
-        "--resume", action="store_true", help="Continue from the job's last checkpoint."
-    )
-    args = parser.parse_args(argv)
+    args = arguments(description, argv)
     files = JobFiles(args.job_dir)
     try:
         run(args.job_dir, JobStore(args.db), args.resume)
@@ -53,6 +47,17 @@ def main(
         error.write_text(f"{type(exc).__name__}: {exc}")
         raise
     return 0
+
+
+def arguments(description: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """The runner's arguments: job_dir, db, resume."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("job_dir", type=Path)
+    parser.add_argument("--db", type=Path, required=True)
+    parser.add_argument(
+        "--resume", action="store_true", help="Continue from the job's last checkpoint."
+    )
+    return parser.parse_args(argv)
 
 
 def process_rank() -> int:

@@ -27,6 +27,7 @@ def run_step(job, store, *extra):
             [sys.executable, "-m", "api.finetune.recipe", str(job.job_dir), "--db", str(store.path)]
             + list(extra),
             cwd=REPO_ROOT,
+            env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},  # CPU ranks on any host
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -1,0 +1,84 @@
+"""`gpus` through the API: the schema describes it, bad values and more processes than the
+host offers are 422 before any job exists (what is available is in the message), and the
+accepted value is recorded in the job's spec."""
+
+import dataclasses
+
+import pytest
+
+from api.config import Settings
+from api.finetune import device
+from api.jobs.capacity import cpu_cores, gpu_capacity, gpus_problem, local_capacity
+from tests.utils.devices import CPU, H200
+from tests.utils.jobs import _no_jobs, submit
+
+TWO_H200 = dataclasses.replace(H200, gpus=("NVIDIA H200", "NVIDIA H200"))
+
+
+@pytest.fixture
+def client(make_client, tiny_models_dir, monkeypatch):
+    monkeypatch.setattr(device, "_known", CPU)  # the probe's answer on a host without a GPU
+    return make_client(base_models_dir=tiny_models_dir)
+
+
+def test_capacity_is_the_gpus_or_else_the_cores(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    assert gpu_capacity(settings, H200) == 1
+    assert gpu_capacity(settings, TWO_H200) == 2
+    assert gpu_capacity(settings, CPU) == cpu_cores() >= 1
+    assert gpus_problem(2, local_capacity(TWO_H200)) is None
+    assert gpus_problem(3, local_capacity(TWO_H200)) == (
+        "gpus: 3 training processes asked for, but this host has 2 CUDA GPU(s) "
+        "(NVIDIA H200, NVIDIA H200); ask for at most 2."
+    )
+
+
+def test_the_schema_describes_gpus(client):
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    prop = schema["FineTuneForm"]["properties"]["gpus"]  # the Studio's form is built from it
+    assert prop["type"] == "integer" and prop["default"] == 1 and prop["minimum"] == 1
+    assert prop["title"] == "GPUs"
+    assert "DDP" in prop["description"] and "CPU processes (gloo)" in prop["description"]
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [("0", "greater than or equal to 1"), ("1.5", "valid integer"), ("two", "valid integer")],
+)
+def test_gpus_that_is_not_a_positive_integer_is_422(client, value, says):
+    r = submit(client, gpus=value)
+    assert r.status_code == 422, r.text
+    assert "gpus" in r.text and says in r.text
+    _no_jobs(client)
+
+
+def test_more_processes_than_the_cpu_host_has_cores_is_422(client):
+    r = submit(client, gpus=str(cpu_cores() + 1))
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert detail.startswith(f"gpus: {cpu_cores() + 1} training processes asked for, but ")
+    assert (
+        f"no CUDA GPU, so a job trains on CPU processes (gloo), at most one per core: {cpu_cores()} core(s)"
+        in detail
+    )
+    _no_jobs(client)
+
+
+def test_more_gpus_than_the_host_has_is_422(client, monkeypatch):
+    monkeypatch.setattr(device, "_known", H200)
+    r = submit(client, gpus="2", bits="16")
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == (
+        "gpus: 2 training processes asked for, but this host has 1 CUDA GPU(s) "
+        "(NVIDIA H200); ask for at most 1."
+    )
+    _no_jobs(client)
+
+
+def test_the_spec_records_gpus(client):
+    r = submit(client, gpus="2")
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    assert r.json()["hyperparameters"]["gpus"] == 2
+    assert client.post(f"/jobs/{job_id}/cancel").json()["status"] == "cancelled"
+    assert client.get(f"/jobs/{job_id}").json()["hyperparameters"]["gpus"] == 2

@@ -99,6 +99,8 @@ def launch(module: str, job_dir: Path, store: JobStore, resume: bool, processes:
     if not files.error.is_file():  # rank 0 said nothing: another rank's reason, or the code
         reason = reasons[0].read_text() if reasons else f"accelerate launch exited with {code}"
         files.error.write_text(reason)
+    for other in reasons:  # the job's error is error.txt alone
+        other.unlink()
     raise SystemExit(code if code > 0 else 1)
 
 

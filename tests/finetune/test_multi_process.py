@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from api.config import REPO_ROOT, Settings
+from api.finetune import ranks
 from api.finetune.kinds import fine_tune_kinds
 from api.finetune.service import Upload, submit_fine_tune
 from api.finetune.spec import FineTuneSpec
@@ -116,3 +117,17 @@ def test_two_cpu_ranks_resume_from_the_last_checkpoint(two_process_job):
     assert [e.data["step"] for e in new if e.type == "checkpoint"] == [3]
     assert not [e for e in new if e.type == "eval" and e.data.get("step") == 0]  # no "before"
     assert store.get(job.id).metrics["steps"] == 3
+
+
+@pytest.mark.parametrize("failing", [0, 1])
+def test_a_failing_rank_leaves_one_error_for_the_runner(two_process_job, monkeypatch, failing):
+    """The launcher with a step module that fails on one rank, without training."""
+    job, store = two_process_job
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv("FAILING_RANK", str(failing))
+    with pytest.raises(SystemExit) as stopped:
+        ranks.launch("tests.utils.failing_rank", job.job_dir, store, False, 2)
+    assert stopped.value.code != 0
+    assert job.files.error.read_text() == f"RuntimeError: rank {failing} failed on purpose"
+    assert not list(job.files.root.glob("error.rank*.txt"))  # the runner reads error.txt only
+    job.files.error.unlink()

@@ -133,7 +133,7 @@ class FineTuneSpec(ExportSpec, TrainingOptions):
         "batch_size is per GPU, so one step sees gpus x batch_size x "
         "gradient_accumulation_steps examples). On a host without a GPU, this many CPU "
         "processes (gloo), at most one per core: for testing and development. Refused "
-        "with 422 above what the host offers (docs/fine-tuning.md#several-gpus).",
+        "with 422 above what the host offers (docs/fine-tuning.md#several-gpus-gpus).",
     )
     gradient_checkpointing: bool = Field(
         True,

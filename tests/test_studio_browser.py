@@ -188,6 +188,7 @@ def test_fine_tune_shows_problems_then_trains_with_a_live_loss_curve(studio, sho
     page.set_input_files("input[name='train_file']", str(good))
     page.click("text=Hyperparameters")
     expect(page.get_by_label("Max Steps")).to_have_value("-1")  # the schema's default
+    expect(page.get_by_label("GPUs", exact=True)).to_have_value("1")  # gpus, titled in the schema
     for label, value in FAST.items():
         page.get_by_label(label, exact=True).fill(value)
     page.get_by_label("Export", exact=True).select_option("adapter")

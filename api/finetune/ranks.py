@@ -30,10 +30,6 @@ from api.jobs.layout import JobFiles
 from api.jobs.store import JobStore
 
 
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def is_main() -> bool:
     """Rank 0, or the only process: the one that writes the job's outputs and events."""
     return step.process_rank() == 0
@@ -80,7 +76,7 @@ def launch(module: str, job_dir: Path, store: JobStore, resume: bool, processes:
     env = dict(os.environ)
     if not cuda:  # torchrun's default is one thread per rank; share the cores instead
         env["OMP_NUM_THREADS"] = str(max(1, cpu_cores() // processes))
-    command = launch_command(module, job_dir, store.path, resume, processes, cuda)
+    command = launch_command(module, job_dir, store.path, resume, processes)
     store.add_event(
         job_dir.name,
         "launch",
@@ -104,9 +100,7 @@ def launch(module: str, job_dir: Path, store: JobStore, resume: bool, processes:
     raise SystemExit(code if code > 0 else 1)
 
 
-def launch_command(
-    module: str, job_dir: Path, db: Path, resume: bool, processes: int, cuda: bool
-) -> list[str]:
+def launch_command(module: str, job_dir: Path, db: Path, resume: bool, processes: int) -> list[str]:
     return [
         sys.executable,
         "-m",

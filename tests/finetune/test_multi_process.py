@@ -3,8 +3,11 @@ two gloo ranks, to the end and again with --resume; rank 0 alone reports and sav
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -124,10 +127,45 @@ def test_a_failing_rank_leaves_one_error_for_the_runner(two_process_job, monkeyp
     """The launcher with a step module that fails on one rank, without training."""
     job, store = two_process_job
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    monkeypatch.setenv("FAILING_RANK", str(failing))
+    monkeypatch.setenv("RANK_DOUBLE", f"fail:{failing}")
     with pytest.raises(SystemExit) as stopped:
-        ranks.launch("tests.utils.failing_rank", job.job_dir, store, False, 2)
+        ranks.launch("tests.utils.rank_double", job.job_dir, store, False, 2)
     assert stopped.value.code != 0
     assert job.files.error.read_text() == f"RuntimeError: rank {failing} failed on purpose"
     assert not list(job.files.root.glob("error.rank*.txt"))  # the runner reads error.txt only
     job.files.error.unlink()
+
+
+def test_killing_the_step_process_group_stops_every_rank(two_process_job, tmp_path):
+    """What the runner's cancel does: SIGTERM to the step's process group."""
+    job, store = two_process_job
+    launcher = (
+        "from api.finetune.ranks import launch_first; "
+        "launch_first('tests.utils.rank_double', description='launch')"
+    )
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "RANK_DOUBLE": f"wait:{tmp_path}"}
+    step = subprocess.Popen(
+        [sys.executable, "-c", launcher, str(job.job_dir), "--db", str(store.path)],
+        cwd=REPO_ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("rank-*.pid"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    pids = [int(p.read_text()) for p in tmp_path.glob("rank-*.pid")]
+    assert len(pids) == 2, "the two ranks never started"
+    os.killpg(step.pid, signal.SIGTERM)
+    step.wait(timeout=30)
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in pids if _alive(pid)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z")

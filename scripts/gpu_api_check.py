@@ -243,10 +243,12 @@ def run(
 ) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """Fine-tune (bits=4) -> export -> serve through the API; a dict of what was seen."""
     import httpx
+    import torch
 
     from api.config import get_settings
 
     started = time.monotonic()
+    gpus = 2 if torch.cuda.device_count() >= 2 else 1  # `gpus: 2` (DDP) where there are two
     models_dir, base, described = pick_base(get_settings().models_dir, standin_files, work, say)
     result: dict[str, Any] = {
         "base": base,
@@ -271,8 +273,12 @@ def run(
                 "eval_max_new_tokens": "8",
                 "system_prompt": "You are a helpful assistant.",
                 "export": "merged",
+                "gpus": str(gpus),
             }
-            say(f"==> POST /fine_tune_model: base {base}, bits=4, {steps} steps, export merged")
+            say(
+                f"==> POST /fine_tune_model: base {base}, bits=4, gpus={gpus}, {steps} steps, "
+                "export merged"
+            )
             began = time.monotonic()
             r = client.post(
                 "/fine_tune_model",
@@ -291,6 +297,10 @@ def run(
                 raise CheckFailed(
                     f"the job trained with bits={metrics.get('bits')} on "
                     f"{metrics.get('device')}, not bits=4 on cuda"
+                )
+            if metrics.get("processes") != gpus:
+                raise CheckFailed(
+                    f"the job trained on {metrics.get('processes')} process(es), not gpus={gpus}"
                 )
             say(f"==> POST /generate from {TUNED}")
             began = time.monotonic()

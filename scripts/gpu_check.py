@@ -1,7 +1,7 @@
 """The GPU check: `make gpu-check`. On a CUDA host, in about 5 minutes on one H200:
 
 1. the API as a process fine-tunes SmolLM2 with bits=4 (QLoRA) for a few steps through
-   POST /fine_tune_model, follows GET /jobs/{id}, exports to GGUF and answers POST /generate
+   POST /fine_tune_model (with gpus=2, DDP, on a host with two or more GPUs), follows GET /jobs/{id}, exports to GGUF and answers POST /generate
    from the tuned model (scripts/gpu_api_check.py);
 2. the 7B-shaped QLoRA benchmark, recipe vs TRL: trained tokens/s, peak CUDA memory, MFU
    (scripts/gpu_bench.py);
@@ -155,7 +155,9 @@ def format_section(res: dict[str, Any]) -> str:
         gen = api["generate"]
         out[-1] += (
             f"base {api['base']} ({api['base_described']}); {api['steps']} steps with "
-            f"bits={m.get('bits')} on {m.get('device')}, train loss "
+            f"bits={m.get('bits')} on {m.get('device')}"
+            + (f" ({m['processes']} GPUs, DDP)" if (m.get("processes") or 1) > 1 else "")
+            + ", train loss "
             f"{_num(m.get('train_loss_first'))} → {_num(m.get('train_loss_last'))}, eval "
             f"loss {_num(m.get('eval_loss'))}; job (train, evaluate, export, smoke test) "
             f"{api['job_s']:.0f} s; export {export.get('mode', '?')} to "

@@ -219,6 +219,13 @@ def test_section_with_both_parts_gives_the_figures():
     assert "nan" not in text.lower()
 
 
+def test_section_says_when_the_job_trained_on_two_gpus():
+    metrics = {**API["job"]["metrics"], "processes": 2}
+    api = {**API, "job": {"metrics": metrics}}
+    text = gpu_check.format_section(_result(api=api, bench=BENCH))
+    assert "8 steps with bits=4 on cuda (2 GPUs, DDP), train loss 2.500" in text
+
+
 def test_section_says_what_failed_and_what_was_skipped():
     text = gpu_check.format_section(
         _result(

@@ -24,6 +24,10 @@ from api.config import REPO_ROOT, Settings
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
+# The services each profile starts (a service without a profile starts in both).
+SINGLE = {n for n, s in SERVICES.items() if set(s.get("profiles", ["single"])) & {"single"}}
+CLUSTER = {n for n, s in SERVICES.items() if set(s.get("profiles", ["cluster"])) & {"cluster"}}
+RAY_NODE = REPO_ROOT / "cluster" / "ray-node.sh"
 DOCKERFILE = (REPO_ROOT / "api" / "Dockerfile").read_text()
 ENV_EXAMPLE = (REPO_ROOT / ".env.example").read_text()
 ENTRYPOINT = REPO_ROOT / "ollama" / "entrypoint.sh"
@@ -45,16 +49,21 @@ def _compose_config(
     tmp_path: Path,
     *extra_files: str,
     env: str | None = None,
+    profile: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """`docker-compose config --format json` on a copy of the deployment files, with a
-    .env made from .env.example (API key filled in unless env is given)."""
+    .env made from .env.example (API key filled in unless env is given); `profile`
+    overrides the .env's COMPOSE_PROFILES as `--profile` does."""
     for name in ("docker-compose.yml", *extra_files):
         shutil.copy(REPO_ROOT / name, tmp_path / name)
     shutil.copytree(REPO_ROOT / "ollama", tmp_path / "ollama")
+    shutil.copytree(REPO_ROOT / "cluster", tmp_path / "cluster")
     if env is None:
         env = ENV_EXAMPLE.replace("\nLLM_API_KEY=\n", "\nLLM_API_KEY=a-test-key-of-24-chars\n")
     (tmp_path / ".env").write_text(env)
     args = [a for name in ("docker-compose.yml", *extra_files) for a in ("-f", name)]
+    if profile:
+        args += ["--profile", profile]
     clean = {
         k: v
         for k, v in os.environ.items()
@@ -84,11 +93,12 @@ def _mounts(service: str) -> dict[str, str]:
 
 
 def test_three_services_and_only_the_api_publishes_a_port_on_loopback():
-    assert set(SERVICES) == {"api", "ollama", "chromadb"}
-    assert [name for name, s in SERVICES.items() if "ports" in s] == ["api"]
+    assert SINGLE == {"api", "ollama", "chromadb"}
+    assert [name for name in SINGLE if "ports" in SERVICES[name]] == ["api"]
     (port,) = SERVICES["api"]["ports"]
     assert port == "${API_BIND:-127.0.0.1}:${API_PORT:-8000}:8000"
     assert re.search(r"^API_BIND=127\.0\.0\.1$", ENV_EXAMPLE, re.M)
+    assert re.search(r"^COMPOSE_PROFILES=single$", ENV_EXAMPLE, re.M)  # `docker compose up`
     assert "TLS proxy" in ENV_EXAMPLE
     assert "expose" not in SERVICES["ollama"] and "expose" not in SERVICES["chromadb"]
 
@@ -101,9 +111,70 @@ def test_ollama_and_chroma_are_only_on_the_internal_network():
     assert SERVICES["chromadb"]["networks"] == ["internal"]
     assert SERVICES["ollama"]["networks"] == ["internal"]  # no outbound: pulls are an operator step
     assert set(SERVICES["api"]["networks"]) == {"internal", "egress"}
+    # Ray's dashboard and job API and PostgreSQL: never reachable from outside.
+    for name in ("postgres", "ray-head", "ray-worker"):
+        assert SERVICES[name]["networks"] == ["internal"], name
+        assert "ports" not in SERVICES[name], name
 
 
-@pytest.mark.parametrize("name", ["api", "ollama", "chromadb"])
+def test_the_cluster_profile_puts_replicas_behind_one_proxy_port():
+    assert CLUSTER == {
+        "api-cluster",
+        "proxy",
+        "postgres",
+        "ray-head",
+        "ray-worker",
+        "ollama",
+        "chromadb",
+    }
+    assert [name for name in CLUSTER if "ports" in SERVICES[name]] == ["proxy"]
+    assert SERVICES["proxy"]["ports"] == ["${API_BIND:-127.0.0.1}:${API_PORT:-8000}:8080"]
+    api = SERVICES["api-cluster"]
+    assert api["deploy"]["replicas"] == "${API_REPLICAS:-2}" and "resources" not in api["deploy"]
+    env = api["environment"]
+    assert env["LLM_JOB_EXECUTOR"] == "ray" and env["LLM_RAY_ADDRESS"] == "ray-head:6379"
+    assert env["LLM_DATABASE_URL"].startswith("postgresql+psycopg://llm:")
+    assert env["LLM_DATABASE_URL"].endswith("@postgres:5432/llm")
+    # Every Ray node and the API (a Ray driver) share the token; the job processes on the
+    # workers reach the same store and data dir as the API.
+    for name in ("api-cluster", "ray-head", "ray-worker"):
+        service = SERVICES[name]
+        assert service["environment"]["RAY_AUTH_MODE"] == "token", name
+        assert service["environment"]["RAY_AUTH_TOKEN"] == "${RAY_AUTH_TOKEN:-}", name
+        assert _mounts(name)["/shared"] == "shared", name
+        assert service["environment"]["LLM_DATA_DIR"] == "/shared", name
+        assert service["image"] == SERVICES["api"]["image"], name
+    for name in ("ray-head", "ray-worker"):
+        assert SERVICES[name]["environment"]["LLM_DATABASE_URL"] == env["LLM_DATABASE_URL"]
+    nginx = (REPO_ROOT / "cluster" / "nginx.conf").read_text()
+    assert "proxy_pass $api;" in nginx and "set $api http://api-cluster:8000;" in nginx
+    assert "proxy_buffering off;" in nginx  # streamed answers are not held back
+    assert "resolver 127.0.0.11" in nginx  # Docker's DNS: every replica
+
+
+def test_ray_nodes_refuse_to_start_without_the_token(tmp_path):
+    assert os.access(RAY_NODE, os.X_OK)
+    subprocess.run(["bash", "-n", str(RAY_NODE)], check=True)
+    env = {"PATH": os.environ["PATH"]}
+    result = subprocess.run(
+        ["bash", str(RAY_NODE), "head"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 1 and "set RAY_AUTH_TOKEN in .env" in result.stderr
+    # With the token, an unknown role is refused before anything starts.
+    result = subprocess.run(
+        ["bash", str(RAY_NODE), "gateway"],
+        env={**env, "RAY_AUTH_TOKEN": "x" * 32},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2 and "unknown role 'gateway'" in result.stderr
+    script = RAY_NODE.read_text()
+    assert "export RAY_AUTH_MODE=token" in script
+    assert "--num-gpus=0" in script  # the head schedules; it trains nothing
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
 def test_every_service_has_an_init_and_rotated_logs(name):
     service = SERVICES[name]
     assert service["init"] is True
@@ -119,7 +190,7 @@ def test_api_gets_time_to_stop_its_job_before_being_killed():
     assert '"--timeout-graceful-shutdown", "30"' in DOCKERFILE
 
 
-@pytest.mark.parametrize("name", ["api", "ollama"])
+@pytest.mark.parametrize("name", ["api", "ollama", "ray-worker"])
 def test_gpu_is_reserved_with_capabilities(name):
     devices = SERVICES[name]["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]
@@ -133,10 +204,15 @@ def test_images_are_pinned_and_ollama_is_a_patched_release():
     assert _version(ollama_image.split(":")[1]) >= (0, 17, 1)
     assert re.fullmatch(r"\d+\.\d+\.\d+", chroma_image.split(":")[1])
     assert SERVICES["api"]["build"] == {"context": ".", "dockerfile": "api/Dockerfile"}
+    assert re.fullmatch(r"postgres:15\.\d+-bookworm", SERVICES["postgres"]["image"])
+    assert re.fullmatch(r"nginx:\d+\.\d+\.\d+-alpine", SERVICES["proxy"]["image"])
+    for name in ("api-cluster", "ray-head", "ray-worker"):  # built from the API's Dockerfile
+        assert SERVICES[name]["build"] == SERVICES["api"]["build"], name
 
 
 def test_named_volumes_for_models_vectors_and_the_shared_volume():
-    assert set(COMPOSE["volumes"]) == {"shared", "ollama-models", "chroma-data"}
+    assert set(COMPOSE["volumes"]) == {"shared", "ollama-models", "chroma-data", "postgres-data"}
+    assert _mounts("postgres")["/var/lib/postgresql/data"] == "postgres-data"
     assert _mounts("api")["/shared"] == "shared"
     # Ollama gets models by blob upload: PDFs, training data and databases stay out of it.
     assert "shared" not in _mounts("ollama").values()
@@ -149,7 +225,11 @@ def test_named_volumes_for_models_vectors_and_the_shared_volume():
 def test_healthchecks_work_without_curl():
     checks = {name: " ".join(s["healthcheck"]["test"]) for name, s in SERVICES.items()}
     for name, check in checks.items():
-        assert "curl" not in check and "wget" not in check, name
+        assert "curl" not in check, name
+        # busybox's wget is in nginx's alpine image only
+        assert "wget" not in check or name == "proxy", name
+    assert "http://127.0.0.1:8080/health" in checks["proxy"]
+    assert checks["postgres"] == "CMD pg_isready -U llm -d llm"
     assert "ollama list" in checks["ollama"]
     assert "/dev/tcp/127.0.0.1/8000" in checks["chromadb"]
     assert SERVICES["chromadb"]["healthcheck"]["test"][:2] == ["CMD", "/bin/bash"]
@@ -239,6 +319,23 @@ def test_compose_v2_accepts_the_file_as_it_reads_it(tmp_path):
     assert config["networks"]["internal"]["internal"] is True
     for name, service in config["services"].items():
         assert service["logging"]["options"]["max-size"] == "10m", name
+
+
+def test_compose_v2_reads_the_cluster_profile(tmp_path):
+    env = ENV_EXAMPLE.replace("\nLLM_API_KEY=\n", "\nLLM_API_KEY=a-test-key-of-24-chars\n")
+    env = env.replace("\nPOSTGRES_PASSWORD=\n", "\nPOSTGRES_PASSWORD=pg-secret-24-characters-x\n")
+    result = _compose_config(tmp_path, env=env, profile="cluster")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert set(services) == CLUSTER  # `--profile cluster` wins over COMPOSE_PROFILES=single
+    (port,) = services["proxy"]["ports"]
+    assert (port["host_ip"], port["published"], port["target"]) == ("127.0.0.1", "8000", 8080)
+    api = services["api-cluster"]
+    assert api["deploy"]["replicas"] == 2 and "ports" not in api
+    url = "postgresql+psycopg://llm:pg-secret-24-characters-x@postgres:5432/llm"
+    assert api["environment"]["LLM_DATABASE_URL"] == url
+    assert services["ray-worker"]["environment"]["LLM_DATABASE_URL"] == url
+    assert [v["target"] for v in services["proxy"]["volumes"]] == ["/etc/nginx/nginx.conf"]
 
 
 def test_compose_v2_refuses_to_start_without_an_api_key(tmp_path):

@@ -148,6 +148,8 @@ class JobRunner:
         started = False
         queued = self.store.list(states=("queued",), limit=1000)
         for job in reversed(queued):  # oldest first
+            if self._stop.is_set():
+                break
             lane = INLINE if self._kind(job).in_process is not None else STEPS
             with self._lock:
                 busy = sum(1 for own, _ in self._jobs.values() if own == lane)
@@ -384,7 +386,7 @@ class JobRunner:
         self.store.transition(
             job.id,
             "failed",
-            allowed_from=("running", "exporting"),
+            allowed_from=("queued", "running", "exporting"),  # queued: lost before placed
             message=f"{what}: {reason}",
             error=f"{what}: {reason}",
         )

@@ -170,8 +170,11 @@ def test_a_lost_node_resumes_the_job_from_its_checkpoint_on_another(ray_client, 
         lambda: any((d / "trainer_state.json").is_file() for d in job_dir.glob("checkpoints/*")),
         "the first checkpoint",
     )
+    first = step_process(job_dir)
+    first.suspend()  # mid-training however fast this machine trains, until its node dies
     [node] = [n for n in cluster.list_all_nodes() if n.node_id == placed.data["node"]]
     cluster.remove_node(node)  # its raylet and workers die; the step process with them
+    until(lambda: not first.is_running() or first.status() == psutil.STATUS_ZOMBIE, "its end")
     done = wait_for(ray_client, job["id"], ("succeeded", "failed"), timeout=600)
     assert done["status"] == "succeeded", done["error"]
     assert done["progress"]["step"] == 30

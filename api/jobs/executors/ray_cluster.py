@@ -31,7 +31,6 @@ class RayHandle(StepHandle):
         self._run = actor.run.remote(payload)
         self._killed = False
         self._notes: list[str] = []
-        self.result: dict[str, Any] | None = None
 
     def placed(self) -> Placement | None:
         try:
@@ -47,7 +46,7 @@ class RayHandle(StepHandle):
 
     def wait(self) -> int:
         try:
-            self.result = result = self._ray.get(self._run)
+            result = self._ray.get(self._run)
         except self._ray.exceptions.RayError as exc:
             if not self._killed:
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)

@@ -57,6 +57,7 @@ bench: setup
 	@$(PY) scripts/bench_retrieval_scale.py
 	@$(PY) scripts/bench_merge.py
 	@$(PY) scripts/bench_serving.py
+	@$(PY) scripts/bench_jobs.py
 
 # The GPU check (README "GPU check"): QLoRA fine-tune -> export -> serve through the API, and
 # the 7B-shaped benchmark, into docs/benchmarks.md; "skipped: no CUDA" where there is no GPU.

@@ -184,6 +184,43 @@ class Settings(BaseSettings):
     job_poll_seconds: float = Field(
         0.5, gt=0, le=60, description="How often the job runner and event streams poll."
     )
+    job_executor: Literal["local", "ray"] = Field(
+        "local",
+        description="Where training and export steps run: `local` (child processes of the "
+        "API, one training job at a time) or `ray` (an actor per step on a Ray cluster, as "
+        "many at once as its GPUs allow; needs `pip install -e '.[cluster]'`). See "
+        "docs/ray.md.",
+    )
+    ray_address: str = Field(
+        "local",
+        pattern=r"^(local|auto|[A-Za-z0-9.\-]+:\d{1,5})$",
+        description="Executor `ray`: `local` starts a private Ray instance in the API process "
+        "(this host's GPUs only); `auto` joins the cluster `ray start` runs on this host; "
+        "`HOST:PORT` joins the head node at that address (its GCS port, 6379 by default).",
+    )
+    ray_step_cpus: float = Field(
+        1.0, gt=0, le=256, description="Executor `ray`: CPUs reserved for each step."
+    )
+    ray_step_memory_gb: float | None = Field(
+        None,
+        gt=0,
+        le=4096,
+        description="Executor `ray`: memory (GB) reserved for each step; unset reserves none.",
+    )
+    ray_max_jobs: int = Field(
+        16,
+        ge=1,
+        le=1000,
+        description="Executor `ray`: jobs this API hands to Ray at once (running or waiting "
+        "for resources); the rest stay queued here.",
+    )
+    ray_node_retries: int = Field(
+        2,
+        ge=0,
+        le=20,
+        description="Executor `ray`: times a step runs again on another node after its node "
+        "is lost (from the job's last checkpoint).",
+    )
 
     # dataset generation (api/datasets)
     teacher_base_url: str | None = Field(

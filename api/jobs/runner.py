@@ -1,29 +1,31 @@
-"""One job at a time, each in its own process.
+"""Runs queued jobs: step processes through an executor, in-process work in its own lane.
 
-A thread in the API process takes the oldest queued job and runs what its kind says
-(api/jobs/kinds.py, the table built in main.py): in this process, or as step processes
-(api/jobs/step.py; each its own process group, killed if the API dies), and records how it
+A dispatcher thread in the API process hands each queued job to a thread of its own, in one
+of two lanes: kinds that run in this process (api/jobs/kinds.py: dataset generation, push)
+one at a time, and kinds made of step processes (training, export; api/jobs/step.py) as
+many at once as the executor takes (api/jobs/executors: `local` one, `ray` as many as the
+cluster's GPUs allow, Ray queueing the rest). Neither lane waits for the other. A step job
+stays `queued` until its step holds its resources, then runs its steps and records how it
 ended. At start-up, jobs left `running` by a previous API process are resumed from where
 they were, or failed with the reason when they cannot be.
 
-Before training on a GPU, `free_gpu` (the Ollama backend's unload_all, wired in main.py)
-empties the GPU of served models: Ollama keeps models loaded for minutes after a request,
-and a training job would otherwise start out of memory. It is best effort: when it fails
-the job still starts, with a warning event.
+Before training on this host's GPU (executor `local`), `free_gpu` (the Ollama backend's
+unload_all, wired in main.py) empties the GPU of served models: Ollama keeps models loaded
+for minutes after a request, and a training job would otherwise start out of memory. It is
+best effort: when it fails the job still starts, with a warning event.
 """
 
 import logging
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Mapping
 
-from api.childproc import die_with_parent
-from api.config import REPO_ROOT, Settings
+from api.config import Settings
 from api.errors import AppError
+from api.jobs.executors import make_executor
+from api.jobs.executors.base import Executor, Placement, StepHandle, StepLaunch, StepRefused
 from api.jobs.kinds import ChildStep, InProcess, JobKind, Publish
 from api.jobs.layout import JobFiles
 from api.jobs.store import Job, JobStore
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 
 # Frees GPU memory held by the serving backend; returns the names of the models unloaded.
 FreeGpu = Callable[[], list[str]]
+INLINE, STEPS = "in-process", "steps"  # the two lanes
 
 
 class JobRunner:
@@ -43,34 +46,44 @@ class JobRunner:
         kinds: Mapping[str, JobKind],
         free_gpu: FreeGpu | None = None,
         trains_on_gpu: Callable[[], bool] = lambda: False,
+        executor: Executor | None = None,
     ):
         """`kinds`: the job kinds it runs (main.py's table; api/finetune/kinds.py's for a
         bare runner in tests and scripts). `trains_on_gpu`: whether a job will train on a
-        GPU (main.py asks the training-device probe, so this process never imports torch)."""
+        GPU (main.py asks the training-device probe, so this process never imports torch).
+        `executor`: where step processes run; by default the one LLM_JOB_EXECUTOR names."""
         self.store, self.settings, self.kinds = store, settings, kinds
         self.free_gpu, self.trains_on_gpu = free_gpu, trains_on_gpu
+        self.executor = executor or make_executor(settings)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._current: tuple[str, subprocess.Popen[bytes]] | None = None
+        self._handles: dict[str, StepHandle] = {}  # job id -> its running step
+        self._jobs: dict[str, tuple[str, threading.Thread]] = {}  # job id -> lane, thread
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        self.executor.open()  # a cluster that cannot be reached stops the start here
         self.recover()
         self._thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop taking jobs; a running job's process is ended and resumes at next start."""
+        """Stop taking jobs; running steps are ended and resume at the next start."""
         self._stop.set()
         self._wake.set()
         with self._lock:
-            current = self._current
-        if current:
-            _kill(current[1])
+            handles = list(self._handles.values())
+        for handle in handles:
+            handle.kill()
         if self._thread:
             self._thread.join(timeout=30)
+        with self._lock:
+            threads = [thread for _, thread in self._jobs.values()]
+        for thread in threads:
+            thread.join(timeout=30)
+        self.executor.close()
 
     def wake(self) -> None:
         self._wake.set()
@@ -106,36 +119,83 @@ class JobRunner:
             allowed_from=("validating_files", "queued", "running", "exporting"),
             message="Cancelled at the user's request.",
         )
-        with self._lock:
-            current = self._current
-        if moved and current and current[0] == job_id:
-            _kill(current[1])
+        if moved:
+            self._stop_local(job_id)
 
-    # ------------------------------------------------------------ the loop
+    def _stop_local(self, job_id: str) -> None:
+        """Stop the job's step if this runner runs it, wherever the executor placed it.
+        (In-process work sees the job's terminal state and stops by itself.)"""
+        with self._lock:
+            handle = self._handles.get(job_id)
+        if handle is not None:
+            handle.kill()
+
+    # ------------------------------------------------------------ the dispatcher
     def _loop(self) -> None:
         while not self._stop.is_set():
-            job = self.store.next_queued()
-            if job is None:
+            try:
+                started = self._dispatch()
+            except Exception:  # a store that failed once must not end the dispatcher
+                log.exception("the job dispatcher failed; retrying")
+                started = False
+            if not started:
                 self._wake.wait(self.settings.job_poll_seconds)
                 self._wake.clear()
-                continue
-            try:
-                self._run(job)
-            except Exception as exc:  # never let one job stop the queue
-                log.exception("job %s crashed the runner", job.id)
-                self.store.transition(
-                    job.id,
-                    "failed",
-                    allowed_from=("running", "queued"),
-                    message=f"Internal error: {exc}",
-                    error=str(exc),
+
+    def _dispatch(self) -> bool:
+        """Give each queued job (oldest first) a thread when its lane has room; True when
+        one started."""
+        started = False
+        queued = self.store.list(states=("queued",), limit=1000)
+        for job in reversed(queued):  # oldest first
+            if self._stop.is_set():
+                break
+            lane = INLINE if self._kind(job).in_process is not None else STEPS
+            with self._lock:
+                busy = sum(1 for own, _ in self._jobs.values() if own == lane)
+                if job.id in self._jobs or busy >= self._capacity(lane):
+                    continue
+                thread = threading.Thread(
+                    target=self._run_guarded, args=(job,), name=f"job-{job.id}", daemon=True
                 )
+                self._jobs[job.id] = (lane, thread)
+            thread.start()
+            started = True
+        return started
+
+    def _capacity(self, lane: str) -> int:
+        return 1 if lane == INLINE else self.executor.capacity
+
+    def _run_guarded(self, job: Job) -> None:
+        try:
+            self._run(job)
+        except Exception as exc:  # never let one job stop the queue
+            log.exception("job %s crashed the runner", job.id)
+            self.store.transition(
+                job.id,
+                "failed",
+                allowed_from=("running", "queued", "exporting"),
+                message=f"Internal error: {exc}",
+                error=str(exc),
+            )
+        finally:
+            with self._lock:
+                self._jobs.pop(job.id, None)
+            self._wake.set()  # its lane has room again
 
     def _kind(self, job: Job) -> JobKind:
         return self.kinds.get(job.kind) or JobKind()
 
+    def _mark_running(self, job: Job, message: str) -> bool:
+        """queued -> running; False when the job was cancelled meanwhile."""
+        return self.store.transition(job.id, "running", allowed_from=("queued",), message=message)
+
     def _run(self, job: Job) -> None:
         kind = self._kind(job)
+        if kind.in_process is not None:
+            if self._mark_running(job, "Started."):
+                self._run_in_process(job, kind.in_process)
+            return
         resume = job.files.has_checkpoint()
         trained = kind.trained(job)
         message = (
@@ -145,15 +205,24 @@ class JobRunner:
             if resume and kind.train is not None
             else "Started."
         )
-        if not self.store.transition(job.id, "running", allowed_from=("queued",), message=message):
-            return  # cancelled meanwhile
-        if kind.in_process is not None:
-            self._run_in_process(job, kind.in_process)
-            return
         if kind.train is not None and not trained:  # resuming a step past max_steps
-            self._free_gpu(job)
-            if not self._step(job, kind.train, ["--resume"] if resume else []):
+            start_message: str | None = message
+            if self.executor.local:  # this host's GPU: empty it first
+                if not self._mark_running(job, message):
+                    return
+                self._free_gpu(job)
+                start_message = None
+            if not self._step(
+                job,
+                kind.train,
+                ["--resume"] if resume else [],
+                gpus=int(job.spec.get("gpus", 1)),
+                resumable=True,
+                start_message=start_message,  # once the executor has placed it
+            ):
                 return
+        elif not self._mark_running(job, message):
+            return  # cancelled meanwhile
         if kind.exports(job) and kind.export is not None:
             if not self.store.transition(
                 job.id,
@@ -227,61 +296,97 @@ class JobRunner:
             message=metrics.get("report") or "Finished.",
         )
 
-    def _step(self, job: Job, step: ChildStep, extra: list[str]) -> bool:
-        """Run a step process; True when it succeeded and the job goes on."""
-        code = self._child(job, step.module, extra)
-        return code is not None and self._check(job, code, step.failure)
-
-    def _child(self, job: Job, module: str, extra: list[str]) -> int | None:
-        """Run one step in its own process; None when the runner is shutting down."""
-        files = job.files
-        command = [
-            sys.executable,
-            "-m",
-            module,
-            str(job.job_dir),
-            "--db",
-            str(self.store.path),
-            *extra,
-        ]
-        files.error.unlink(missing_ok=True)
-        with open(files.log, "ab") as out:
-            proc = subprocess.Popen(
-                command,
-                cwd=REPO_ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group
-                preexec_fn=die_with_parent(),
-            )
-        files.pid.write_text(str(proc.pid))
-        with self._lock:
-            self._current = (job.id, proc)
-        # A cancel that landed between the state change and the line above saw no process
-        # to stop; it is stopped here (cancel() sees it in _current from now on).
-        latest = self.store.get(job.id)
-        if latest is None or latest.terminal:
-            _kill(proc)
+    # ------------------------------------------------------------ step processes
+    def _step(
+        self,
+        job: Job,
+        step: ChildStep,
+        extra: list[str],
+        *,
+        gpus: int = 0,
+        resumable: bool = False,
+        start_message: str | None = None,
+    ) -> bool:
+        """Run a step process through the executor; True when it succeeded and the job goes
+        on. With `start_message` the job moves from queued to running once the step is
+        placed (it waits in `queued` while the executor has no room)."""
+        launch = StepLaunch(
+            module=step.module,
+            job_dir=job.job_dir,
+            db=str(self.store.path),
+            extra=extra,
+            gpus=gpus,
+            resumable=resumable,
+        )
         try:
-            code = proc.wait()
+            handle = self.executor.start(launch)
+        except StepRefused as exc:
+            reason = f"{step.failure}: {exc}"
+            self.store.transition(
+                job.id,
+                "failed",
+                allowed_from=("queued", "running", "exporting"),
+                message=reason,
+                error=reason,
+            )
+            return False
+        with self._lock:
+            self._handles[job.id] = handle
+        try:
+            # A cancel (or stop) that landed before the line above saw no step to stop; it
+            # is stopped here (cancel() and stop() see it in _handles from now on).
+            latest = self.store.get(job.id)
+            if latest is None or latest.terminal or self._stop.is_set():
+                handle.kill()
+            placement = handle.placed()
+            if placement is not None and placement.node is not None:
+                self._placed(job, step, placement)
+            if (
+                placement is not None
+                and start_message
+                and not self._mark_running(job, start_message)
+            ):
+                handle.kill()  # cancelled while it waited for resources
+            code = handle.wait()
         finally:
             with self._lock:
-                self._current = None
-        return None if self._stop.is_set() else code  # at shutdown recover() takes over
+                self._handles.pop(job.id, None)
+        for note in handle.notes():
+            self.store.add_event(job.id, "node_lost", note)
+        if self._stop.is_set():
+            return False  # shutting down: recover() takes the job over at the next start
+        return self._check(job, code, step.failure, lost=handle.lost)
 
-    def _check(self, job: Job, code: int, what: str) -> bool:
-        """True when the step succeeded and the job is still live; else records the failure."""
+    def _placed(self, job: Job, step: ChildStep, where: Placement) -> None:
+        gpus = (
+            f"GPU(s) {', '.join(where.gpu_ids)} (CUDA_VISIBLE_DEVICES={where.cuda_visible_devices})"
+            if where.gpu_ids
+            else "no GPU"
+        )
+        self.store.add_event(
+            job.id,
+            "placed",
+            f"{step.module} runs on node {(where.node or '')[:12]} ({where.host}) with {gpus}.",
+            node=where.node,
+            host=where.host,
+            gpu_ids=list(where.gpu_ids),
+            cuda_visible_devices=where.cuda_visible_devices,
+        )
+
+    def _check(self, job: Job, code: int, what: str, *, lost: str | None = None) -> bool:
+        """True when the step succeeded and the job is still live; else records the failure
+        (`lost`: why the executor lost the step, instead of the process's own reason)."""
         current = self.store.get(job.id)
         if current is None or current.terminal:
             shutil.rmtree(job.files.export_partial, ignore_errors=True)  # SIGTERMed export
             return False  # cancelled while the step ran
         if code == 0:
             return True
-        reason = _failure_reason(job.files, code)
+        reason = lost or _failure_reason(job.files, code)
         self.store.transition(
             job.id,
             "failed",
-            allowed_from=("running", "exporting"),
+            allowed_from=("queued", "running", "exporting"),  # queued: lost before placed
             message=f"{what}: {reason}",
             error=f"{what}: {reason}",
         )
@@ -319,17 +424,6 @@ def _failure_reason(files: JobFiles, code: int) -> str:
     log_file = files.log
     tail = log_file.read_text(errors="replace")[-1500:] if log_file.is_file() else ""
     return f"the training process exited with code {code}. Log tail:\n{tail}"
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def _kill_stale(job: Job) -> None:

@@ -84,16 +84,16 @@ def test_second_job_queues_behind_the_first_and_cancel_is_idempotent(jobs_client
         assert events(jobs_client, job_id)[-1]["type"] == "cancelled"
     assert not (jobs_client.app.state.settings.jobs_dir / second["id"] / "adapter").exists()
     deadline = time.monotonic() + 30
-    while jobs_client.app.state.runner._current is not None and time.monotonic() < deadline:
+    while jobs_client.app.state.runner._handles and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert jobs_client.app.state.runner._current is None  # the training process is gone
+    assert not jobs_client.app.state.runner._handles  # the training process is gone
 
 
 def test_cancel_between_start_and_process_spawn_still_stops_the_process(jobs_client, monkeypatch):
     """A cancel that lands after the job is marked running but before its process exists."""
     import subprocess
 
-    from api.jobs import runner as runner_module
+    from api.jobs.executors import process
 
     real_popen = subprocess.Popen
     spawned = []
@@ -106,7 +106,7 @@ def test_cancel_between_start_and_process_spawn_still_stops_the_process(jobs_cli
         spawned.append(proc)
         return proc
 
-    monkeypatch.setattr(runner_module.subprocess, "Popen", popen_then_cancel)
+    monkeypatch.setattr(process.subprocess, "Popen", popen_then_cancel)
     job = submit(jobs_client, name="racy", max_steps="400").json()
     wait_for(jobs_client, job["id"], ("cancelled",))
     deadline = time.monotonic() + 30

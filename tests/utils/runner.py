@@ -1,10 +1,11 @@
-"""The job runner without training: a queued job in a store, and a runner whose child process
+"""The job runner without training: a queued job in a store, and a runner whose executor
 only records which step module it would have run."""
 
 from pathlib import Path
 
 from api.config import Settings
 from api.finetune.kinds import fine_tune_kinds
+from api.jobs.executors.base import Executor, Placement, StepHandle, StepLaunch
 from api.jobs.runner import JobRunner
 from api.jobs.store import JobStore
 
@@ -23,17 +24,36 @@ def queued_job(store: JobStore, tmp_path: Path, kind: str = "fine_tune"):
 
 
 def runner_with(store, tmp_path, *, gpu: bool, free_gpu, calls: list[str]) -> JobRunner:
-    runner = JobRunner(
+    return JobRunner(
         store,
         Settings(data_dir=tmp_path),
         kinds=fine_tune_kinds(),
         free_gpu=free_gpu,
         trains_on_gpu=lambda: gpu,
+        executor=RecordingExecutor(calls),
     )
 
-    def child(job, module, extra):  # the training process, without training
-        calls.append(module)
+
+class _Done(StepHandle):
+    def placed(self) -> Placement:
+        return Placement()
+
+    def wait(self) -> int:
         return 0
 
-    runner._child = child  # type: ignore[method-assign]
-    return runner
+    def kill(self) -> None:
+        pass
+
+
+class RecordingExecutor(Executor):
+    """Each step "succeeds" at once; `calls` gets its module (the training process, without
+    training)."""
+
+    name, local, capacity = "recording", True, 1
+
+    def __init__(self, calls: list[str]):
+        self.calls = calls
+
+    def start(self, launch: StepLaunch) -> StepHandle:
+        self.calls.append(launch.module)
+        return _Done()

@@ -77,7 +77,7 @@ def dequantise(hf_dir: Path, out_dir: Path) -> Path:
     from transformers import AutoModelForCausalLM
 
     # on the CPU gptqmodel selects its torch kernel, whose weights dequantise as stored
-    model = AutoModelForCausalLM.from_pretrained(
+    model: Any = AutoModelForCausalLM.from_pretrained(
         hf_dir, dtype=torch.float16, device_map="cpu", use_safetensors=True
     )
     for name, module in list(model.named_modules()):

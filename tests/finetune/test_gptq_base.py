@@ -5,6 +5,7 @@ job, exported merged (dequantised to fp16 first), and the exported GGUF answerin
 
 gptqmodel's torch kernel runs here; its CUDA kernels run in `make gpu-check`."""
 
+import functools
 import json
 import os
 import subprocess
@@ -60,8 +61,13 @@ def gptq_models(tiny_models_dir, tmp_path_factory):
     return data / "models"
 
 
+@functools.cache
+def _reader(path):
+    return GGUFReader(path)  # slow to open: it parses the 49k-token vocabulary
+
+
 def _tensor(path, name):
-    reader = GGUFReader(path)
+    reader = _reader(path)
     tensor = next(t for t in reader.tensors if t.name == name)
     return np.array(tensor.data, dtype=np.float32).reshape(tensor.shape[::-1])
 
@@ -80,7 +86,7 @@ def test_provisioning_keeps_the_quantisation_and_serves_the_dequantised_weights(
     assert 0 < error < 0.25  # 4-bit rounding of random weights: about 0.13
 
 
-def test_lora_trains_on_gptq_weights_and_the_merged_export_answers(make_client, gptq_models):
+def test_lora_trains_on_gptq_weights_and_both_exports_answer(make_client, gptq_models):
     from api.serving.llama_model import open_llama
 
     client = make_client(base_models_dir=gptq_models, job_poll_seconds=0.1)
@@ -99,18 +105,7 @@ def test_lora_trains_on_gptq_weights_and_the_merged_export_answers(make_client, 
     assert np.abs(lora_b).max() > 0  # B starts at zero: the steps changed it
 
     (job_dir / "export.json").write_text(json.dumps({"export": "merged", "quantization": ["F16"]}))
-    # as the job runner runs it: a step process (gptqmodel never enters the pytest process)
-    command = [
-        sys.executable,
-        "-m",
-        "api.finetune.export",
-        str(job_dir),
-        "--db",
-        str(settings.jobs_db),
-    ]
-    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads((job_dir / "export" / "result.json").read_text())
+    result = _export(job_dir, settings.jobs_db)
     gguf = job_dir / "export" / result["files"]["F16"]
     assert not (job_dir / "export" / "base-fp16").exists()
     # merged = dequantised base (as llama.cpp dequantises it for serving) + the LoRA update
@@ -124,3 +119,24 @@ def test_lora_trains_on_gptq_weights_and_the_merged_export_answers(make_client, 
     assert (
         llm.create_completion("What is 2 plus 2?", max_tokens=4)["usage"]["completion_tokens"] >= 1
     )
+
+    # the adapter alone, on the base's GGUF (which llama.cpp dequantised at provisioning)
+    (job_dir / "export.json").write_text(json.dumps({"export": "adapter"}))
+    assert _export(job_dir, settings.jobs_db)["serve"] == {"adapter": "adapter.gguf"}
+    llm = open_llama(
+        gptq_models / BASE / "model.gguf",
+        lora_path=str(job_dir / "export" / "adapter.gguf"),
+        n_ctx=128,
+        verbose=False,
+    )
+    assert (
+        llm.create_completion("What is 2 plus 2?", max_tokens=4)["usage"]["completion_tokens"] >= 1
+    )
+
+
+def _export(job_dir, jobs_db):
+    """As the job runner runs it: a step process (gptqmodel never enters the pytest process)."""
+    command = [sys.executable, "-m", "api.finetune.export", str(job_dir), "--db", str(jobs_db)]
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((job_dir / "export" / "result.json").read_text())

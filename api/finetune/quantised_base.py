@@ -26,8 +26,11 @@ def quantisation(hf_dir: Path) -> dict[str, Any] | None:
     return found if isinstance(found, dict) else None
 
 
-def quantised_base_problem(name: str, hf_dir: Path, device: Any) -> str | None:
-    """Why this host cannot fine-tune the base in `hf_dir`, or None when it can."""
+def quantised_base_problem(
+    name: str, hf_dir: Path, device: Any, precision: str = "fp32"
+) -> str | None:
+    """Why this host cannot fine-tune the base in `hf_dir` in the resolved `precision`, or
+    None when it can."""
     config = quantisation(hf_dir)
     if config is None:
         return None
@@ -45,5 +48,10 @@ def quantised_base_problem(name: str, hf_dir: Path, device: Any) -> str | None:
         return (
             f"{what}: LoRA on GPTQ weights goes through transformers' GPTQ integration, and "
             f"{problem}. Run `make setup`, or provision the 16-bit checkpoint instead."
+        )
+    if not device.cuda and precision != "fp32":
+        return (
+            f"{what}: on the CPU its layers (gptqmodel's torch kernel) compute in fp32 only, "
+            f"and mixed_precision resolved to {precision}. Set mixed_precision: fp32."
         )
     return None

@@ -29,6 +29,11 @@ def test_quantised_bases_are_recognised_with_the_reason(tiny_models_dir, tmp_pat
     # gptqmodel's torch kernel trains on the CPU, its GPU kernels on CUDA
     assert quantised_base_problem("g", gptq, CPU) is None
     assert quantised_base_problem("g", gptq, H200) is None
+    # the torch kernel fails under the CPU's bf16 autocast: refused before any work
+    assert quantised_base_problem("g", gptq, CPU, "bf16").endswith(
+        "on the CPU its layers (gptqmodel's torch kernel) compute in fp32 only, and "
+        "mixed_precision resolved to bf16. Set mixed_precision: fp32."
+    )
     monkeypatch.setattr(gptq_support, "GPTQ_DIR", tmp_path / "no-gptq")
     assert quantised_base_problem("g", gptq, CPU) == (
         "Base model 'g' is a GPTQ-quantised checkpoint (4-bit): LoRA on GPTQ weights goes "

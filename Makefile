@@ -4,13 +4,14 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+GPTQ   := $(VENV)/gptq/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 LINTED := api tests scripts load_base_model.py
 
 .PHONY: setup run test lint bench gpu-check gpu-bundle audit model llamacpp chromium clean-venv
 
-setup: $(STAMP) llamacpp model
+setup: $(STAMP) $(GPTQ) llamacpp model
 
 $(STAMP): pyproject.toml
 	@echo "==> creating the virtual environment in $(VENV)"
@@ -20,6 +21,13 @@ $(STAMP): pyproject.toml
 	@echo "==> installing pinned dependencies (the first time, llama-cpp-python compiles llama.cpp: about 5 minutes on 2 cores)"
 	@$(PY) -m pip install --disable-pip-version-check --progress-bar on -e '.[test]'
 	@touch $(STAMP)
+
+# GPTQ bases (api/finetune/gptq.py): own directory, --no-deps (why: requirements-gptq.txt)
+$(GPTQ): requirements-gptq.txt | $(STAMP)
+	@echo "==> installing the GPTQ packages into $(VENV)/gptq (the first time about 2 minutes: pypcre compiles)"
+	@rm -rf $(VENV)/gptq.partial
+	@$(PY) -m pip install --disable-pip-version-check --quiet --no-deps --target $(VENV)/gptq.partial -r requirements-gptq.txt
+	@rm -rf $(VENV)/gptq && mv $(VENV)/gptq.partial $(VENV)/gptq && touch $(GPTQ)
 
 llamacpp: $(STAMP)
 	@PYTHON=$(PY) scripts/setup_llamacpp.sh

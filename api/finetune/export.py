@@ -7,7 +7,7 @@ JOB_DIR --db JOBS_DB`; merging loads the whole model). Reads spec.json (`export`
 the file to serve; on failure error.txt, and nothing in export/.
 
 The merge always loads the base in 16/32-bit, never 4-bit: merging into a quantised base
-rounds the LoRA update away. llama.cpp's own converters write the GGUF, so the chat
+rounds the LoRA update away. A GPTQ base is dequantised to fp16 first (api/finetune/gptq.py). llama.cpp's own converters write the GGUF, so the chat
 template and the end-of-turn/EOS tokens travel in the GGUF metadata.
 """
 
@@ -21,8 +21,10 @@ from typing import Any
 
 from api.childproc import die_with_parent
 from api.config import REPO_ROOT
+from api.finetune import gptq
 from api.finetune.merge import merge_shards, unsupported
 from api.finetune.quant_types import CONVERTED, ftype_constant
+from api.finetune.quantised_base import quantisation
 from api.finetune.spec import FineTuneSpec
 from api.jobs import step
 from api.jobs.layout import RESULT, JobFiles
@@ -57,6 +59,9 @@ def merge(
     merge cannot take and for a chain (`parents`: the adapters of the fine-tuned model it
     was trained from, merged first)."""
     config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    dequantised = None
+    if quantisation(base_hf) is not None:  # GPTQ: LoRA merges into the fp16 dequantised base
+        base_hf = dequantised = gptq.dequantise(base_hf, out_dir.parent / "base-fp16")
     if unsupported(config) is None and not parents:
         merge_shards(adapter_dir, base_hf, out_dir)
     else:
@@ -69,6 +74,8 @@ def merge(
     for name in ("generation_config.json",):
         if (base_hf / name).is_file() and not (out_dir / name).is_file():
             shutil.copy(base_hf / name, out_dir / name)
+    if dequantised is not None:
+        shutil.rmtree(dequantised)
 
 
 def _peft_merge(

@@ -4,15 +4,16 @@ GPTQ checkpoints (`TheBloke/...-GPTQ`) provisioned with `load_base_model.py --hf
 Provisioning keeps the checkpoint as published (its quantisation config included), and
 llama.cpp's converter dequantises GPTQ weights when it writes the serving GGUF, so such a base
 is served like any other. Training LoRA on the quantised weights goes through transformers'
-GPTQ integration, whose kernels need a CUDA GPU and the `gptqmodel` package; neither is
-available on the CPU hosts this project is tested on, so a job on such a base is refused
-before any work, with the reason, unless both are present.
+GPTQ integration (optimum + gptqmodel, api/finetune/gptq.py), on the CPU with gptqmodel's torch
+kernel or on CUDA with its GPU kernels; a merged export dequantises the base to fp16 first. A
+job on such a base is refused before any work, with the reason, where that cannot run.
 """
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
+
+from api.finetune import gptq
 
 
 def quantisation(hf_dir: Path) -> dict[str, Any] | None:
@@ -25,8 +26,11 @@ def quantisation(hf_dir: Path) -> dict[str, Any] | None:
     return found if isinstance(found, dict) else None
 
 
-def quantised_base_problem(name: str, hf_dir: Path, device: Any) -> str | None:
-    """Why this host cannot fine-tune the base in `hf_dir`, or None when it can."""
+def quantised_base_problem(
+    name: str, hf_dir: Path, device: Any, precision: str = "fp32"
+) -> str | None:
+    """Why this host cannot fine-tune the base in `hf_dir` in the resolved `precision`, or
+    None when it can."""
     config = quantisation(hf_dir)
     if config is None:
         return None
@@ -40,15 +44,14 @@ def quantised_base_problem(name: str, hf_dir: Path, device: Any) -> str | None:
             f"{what}; only GPTQ checkpoints can be fine-tuned as quantised bases. Provision "
             "the unquantised (16-bit) checkpoint instead."
         )
-    if not device.cuda:
+    if problem := gptq.missing():
         return (
-            f"{what}: LoRA on GPTQ weights needs a CUDA GPU (GPTQ kernels); this host has none: "
-            f"{device.cuda_state()}. Train on a GPU host, or provision the 16-bit checkpoint."
+            f"{what}: LoRA on GPTQ weights goes through transformers' GPTQ integration, and "
+            f"{problem}. Run `make setup`, or provision the 16-bit checkpoint instead."
         )
-    if importlib.util.find_spec("gptqmodel") is None:
+    if not device.cuda and precision != "fp32":
         return (
-            f"{what}: LoRA on GPTQ weights needs the gptqmodel package (transformers' GPTQ "
-            "integration), which is not installed here. Install it on this GPU host, or "
-            "provision the 16-bit checkpoint."
+            f"{what}: on the CPU its layers (gptqmodel's torch kernel) compute in fp32 only, "
+            f"and mixed_precision resolved to {precision}. Set mixed_precision: fp32."
         )
     return None

@@ -38,7 +38,7 @@ from transformers import (
 )
 from trl import SFTConfig, SFTTrainer
 
-from api.finetune import ranks
+from api.finetune import gptq, ranks
 from api.finetune.answer_loss import answer_loss_sum
 from api.finetune.chain import with_parent
 from api.finetune.device import TrainingDevice, fit, inspect, require_cuda_message
@@ -47,6 +47,7 @@ from api.finetune.lengths import CHATML_TEMPLATE
 from api.finetune.precision import torch_dtype_name
 from api.finetune.predictions import record, write_predictions
 from api.finetune.preference_recipe import preference_metrics, preference_trainer, to_preference
+from api.finetune.quantised_base import quantisation
 from api.finetune.spec import FineTuneSpec
 from api.jobs import step
 from api.jobs.layout import JobFiles
@@ -70,6 +71,11 @@ def load_tokenizer(hf_dir: Path) -> PreTrainedTokenizerBase:
 
 def load_model(hf_dir: Path, bits: int, cuda: bool, precision: str = "bf16") -> torch.nn.Module:
     kwargs: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": False}
+    if quantisation(hf_dir) is not None:  # GPTQ (the service refused other quantised bases)
+        gptq.enable()
+        return _kbit_ready(
+            AutoModelForCausalLM.from_pretrained(hf_dir, **kwargs, **gptq.load_kwargs(cuda))
+        )
     half = getattr(torch, torch_dtype_name(precision))
     if bits == 4:
         from transformers import BitsAndBytesConfig
@@ -89,11 +95,14 @@ def load_model(hf_dir: Path, bits: int, cuda: bool, precision: str = "bf16") -> 
     if cuda:
         kwargs["device_map"] = {"": ranks.local_rank()}  # rank N trains on GPU N
     model = AutoModelForCausalLM.from_pretrained(hf_dir, **kwargs)
-    if bits < 16:
-        from peft import prepare_model_for_kbit_training
+    return _kbit_ready(model) if bits < 16 else model
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    return model
+
+def _kbit_ready(model: torch.nn.Module) -> torch.nn.Module:
+    """A quantised base (bitsandbytes or GPTQ) frozen, norms in fp32, inputs requiring grad."""
+    from peft import prepare_model_for_kbit_training
+
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
 
 
 # ---------------------------------------------------------------- format
@@ -305,7 +314,7 @@ def train(
         r=spec.lora_r,
         lora_alpha=spec.lora_alpha,
         lora_dropout=spec.lora_dropout,
-        target_modules=spec.target_modules,
+        target_modules=gptq.targets(model, spec.target_modules),
         task_type="CAUSAL_LM",
     )
     trainer: Trainer

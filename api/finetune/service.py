@@ -204,7 +204,9 @@ def submit_fine_tune(
             "to train its adapter on, or export `merged`."
         )
     hf_dir = _base_checkpoint(spec.model_copy(update={"base_model": root}), catalog, settings)
-    quantised = quantised_base_problem(spec.base_model, hf_dir, device)
+    quantised = quantised_base_problem(
+        spec.base_model, hf_dir, device, spec.mixed_precision or "fp32"
+    )
     if quantised:
         raise InvalidInput(quantised)
     spec = _resolve_format(spec, hf_dir, eval_ is not None)

@@ -1,9 +1,11 @@
 """A GPTQ base (config.json carries its quantization_config): refused before any work, with
-the reason, where it cannot be trained (no CUDA, no gptqmodel); other quantised bases too."""
+the reason, where it cannot be trained (gptqmodel/optimum not installed); other quantised bases
+always. Training one for real: test_gptq_base.py."""
 
 import json
 import shutil
 
+from api.finetune import gptq as gptq_support
 from api.finetune.quantised_base import quantisation, quantised_base_problem
 from tests.utils.devices import CPU, H200
 from tests.utils.jobs import _no_jobs, submit
@@ -19,24 +21,34 @@ def _quantised_copy(source, target, config):
     return target / "hf"
 
 
-def test_quantised_bases_are_recognised_with_the_reason(tiny_models_dir, tmp_path):
+def test_quantised_bases_are_recognised_with_the_reason(tiny_models_dir, tmp_path, monkeypatch):
     plain = tiny_models_dir / TINY / "hf"
     assert quantisation(plain) is None and quantised_base_problem("x", plain, CPU) is None
     gptq = _quantised_copy(tiny_models_dir / TINY, tmp_path / "gptq", GPTQ)
     assert quantisation(gptq) == GPTQ
-    assert quantised_base_problem("g", gptq, CPU).startswith(
-        "Base model 'g' is a GPTQ-quantised checkpoint (4-bit): LoRA on GPTQ weights needs a "
-        "CUDA GPU (GPTQ kernels); this host has none: torch.cuda.is_available() is False"
+    # gptqmodel's torch kernel trains on the CPU, its GPU kernels on CUDA
+    assert quantised_base_problem("g", gptq, CPU) is None
+    assert quantised_base_problem("g", gptq, H200) is None
+    # the torch kernel fails under the CPU's bf16 autocast: refused before any work
+    assert quantised_base_problem("g", gptq, CPU, "bf16").endswith(
+        "on the CPU its layers (gptqmodel's torch kernel) compute in fp32 only, and "
+        "mixed_precision resolved to bf16. Set mixed_precision: fp32."
     )
-    # on a GPU host the gptqmodel package is what transformers' GPTQ integration needs
-    assert "needs the gptqmodel package" in quantised_base_problem("g", gptq, H200)
+    monkeypatch.setattr(gptq_support, "GPTQ_DIR", tmp_path / "no-gptq")
+    assert quantised_base_problem("g", gptq, CPU) == (
+        "Base model 'g' is a GPTQ-quantised checkpoint (4-bit): LoRA on GPTQ weights goes "
+        "through transformers' GPTQ integration, and the gptqmodel and optimum packages are "
+        f"not installed in {tmp_path / 'no-gptq'} (`make setup` installs them from "
+        "requirements-gptq.txt). Run `make setup`, or provision the 16-bit checkpoint instead."
+    )
     awq = _quantised_copy(tiny_models_dir / TINY, tmp_path / "awq", {"quant_method": "awq"})
     assert "only GPTQ checkpoints can be fine-tuned" in quantised_base_problem("a", awq, H200)
 
 
-def test_a_gptq_base_without_cuda_is_a_422_and_leaves_nothing(
-    make_client, tiny_models_dir, tmp_path
+def test_a_gptq_base_without_gptqmodel_is_a_422_and_leaves_nothing(
+    make_client, tiny_models_dir, tmp_path, monkeypatch
 ):
+    monkeypatch.setattr(gptq_support, "GPTQ_DIR", tmp_path / "no-gptq")
     models = tmp_path / "models"
     models.mkdir()
     _quantised_copy(tiny_models_dir / TINY, models / "tiny-gptq", GPTQ)
@@ -44,4 +56,5 @@ def test_a_gptq_base_without_cuda_is_a_422_and_leaves_nothing(
     r = submit(client, base_model="tiny-gptq")
     assert r.status_code == 422
     assert "'tiny-gptq' is a GPTQ-quantised checkpoint (4-bit)" in r.json()["detail"]
+    assert "gptqmodel and optimum packages are not installed" in r.json()["detail"]
     _no_jobs(client)

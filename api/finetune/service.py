@@ -26,7 +26,7 @@ from api.finetune.data import (
     resolve_seed,
     split_examples,
 )
-from api.finetune.device import TrainingDevice, fit, training_device
+from api.finetune.device import TrainingDevice, fit
 from api.finetune.formats import prepare, resolve_system_role, template_for
 from api.finetune.lengths import chat_template, too_long
 from api.finetune.precision import precision_reason
@@ -34,7 +34,7 @@ from api.finetune.preference import load_preferences, with_rejected
 from api.finetune.quantised_base import quantised_base_problem
 from api.finetune.spec import ExportRequest, FineTuneSpec
 from api.finetune.truncate import truncate_rows
-from api.jobs.capacity import gpus_problem, training_capacity
+from api.jobs.capacity import gpus_problem, job_device, training_capacity
 from api.jobs.enqueue import enqueue
 from api.jobs.runner import JobRunner
 from api.jobs.store import Job, JobStore
@@ -183,7 +183,7 @@ def submit_fine_tune(
         existing = store.by_idempotency_key(idempotency_key)
         if existing is not None:
             return existing, False
-    device = device or training_device()
+    device = device or job_device(settings)  # this host's, or the Ray cluster's
     choice = spec.mixed_precision
     spec, problems = fit(spec, device)  # bits, optimizer and mixed_precision filled in
     if problems:

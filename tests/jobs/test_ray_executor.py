@@ -187,3 +187,28 @@ def test_a_lost_node_resumes_the_job_from_its_checkpoint_on_another(ray_client, 
     assert headers[1].endswith("resuming from the last checkpoint")
     assert placed.data["node"][:12] in headers[0] and placed.data["node"][:12] not in headers[1]
     assert os.path.isdir(job_dir / "adapter")
+
+
+def test_submissions_are_checked_against_the_clusters_gpus_not_the_api_hosts(cluster, tmp_path):
+    """In the cluster profile the API's host has no GPU: QLoRA and `gpus` are judged by the
+    Ray nodes that will train (here one node with two fake GPUs), read from Ray's table."""
+    from api.finetune.device import fit
+    from api.finetune.spec import FineTuneSpec
+    from api.jobs.capacity import gpus_problem, job_device, training_capacity
+
+    if not ray.is_initialized():
+        ray.init(address=cluster.address, log_to_driver=False)
+    ray_settings = Settings(data_dir=tmp_path, job_executor="ray", ray_address=cluster.address)
+    device = job_device(ray_settings)
+    assert device.cuda and device.gpus == ("GPU", "GPU"), device
+    assert "Ray cluster" in device.notes[0]
+    spec = FineTuneSpec(base_model="smollm2-135m", model_name="tuned", gpus=2)
+    fitted, problems = fit(spec, device)
+    assert fitted.bits == 4 and fitted.mixed_precision == "bf16"  # a GPU job, not a CPU one
+    assert [p for p in problems if p.startswith("bits")] == []
+    capacity = training_capacity(ray_settings)
+    assert (capacity.processes, capacity.cuda) == (2, True)
+    assert "largest node has 2 GPU(s)" in (gpus_problem(3, capacity) or "")
+    # the local executor in the same process still judges by this host
+    local = Settings(data_dir=tmp_path)
+    assert not job_device(local).cuda and not training_capacity(local).cuda

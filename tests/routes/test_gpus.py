@@ -82,3 +82,21 @@ def test_the_spec_records_gpus(client):
     assert r.json()["hyperparameters"]["gpus"] == 2
     assert client.post(f"/jobs/{job_id}/cancel").json()["status"] == "cancelled"
     assert client.get(f"/jobs/{job_id}").json()["hyperparameters"]["gpus"] == 2
+
+
+def test_a_clusters_capacity_is_its_largest_node():
+    from api.jobs.capacity import cluster_capacity, cluster_device
+
+    nodes = [
+        {"CPU": 2.0},
+        {"CPU": 8.0, "GPU": 2.0, "accelerator_type:H100": 1.0},
+        {"CPU": 16.0, "GPU": 4.0, "accelerator_type:A100": 1.0},
+    ]
+    capacity = cluster_capacity(nodes)
+    assert (capacity.processes, capacity.cuda) == (4, True)
+    device = cluster_device(nodes, CPU)
+    assert device.cuda and device.gpus == ("H100",) * 2 + ("A100",) * 4
+    assert device.torch == CPU.torch  # same image on every node
+    cpu_only = cluster_capacity([{"CPU": 2.0}, {"CPU": 6.0}])
+    assert (cpu_only.processes, cpu_only.cuda) == (6, False)
+    assert not cluster_device([{"CPU": 6.0}], CPU).cuda

@@ -101,7 +101,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.documents.recover(startup=True)
         except Exception:
             logging.getLogger(__name__).exception("could not clean up interrupted imports")
-        app.state.job_store = JobStore(settings.jobs_db)
+        app.state.job_store = JobStore(
+            settings.jobs_db,
+            replica=settings.replica_id,
+            lease_seconds=settings.job_lease_seconds,
+        )
         app.state.models = ModelService(
             catalog=app.state.catalog,
             registry=app.state.registry,

@@ -6,6 +6,11 @@ A thread in the API process takes the oldest queued job and runs what its kind s
 ended. At start-up, jobs left `running` by a previous API process are resumed from where
 they were, or failed with the reason when they cannot be.
 
+Replicas (several API processes over one database, api/db): a running job records its owner
+(LLM_REPLICA_ID) and a lease that a heartbeat thread renews; recovery claims only this
+replica's jobs and expired leases, and the heartbeat stops local work on a job cancelled
+through another replica.
+
 Before training on a GPU, `free_gpu` (the Ollama backend's unload_all, wired in main.py)
 empties the GPU of served models: Ollama keeps models loaded for minutes after a request,
 and a training job would otherwise start out of memory. It is best effort: when it fails
@@ -54,12 +59,15 @@ class JobRunner:
         self._lock = threading.Lock()
         self._current: tuple[str, subprocess.Popen[bytes]] | None = None
         self._thread: threading.Thread | None = None
+        self._heartbeat: threading.Thread | None = None
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
         self.recover()
         self._thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
         self._thread.start()
+        self._heartbeat = threading.Thread(target=self._beat, name="job-heartbeat", daemon=True)
+        self._heartbeat.start()
 
     def stop(self) -> None:
         """Stop taking jobs; a running job's process is ended and resumes at next start."""
@@ -71,21 +79,30 @@ class JobRunner:
             _kill(current[1])
         if self._thread:
             self._thread.join(timeout=30)
+        if self._heartbeat:
+            self._heartbeat.join(timeout=30)
 
     def wake(self) -> None:
         self._wake.set()
 
-    def recover(self) -> None:
-        for job in self.store.list(
-            states=("running", "exporting", "validating_files"), limit=10_000
-        ):
+    def recover(self, *, own: bool = True) -> None:
+        """Re-queue (resumable) or fail the jobs nobody works on any more: at start-up this
+        replica's own from before (`own`), and any replica's whose lease expired (it died;
+        the heartbeat looks for those too). Another live replica's jobs are never touched:
+        each job is claimed first, and only one claimant wins."""
+        for job in self.store.recoverable(own=own):
+            if not self.store.claim(job.id):
+                continue  # its owner renewed the lease, or another replica took it
             _kill_stale(job)
             if job.state in ("running", "exporting") and self._kind(job).resumable(job):
                 self.store.transition(
                     job.id,
                     "queued",
                     allowed_from=("running", "exporting"),
-                    message="The API restarted during the job; it will resume from where it was.",
+                    message="The API restarted during the job; it will resume from where it was."
+                    if job.owner in (None, self.store.replica)
+                    else f"Replica {job.owner!r} stopped renewing the job's lease; it will "
+                    "resume from where it was.",
                 )
             else:
                 reason = (
@@ -97,18 +114,45 @@ class JobRunner:
                     job.id, "failed", allowed_from=(job.state,), message=reason, error=reason
                 )
 
+    # ------------------------------------------------------------ heartbeat
+    def _beat(self) -> None:
+        """Every LLM_JOB_HEARTBEAT_SECONDS: renew this replica's leases, stop local work on
+        jobs that ended in the store (cancelled on another replica), and take over the jobs
+        of replicas whose leases expired."""
+        while not self._stop.wait(self.settings.job_heartbeat_seconds):
+            try:
+                self.store.renew()
+                for job_id in self._local_jobs():
+                    job = self.store.get(job_id)
+                    if job is None or job.terminal:
+                        self._stop_local(job_id)
+                self.recover(own=False)
+            except Exception:  # the database may be away for a moment: try again next beat
+                log.exception("job heartbeat failed")
+
+    def _local_jobs(self) -> list[str]:
+        """The ids of the jobs whose work runs in this runner now."""
+        with self._lock:
+            return [self._current[0]] if self._current else []
+
     # ------------------------------------------------------------ cancel
     def cancel(self, job_id: str) -> None:
-        """Cancel a queued or running job; a terminal job is left as it is."""
+        """Cancel a queued or running job; a terminal job is left as it is. The job's work
+        stops here if this replica runs it, else at its replica's next heartbeat."""
         moved = self.store.transition(
             job_id,
             "cancelled",
             allowed_from=("validating_files", "queued", "running", "exporting"),
             message="Cancelled at the user's request.",
         )
+        if moved:
+            self._stop_local(job_id)
+
+    def _stop_local(self, job_id: str) -> None:
+        """Stop this job's work if this runner is running it (its step's process group)."""
         with self._lock:
             current = self._current
-        if moved and current and current[0] == job_id:
+        if current and current[0] == job_id:
             _kill(current[1])
 
     # ------------------------------------------------------------ the loop

@@ -17,8 +17,8 @@ from api.jobs.store import JobStore
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> JobStore:
-    return JobStore(tmp_path / "jobs.sqlite")
+def store(db_target) -> JobStore:
+    return JobStore(db_target("jobs"))
 
 
 def make_job(store: JobStore, tmp_path: Path, kind="fine_tune", spec=None):

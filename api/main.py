@@ -1,6 +1,7 @@
 """App factory: settings, backends, routers and error handlers."""
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -101,6 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.documents.recover(startup=True)
         except Exception:
             logging.getLogger(__name__).exception("could not clean up interrupted imports")
+        if settings.database_url is not None:  # step processes read the password from here
+            os.environ.setdefault("LLM_DATABASE_URL", settings.database_url.get_secret_value())
         app.state.job_store = JobStore(
             settings.jobs_db,
             replica=settings.replica_id,

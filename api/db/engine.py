@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 if TYPE_CHECKING:
     from api.db.migrate import Migration
@@ -27,6 +27,10 @@ def is_url(target: str | Path) -> bool:
     return isinstance(target, str) and "://" in target
 
 
+def _without_password(url: URL) -> str:
+    return url._replace(password=None).render_as_string(hide_password=False)  # (URL.set keeps it)
+
+
 def _with_password(url: str) -> str:
     """A URL without a password (as the runner passes it to step processes, so that it never
     shows in `ps`) takes the password of LLM_DATABASE_URL when that names the same database."""
@@ -34,7 +38,7 @@ def _with_password(url: str) -> str:
     if parsed.password is not None or not configured:
         return url
     full = make_url(configured)
-    if full.set(password=None).render_as_string(hide_password=False) == url:
+    if _without_password(full) == url:
         return full.render_as_string(hide_password=False)
     return url
 
@@ -101,7 +105,7 @@ class Database:
         """The target as a step process gets it: the path, or the URL without password."""
         if self.sqlite_path is not None:
             return str(self.sqlite_path)
-        return make_url(str(self.target)).set(password=None).render_as_string(hide_password=False)
+        return _without_password(make_url(str(self.target)))
 
 
 def dispose(target: str | Path) -> None:

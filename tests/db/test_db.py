@@ -135,3 +135,15 @@ def test_a_lock_held_by_a_dead_process_is_free(db_target, tmp_path):
                 break
         time.sleep(0.1)
     assert got is True
+
+
+def test_step_processes_get_the_url_without_its_password(pg_url, monkeypatch):
+    from api.db.engine import _with_password
+    from api.jobs.store import JobStore
+
+    with_password = pg_url.replace("postgres@", "postgres:s3cret@")  # trust auth ignores it
+    shown = str(JobStore(with_password).path)
+    assert "s3cret" not in shown and shown == pg_url
+    monkeypatch.setenv("LLM_DATABASE_URL", with_password)
+    assert _with_password(shown) == with_password  # the step takes it from its environment
+    assert _with_password(shown.replace("/test_", "/other_")) == shown.replace("/test_", "/other_")

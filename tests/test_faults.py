@@ -181,8 +181,7 @@ def test_kill_during_training_resumes_from_the_checkpoint(api):
         )
         assert processes_using(job_dir), "no training process to orphan"
     first.kill()
-    with JobStore(first.data_dir / "jobs.sqlite")._connect() as db:
-        killed_at = json.loads(db.execute("SELECT progress FROM jobs").fetchone()[0])["step"]
+    killed_at = JobStore(first.data_dir / "jobs.sqlite").require(job_id).progress["step"]
     # and as if the kill had cut a checkpoint save short: weights begun, no trainer state
     assert wait_no_processes_using(first.data_dir) == []
     cut = job_dir / "checkpoints" / f"checkpoint-{killed_at + 1}"

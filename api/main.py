@@ -155,7 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,  # api/docs.py serves both from local files
     )
     app.state.settings = settings
-    app.state.model_use = ModelUse()  # imports hold their model against deletes
+    app.state.model_use = ModelUse(settings)  # imports hold their model against deletes
     openapi.install(app)  # the schema documents the errors that problems.py answers
     problems.install(app)
     docs.install(app)

@@ -91,7 +91,7 @@ def partial_files(data_dir: Path) -> list[str]:
             name.endswith((".part", ".partial", ".tmp"))
             or name.startswith(("tmp", ".tmp"))
             or rel.parts[:2] == ("documents", ".incoming")
-            and len(rel.parts) > 2
+            and len(rel.parts) > 3  # a file in a replica's incoming dir
         ):
             odd.append(str(rel))
     return odd

@@ -29,44 +29,54 @@ def lock_key(name: str) -> int:
 
 
 @contextmanager
-def hold(target: str | Path, name: str, *, wait: bool = True, once: bool = False) -> Iterator[bool]:
+def hold(
+    target: str | Path,
+    name: str,
+    *,
+    wait: bool = True,
+    once: bool = False,
+    shared: bool = False,
+) -> Iterator[bool]:
     """Hold lock `name` in `target` (a database URL, or a folder for lock files) for the
     block. With `wait=False` the block runs at once and gets False when another holder has
     it (nothing is held then); otherwise it waits and gets True. `once`: a name that is
-    never waited for again once released (an import id): its lock file goes at release."""
+    never waited for again once released (an import id): its lock file goes at release.
+    `shared`: any number of shared holders at once, excluding the exclusive ones."""
     if is_url(target):
-        with _advisory(str(target), name, wait=wait) as held:
+        with _advisory(str(target), name, wait=wait, shared=shared) as held:
             yield held
     else:
-        with _flock(Path(target), name, wait=wait, once=once) as held:
+        with _flock(Path(target), name, wait=wait, once=once, shared=shared) as held:
             yield held
 
 
 @contextmanager
-def _advisory(url: str, name: str, *, wait: bool) -> Iterator[bool]:
-    key = lock_key(name)
+def _advisory(url: str, name: str, *, wait: bool, shared: bool) -> Iterator[bool]:
+    key, mode = lock_key(name), "_shared" if shared else ""
     with engine_for(url).connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         if wait:
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            conn.execute(text(f"SELECT pg_advisory_lock{mode}(:k)"), {"k": key})
             held = True
         else:
-            held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+            try_lock = text(f"SELECT pg_try_advisory_lock{mode}(:k)")
+            held = bool(conn.execute(try_lock, {"k": key}).scalar())
         try:
             yield held
         finally:
             if held:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.execute(text(f"SELECT pg_advisory_unlock{mode}(:k)"), {"k": key})
 
 
 @contextmanager
-def _flock(folder: Path, name: str, *, wait: bool, once: bool) -> Iterator[bool]:
+def _flock(folder: Path, name: str, *, wait: bool, once: bool, shared: bool) -> Iterator[bool]:
     folder.mkdir(parents=True, exist_ok=True)
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:80]
     path = folder / f"{safe}-{lock_key(name) & 0xFFFFFFFF:08x}.lock"
     with open(path, "a+b") as f:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+            fcntl.flock(f, mode | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             yield False
             return
@@ -87,9 +97,14 @@ def lock_target(settings: "Settings") -> str | Path:
 
 @contextmanager
 def db_lock(
-    settings: "Settings", name: str, *, wait: bool = True, once: bool = False
+    settings: "Settings",
+    name: str,
+    *,
+    wait: bool = True,
+    once: bool = False,
+    shared: bool = False,
 ) -> Iterator[bool]:
     """Serialise `name` across every process (and replica) using these settings' store; see
-    `hold` for `wait` and `once`."""
-    with hold(lock_target(settings), name, wait=wait, once=once) as held:
+    `hold` for `wait`, `once` and `shared`."""
+    with hold(lock_target(settings), name, wait=wait, once=once, shared=shared) as held:
         yield held

@@ -147,3 +147,21 @@ def test_step_processes_get_the_url_without_its_password(pg_url, monkeypatch):
     monkeypatch.setenv("LLM_DATABASE_URL", with_password)
     assert _with_password(shown) == with_password  # the step takes it from its environment
     assert _with_password(shown.replace("/test_", "/other_")) == shown.replace("/test_", "/other_")
+
+
+def test_a_model_held_on_one_replica_cannot_be_deleted_on_another(db_target, tmp_path):
+    from api.errors import Conflict
+    from api.models.in_use import ModelUse
+
+    settings = _settings(db_target, tmp_path)
+    a, b = ModelUse(settings), ModelUse(settings.model_copy(update={"replica_id": "b"}))
+    with a.shared("hr"):  # an import on A
+        with b.shared("hr"):  # another import, on B: both hold it
+            pass
+        with pytest.raises(Conflict, match="in use by an operation on another API replica"):
+            with b.exclusive("hr", action="Delete it"):
+                pass
+        with b.exclusive("sales", action="Delete it"):  # another model is free
+            pass
+    with b.exclusive("hr", action="Delete it"):  # the import ended
+        pass

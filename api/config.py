@@ -1,5 +1,6 @@
 """One Settings class, read from `LLM_*` environment variables (or `.env`) and validated at start-up."""
 
+import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -222,6 +223,36 @@ class Settings(BaseSettings):
         "is lost (from the job's last checkpoint).",
     )
 
+    # the shared store and API replicas (api/db)
+    database_url: SecretStr | None = Field(
+        None,
+        description="A PostgreSQL URL (`postgresql+psycopg://user:password@host:5432/db`) that "
+        "the job store, model registry and document catalogue share, so that several API "
+        "replicas (over one shared data dir) can run. Unset: each store is a SQLite file in "
+        "the data dir (one API process).",
+    )
+    replica_id: str = Field(
+        default_factory=socket.gethostname,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        description="This API replica's name, recorded as the owner of the jobs it runs and "
+        "the uploads it receives; defaults to the hostname. Give each replica on one host "
+        "its own.",
+    )
+    job_lease_seconds: float = Field(
+        30.0,
+        ge=2,
+        le=3600,
+        description="How long a running job stays this replica's without a heartbeat; "
+        "after that another replica may take it over (resume or fail it).",
+    )
+    job_heartbeat_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=600,
+        description="How often the runner renews its jobs' leases and checks whether "
+        "another replica cancelled one of them (must be below LLM_JOB_LEASE_SECONDS).",
+    )
+
     # dataset generation (api/datasets)
     teacher_base_url: str | None = Field(
         None,
@@ -259,6 +290,19 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_jobs(self) -> "Settings":
+        if self.job_heartbeat_seconds >= self.job_lease_seconds:
+            raise ValueError("LLM_JOB_HEARTBEAT_SECONDS must be below LLM_JOB_LEASE_SECONDS")
+        if self.database_url is not None:
+            url = self.database_url.get_secret_value()
+            if not url.startswith(("postgresql://", "postgresql+psycopg://")):
+                raise ValueError(
+                    "LLM_DATABASE_URL must be a PostgreSQL URL: postgresql+psycopg://user:"
+                    "password@host:5432/database"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _check_rag(self) -> "Settings":
         if self.rag_chunk_overlap >= self.rag_chunk_size:
             raise ValueError("LLM_RAG_CHUNK_OVERLAP must be smaller than LLM_RAG_CHUNK_SIZE")
@@ -270,13 +314,24 @@ class Settings(BaseSettings):
         assert self.base_models_dir is not None
         return self.base_models_dir
 
-    @property
-    def registry_path(self) -> Path:
-        return self.data_dir / "registry.sqlite"
+    def _store(self, name: str) -> Path | str:
+        """Where a store lives: LLM_DATABASE_URL (all stores in one database), else its own
+        SQLite file in the data dir (api/db)."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return self.data_dir / f"{name}.sqlite"
 
     @property
-    def jobs_db(self) -> Path:
-        return self.data_dir / "jobs.sqlite"
+    def registry_path(self) -> Path | str:
+        return self._store("registry")
+
+    @property
+    def jobs_db(self) -> Path | str:
+        return self._store("jobs")
+
+    @property
+    def documents_db(self) -> Path | str:
+        return self._store("documents")
 
     @property
     def jobs_dir(self) -> Path:

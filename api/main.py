@@ -1,6 +1,7 @@
 """App factory: settings, backends, routers and error handlers."""
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -101,7 +102,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.documents.recover(startup=True)
         except Exception:
             logging.getLogger(__name__).exception("could not clean up interrupted imports")
-        app.state.job_store = JobStore(settings.jobs_db)
+        if settings.database_url is not None:  # step processes read the password from here
+            os.environ.setdefault("LLM_DATABASE_URL", settings.database_url.get_secret_value())
+        app.state.job_store = JobStore(
+            settings.jobs_db,
+            replica=settings.replica_id,
+            lease_seconds=settings.job_lease_seconds,
+        )
         app.state.models = ModelService(
             catalog=app.state.catalog,
             registry=app.state.registry,
@@ -148,7 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,  # api/docs.py serves both from local files
     )
     app.state.settings = settings
-    app.state.model_use = ModelUse()  # imports hold their model against deletes
+    app.state.model_use = ModelUse(settings)  # imports hold their model against deletes
     openapi.install(app)  # the schema documents the errors that problems.py answers
     problems.install(app)
     docs.install(app)

@@ -8,6 +8,7 @@ tests/test_config_doc.py fails when the committed file differs from what this wr
 """
 
 import argparse
+import socket
 import sys
 from pathlib import Path
 
@@ -32,6 +33,9 @@ naming the variable. `make run` also takes the make variables `HOST` and `PORT`
 
 
 def _default(name: str, field: object) -> str:
+    factory = getattr(field, "default_factory", None)
+    if factory is not None:  # computed at start-up, e.g. this host's name
+        return "the hostname" if factory is socket.gethostname else "computed at start-up"
     value = getattr(field, "default", None)
     if value is None:
         return "unset"

@@ -59,4 +59,5 @@ def make_client(base_models_dir: Path, tmp_path: Path) -> Iterator:
 
 
 from tests.utils.browser import browser  # noqa: E402,F401  (one headless Chromium per session)
+from tests.utils.postgres import db_target, pg_url, postgres  # noqa: E402,F401  (api/db on both)
 from tests.utils.tiny_model import tiny_models_dir  # noqa: E402,F401  (fixture for training tests)

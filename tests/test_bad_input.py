@@ -72,7 +72,7 @@ DOCUMENT_TRICKS = [
 
 
 def leftovers(client) -> dict[str, object]:
-    """What DATA_DIR holds besides the databases and Chroma's own files: every file and
+    """What DATA_DIR holds besides the databases, their locks and Chroma's own files: every file and
     directory, variant, document row, job row and Chroma chunk."""
     settings: Settings = client.app.state.settings
     data, chroma = settings.data_dir, settings.chroma_path
@@ -83,7 +83,9 @@ def leftovers(client) -> dict[str, object]:
         if p != chroma
         and chroma not in p.parents
         and not p.name.endswith((".sqlite", ".sqlite-wal", ".sqlite-shm", ".sqlite-journal"))
-        and p.name not in ("documents", "jobs", ".incoming")
+        and p.name not in ("documents", "jobs", ".incoming", "locks")
+        and p.parent.name != "locks"  # api/db's lock files
+        and p != client.app.state.documents.incoming_dir
     )
     with sqlite3.connect(data / "documents.sqlite") as db:
         documents = db.execute("SELECT model, name FROM documents").fetchall()

@@ -100,7 +100,9 @@ def launch(module: str, job_dir: Path, store: JobStore, resume: bool, processes:
     raise SystemExit(code if code > 0 else 1)
 
 
-def launch_command(module: str, job_dir: Path, db: Path, resume: bool, processes: int) -> list[str]:
+def launch_command(
+    module: str, job_dir: Path, db: Path | str, resume: bool, processes: int
+) -> list[str]:
     return [
         sys.executable,
         "-m",

@@ -228,13 +228,19 @@ def submit_fine_tune(
         split = Split(train_rows, eval_rows, eval_rows, resolve_seed(spec.seed))
     split = replace(split, train=mixing.weighted(split.train, per_file, weights, split.seed))
     resolved = spec.model_copy(update={"seed": split.seed}).model_dump(mode="json")
-    job = store.create(
-        model_name=spec.model_name,
-        base_model=root,  # the provisioned base (spec.base_model may be a fine-tuned model)
-        spec=resolved,
-        jobs_dir=settings.jobs_dir,
-        idempotency_key=idempotency_key,
-    )
+    try:
+        job = store.create(
+            model_name=spec.model_name,
+            base_model=root,  # the provisioned base (spec.base_model may be a fine-tuned model)
+            spec=resolved,
+            jobs_dir=settings.jobs_dir,
+            idempotency_key=idempotency_key,
+        )
+    except Conflict:  # the same key won a race meanwhile (another request or replica)
+        existing = store.by_idempotency_key(idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise
+        return existing, False
     files = job.files
     summary: dict[str, Any] = {
         "format": train_format,

@@ -9,6 +9,11 @@ stays `queued` until its step holds its resources, then runs its steps and recor
 ended. At start-up, jobs left `running` by a previous API process are resumed from where
 they were, or failed with the reason when they cannot be.
 
+Replicas (several API processes over one database, api/db): a running job records its owner
+(LLM_REPLICA_ID) and a lease that a heartbeat thread renews; recovery claims only this
+replica's jobs and expired leases, and the heartbeat stops local work on a job cancelled
+through another replica.
+
 Before training on this host's GPU (executor `local`), `free_gpu` (the Ollama backend's
 unload_all, wired in main.py) empties the GPU of served models: Ollama keeps models loaded
 for minutes after a request, and a training job would otherwise start out of memory. It is
@@ -61,6 +66,7 @@ class JobRunner:
         self._handles: dict[str, StepHandle] = {}  # job id -> its running step
         self._jobs: dict[str, tuple[str, threading.Thread]] = {}  # job id -> lane, thread
         self._thread: threading.Thread | None = None
+        self._heartbeat: threading.Thread | None = None
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -68,6 +74,8 @@ class JobRunner:
         self.recover()
         self._thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
         self._thread.start()
+        self._heartbeat = threading.Thread(target=self._beat, name="job-heartbeat", daemon=True)
+        self._heartbeat.start()
 
     def stop(self) -> None:
         """Stop taking jobs; running steps are ended and resume at the next start."""
@@ -79,6 +87,8 @@ class JobRunner:
             handle.kill()
         if self._thread:
             self._thread.join(timeout=30)
+        if self._heartbeat:
+            self._heartbeat.join(timeout=30)
         with self._lock:
             threads = [thread for _, thread in self._jobs.values()]
         for thread in threads:
@@ -88,17 +98,24 @@ class JobRunner:
     def wake(self) -> None:
         self._wake.set()
 
-    def recover(self) -> None:
-        for job in self.store.list(
-            states=("running", "exporting", "validating_files"), limit=10_000
-        ):
+    def recover(self, *, own: bool = True) -> None:
+        """Re-queue (resumable) or fail the jobs nobody works on any more: at start-up this
+        replica's own from before (`own`), and any replica's whose lease expired (it died;
+        the heartbeat looks for those too). Another live replica's jobs are never touched:
+        each job is claimed first, and only one claimant wins."""
+        for job in self.store.recoverable(own=own):
+            if not self.store.claim(job.id):
+                continue  # its owner renewed the lease, or another replica took it
             _kill_stale(job)
             if job.state in ("running", "exporting") and self._kind(job).resumable(job):
                 self.store.transition(
                     job.id,
                     "queued",
                     allowed_from=("running", "exporting"),
-                    message="The API restarted during the job; it will resume from where it was.",
+                    message="The API restarted during the job; it will resume from where it was."
+                    if job.owner in (None, self.store.replica)
+                    else f"Replica {job.owner!r} stopped renewing the job's lease; it will "
+                    "resume from where it was.",
                 )
             else:
                 reason = (
@@ -110,9 +127,33 @@ class JobRunner:
                     job.id, "failed", allowed_from=(job.state,), message=reason, error=reason
                 )
 
+    # ------------------------------------------------------------ heartbeat
+    def _beat(self) -> None:
+        """Every LLM_JOB_HEARTBEAT_SECONDS: renew this replica's leases, stop local work on
+        jobs that ended in the store (cancelled on another replica), and take over the jobs
+        of replicas whose leases expired."""
+        while not self._stop.wait(self.settings.job_heartbeat_seconds):
+            try:
+                with self._lock:
+                    taken = list(self._jobs)
+                self.store.renew(queued=taken)
+                for job_id in self._local_jobs():
+                    job = self.store.get(job_id)
+                    if job is None or job.terminal:
+                        self._stop_local(job_id)
+                self.recover(own=False)
+            except Exception:  # the database may be away for a moment: try again next beat
+                log.exception("job heartbeat failed")
+
+    def _local_jobs(self) -> list[str]:
+        """The ids of the jobs whose work runs in this runner now."""
+        with self._lock:
+            return list(self._handles)
+
     # ------------------------------------------------------------ cancel
     def cancel(self, job_id: str) -> None:
-        """Cancel a queued or running job; a terminal job is left as it is."""
+        """Cancel a queued or running job; a terminal job is left as it is. The job's work
+        stops here if this replica runs it, else at its replica's next heartbeat."""
         moved = self.store.transition(
             job_id,
             "cancelled",
@@ -155,6 +196,11 @@ class JobRunner:
                 busy = sum(1 for own, _ in self._jobs.values() if own == lane)
                 if job.id in self._jobs or busy >= self._capacity(lane):
                     continue
+            # Of several replicas, one takes the job (its submitter at once, any other once
+            # the submitter's lease on it expired): a step is never started twice.
+            if not self.store.claim(job.id):
+                continue
+            with self._lock:
                 thread = threading.Thread(
                     target=self._run_guarded, args=(job,), name=f"job-{job.id}", daemon=True
                 )

@@ -1,6 +1,8 @@
 """The entry point of every step process (training, export).
 
-The runner starts a step as `python -m MODULE JOB_DIR --db JOBS_DB [--resume]`, in its own
+The runner starts a step as `python -m MODULE JOB_DIR --db JOBS_DB [--resume]` (JOBS_DB: the
+job store's SQLite file, or its database URL without the password, which the step takes from
+LLM_DATABASE_URL in its environment), in its own
 process so that an out-of-memory kill or a crash fails that job only. The module ends with
 
     if __name__ == "__main__":
@@ -20,6 +22,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from api.db import is_url
 from api.jobs.layout import JobFiles
 from api.jobs.store import JobStore
 
@@ -38,7 +41,8 @@ def main(
     args = arguments(description, argv)
     files = JobFiles(args.job_dir)
     try:
-        run(args.job_dir, JobStore(args.db), args.resume)
+        store = args.db if is_url(args.db) else Path(args.db)
+        run(args.job_dir, JobStore(store), args.resume)
     except Exception as exc:  # the runner reports this as the job's error
         rank = process_rank()
         if on_failure is not None and rank == 0:
@@ -53,7 +57,7 @@ def arguments(description: str, argv: list[str] | None = None) -> argparse.Names
     """The runner's arguments: job_dir, db, resume."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("job_dir", type=Path)
-    parser.add_argument("--db", type=Path, required=True)
+    parser.add_argument("--db", required=True, help="The job store: a SQLite file or a URL.")
     parser.add_argument(
         "--resume", action="store_true", help="Continue from the job's last checkpoint."
     )

@@ -1,14 +1,17 @@
-"""Variants persisted in SQLite (DATA_DIR/registry.sqlite)."""
+"""Variants persisted in SQLite (DATA_DIR/registry.sqlite) or the shared database (api/db)."""
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Row, text
+from sqlalchemy.exc import IntegrityError
+
+from api.db import Database
+from api.db.migrate import Migration
 from api.errors import Conflict
-from api.sqlite import Database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS variants (
@@ -24,6 +27,18 @@ CREATE TABLE IF NOT EXISTS variants (
 """
 # where a fine-tuned model came from (api/finetune/lineage.py): its job, parent model and job
 _LINEAGE = "ALTER TABLE variants ADD COLUMN lineage TEXT"
+_MIGRATIONS: list[Migration] = [_SCHEMA, _LINEAGE]
+_COLUMNS = (
+    "name",
+    "base_model",
+    "system_prompt",
+    "template",
+    "parameters",
+    "adapter_path",
+    "gguf_path",
+    "created_at",
+    "lineage",
+)
 
 
 @dataclass(frozen=True)
@@ -40,49 +55,54 @@ class Variant:
 
 
 class VariantRegistry:
-    def __init__(self, path: Path):
-        self.path = path
-        self._connect = Database(path, [_SCHEMA, _LINEAGE]).connect
+    def __init__(self, target: str | Path):
+        """`target`: the SQLite file or the database URL."""
+        self.path = target
+        self._connect = Database(target, store="registry", migrations=_MIGRATIONS).connect
 
     def add(self, variant: Variant) -> Variant:
         created = variant.created_at or datetime.now(UTC).isoformat(timespec="seconds")
         try:
             with self._connect() as db:
                 db.execute(
-                    "INSERT INTO variants (name, base_model, system_prompt, template, "
-                    "parameters, adapter_path, gguf_path, created_at, lineage) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        variant.name,
-                        variant.base_model,
-                        variant.system_prompt,
-                        variant.template,
-                        json.dumps(variant.parameters),
-                        variant.adapter_path,
-                        variant.gguf_path,
-                        created,
-                        json.dumps(variant.lineage) if variant.lineage else None,
+                    text(
+                        f"INSERT INTO variants ({', '.join(_COLUMNS)}) "
+                        f"VALUES ({', '.join(':' + c for c in _COLUMNS)})"
                     ),
+                    {
+                        "name": variant.name,
+                        "base_model": variant.base_model,
+                        "system_prompt": variant.system_prompt,
+                        "template": variant.template,
+                        "parameters": json.dumps(variant.parameters),
+                        "adapter_path": variant.adapter_path,
+                        "gguf_path": variant.gguf_path,
+                        "created_at": created,
+                        "lineage": json.dumps(variant.lineage) if variant.lineage else None,
+                    },
                 )
-        except sqlite3.IntegrityError as exc:
+        except IntegrityError as exc:  # the name's PRIMARY KEY, on either dialect
             raise Conflict(f"A model named {variant.name!r} already exists.") from exc
         return self.get(variant.name) or variant
 
     def get(self, name: str) -> Variant | None:
         with self._connect() as db:
-            row = db.execute("SELECT * FROM variants WHERE name = ?", (name,)).fetchone()
+            row = db.execute(text("SELECT * FROM variants WHERE name = :n"), {"n": name}).first()
         return _to_variant(row) if row else None
 
     def list(self) -> list[Variant]:
         with self._connect() as db:
-            rows = db.execute("SELECT * FROM variants ORDER BY name").fetchall()
+            rows = db.execute(text("SELECT * FROM variants ORDER BY name")).all()
         return [_to_variant(r) for r in rows]
 
     def remove(self, name: str) -> bool:
         with self._connect() as db:
-            return db.execute("DELETE FROM variants WHERE name = ?", (name,)).rowcount > 0
+            return (
+                db.execute(text("DELETE FROM variants WHERE name = :n"), {"n": name}).rowcount > 0
+            )
 
 
-def _to_variant(row: sqlite3.Row) -> Variant:
-    lineage = json.loads(row["lineage"]) if row["lineage"] else None
-    return Variant(**{**dict(row), "parameters": json.loads(row["parameters"]), "lineage": lineage})
+def _to_variant(row: Row[Any]) -> Variant:
+    d = dict(row._mapping)
+    lineage = json.loads(d["lineage"]) if d["lineage"] else None
+    return Variant(**{**d, "parameters": json.loads(d["parameters"]), "lineage": lineage})

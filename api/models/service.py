@@ -230,17 +230,18 @@ class ModelService:
         operation holds it, or while a job uses it or is still producing it)."""
         with self.use.lock:
             self.use.check_free(name, action="Delete it")
-            if self.catalog.get(name) is None:  # bases are refused below anyway
-                check_no_job_uses(self.jobs, name, action="delete it")
-            delete_variant(
-                catalog=self.catalog,
-                registry=self.registry,
-                server=self.server,
-                name=name,
-                artifacts_root=self.artifacts_root,
-            )
-            for dependent in self.dependents:
-                dependent.delete_all(model=name)
+            with self.use.exclusive(name, action="Delete it"):
+                if self.catalog.get(name) is None:  # bases are refused below anyway
+                    check_no_job_uses(self.jobs, name, action="delete it")
+                delete_variant(
+                    catalog=self.catalog,
+                    registry=self.registry,
+                    server=self.server,
+                    name=name,
+                    artifacts_root=self.artifacts_root,
+                )
+                for dependent in self.dependents:
+                    dependent.delete_all(model=name)
 
     @contextmanager
     def held(self, name: str, what: str) -> Iterator[str]:
@@ -250,7 +251,9 @@ class ModelService:
             model = self.resolve(name).name
             self.use.acquire(model, what)
         try:
-            yield model
+            with self.use.shared(model):
+                self.resolve(name)  # NotFound if another replica deleted it meanwhile
+                yield model
         finally:
             self.use.release(model, what)
 
@@ -261,4 +264,5 @@ class ModelService:
         with self.use.lock:
             model = self.resolve(name).name
             self.use.check_free(model, action=action)
-            yield model
+            with self.use.exclusive(model, action=action):
+                yield model

@@ -1,10 +1,12 @@
 """Import, list and delete a model's documents; the service behind /importDocument & co.
 
 An import either fully happens or leaves nothing: the PDF is parsed and its chunks are
-stored under a fresh import id, then one SQLite write makes them the document's current
+stored under a fresh import id, then one database write makes them the document's current
 version; only then are the replaced version's chunks and file removed. The catalog's
 `pending` rows name whatever an interrupted import or delete left, and `recover()` (at
-start-up, and before each import) removes it.
+start-up, and before each import) removes it, except what an import in progress holds: each
+holds the database lock `import-<id>` (api/db/locks.py) until it has committed or cleaned
+up, so that with several replicas one's start-up never removes another's import.
 """
 
 import logging
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from api.config import Settings
+from api.db import db_lock
 from api.errors import InvalidInput, NotFound
 from api.rag.catalog import DocumentCatalog, DocumentRecord
 from api.rag.embed import Embedder, build_embedder
@@ -72,6 +75,10 @@ def split_pages(
     return chunks
 
 
+def _import_lock(import_id: str) -> str:
+    return f"import-{import_id}"
+
+
 class _LazyEmbedder:
     """The configured embedder, built on the first text to embed (deleting needs none)."""
 
@@ -88,15 +95,14 @@ class _LazyEmbedder:
 class DocumentService:
     def __init__(self, settings: Settings, embedder: Embedder | None = None):
         self.settings = settings
-        self.catalog = DocumentCatalog(settings.data_dir / "documents.sqlite")
+        self.catalog = DocumentCatalog(settings.documents_db)
         self.files_dir = settings.data_dir / "documents"
-        self.incoming_dir = self.files_dir / ".incoming"
+        # each replica's own: its start-up clears it without touching another's uploads
+        self.incoming_dir = self.files_dir / ".incoming" / settings.replica_id
         self._embedder = embedder
         self._store: VectorStore | None = None
         self._store_lock = threading.Lock()
         self._parsing = threading.BoundedSemaphore(2)  # child processes at once
-        self._active: set[str] = set()  # import ids being written by this process
-        self._active_lock = threading.Lock()
 
     @property
     def store(self) -> "VectorStore":
@@ -123,22 +129,22 @@ class DocumentService:
         folder.mkdir(parents=True, exist_ok=True)
         stored = folder / f"{import_id}.pdf"  # our name; the client's file name is only metadata
         self.recover()
-        with self._active_lock:
-            self._active.add(import_id)
-        try:
+        record = DocumentRecord(
+            model=model,
+            name=name,
+            import_id=import_id,
+            file=stored.name,
+            pages=len(pages),
+            chunks=len(chunks),
+            size=size,
+            imported_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        # held until the import has committed or cleaned up: no recover() (of this or
+        # another replica) removes its pending file and chunks meanwhile
+        with db_lock(self.settings, _import_lock(import_id), once=True):
             self.catalog.begin(model=model, import_id=import_id, file=stored.name)
-            upload.replace(stored)
-            record = DocumentRecord(
-                model=model,
-                name=name,
-                import_id=import_id,
-                file=stored.name,
-                pages=len(pages),
-                chunks=len(chunks),
-                size=size,
-                imported_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            )
             try:
+                upload.replace(stored)
                 from api.rag.store import reachable
 
                 with reachable(self.settings):
@@ -149,9 +155,6 @@ class DocumentService:
             except BaseException:
                 self._forget(model, import_id, stored)
                 raise
-        finally:
-            with self._active_lock:
-                self._active.discard(import_id)
         if old is not None:
             self._forget(model, old.import_id, folder / old.file)
         return record, old is not None
@@ -176,17 +179,20 @@ class DocumentService:
         flight, unfinished uploads and PDFs that no document row names."""
         if startup:
             shutil.rmtree(self.incoming_dir, ignore_errors=True)
-        with self._active_lock:
-            active = set(self._active)
         for model, import_id, file in self.catalog.pending():
-            if import_id not in active and not self._forget(
-                model, import_id, self.files_dir / model / file
-            ):
-                break  # Chroma unreachable: the next import or start-up tries again
+            with db_lock(self.settings, _import_lock(import_id), wait=False, once=True) as idle:
+                if not idle:
+                    continue  # in progress, here or on another replica
+                if not self._forget(model, import_id, self.files_dir / model / file):
+                    break  # Chroma unreachable: the next import or start-up tries again
         if startup and self.files_dir.is_dir():
-            for folder in (p for p in self.files_dir.iterdir() if p.is_dir()):
+            for folder in (p for p in self.files_dir.iterdir() if p.is_dir() and p.name[0] != "."):
+                # listed before the catalog is read: a file there now was begun (pending)
+                # before, so an import in flight on another replica is known below
+                files = list(folder.iterdir())
                 known = {r.file for r in self.catalog.of_model(folder.name)}
-                for orphan in (f for f in folder.iterdir() if f.name not in known):
+                known |= {f for m, _, f in self.catalog.pending() if m == folder.name}
+                for orphan in (f for f in files if f.name not in known):
                     orphan.unlink(missing_ok=True)
 
     def list_documents(self, *, model: str) -> list[DocumentRecord]:

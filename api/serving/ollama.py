@@ -28,9 +28,9 @@ where that is safe; everything else becomes a domain error naming the URL and wh
 import hashlib
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 import httpx
 
 from api.config import Settings
+from api.db import db_lock
 from api.errors import AppError, InvalidInput, Unavailable
 from api.serving.base import Chunk, LibraryModel, ServedModel
 from api.serving.ollama_names import library_models, library_name, ollama_name, platform_name
@@ -100,7 +101,7 @@ class OllamaServer:
             timeout=httpx.Timeout(settings.ollama_timeout, connect=settings.ollama_connect_timeout),
         )
         self._digests: dict[tuple[Path, int, int], str] = {}
-        self._lock = threading.Lock()  # one import at a time: bases are shared by variants
+        self._settings = settings
 
     # -- errors and retries -------------------------------------------------------------
 
@@ -240,6 +241,11 @@ class OllamaServer:
         models = self._call("listing models", self._client.list).models
         return ollama_name(name) in {m.model for m in models}
 
+    def _import_lock(self) -> AbstractContextManager[bool]:
+        """One import at a time, across replicas too (api/db/locks.py): bases are shared by
+        variants, and two replicas creating one base would upload it twice."""
+        return db_lock(self._settings, "ollama-import")
+
     def register(self, model: ServedModel) -> None:
         if model.template is not None and not _GO_TEMPLATE_RE.search(model.template):
             raise InvalidInput(
@@ -251,7 +257,7 @@ class OllamaServer:
             return
         assert model.gguf_path is not None
         base_name = model.base_name
-        with self._lock:
+        with self._import_lock():
             spec: dict[str, Any] = {}
             if base_name is not None and base_name != model.name:
                 if not self._has(base_name):
@@ -278,7 +284,7 @@ class OllamaServer:
         """A library base needs nothing; a variant of one is created `from` it."""
         if _is_library_base(model):
             return
-        with self._lock:  # (no adapters here: fine-tuning refuses library bases)
+        with self._import_lock():  # (no adapters here: fine-tuning refuses library bases)
             self._create(
                 model.name,
                 from_=model.ollama_base,

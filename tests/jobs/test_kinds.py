@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from api.db import Database
 from api.errors import NotFound
 from api.finetune.kinds import EXPORT, TRAIN, fine_tune_kinds
 from api.jobs import step
 from api.jobs.kinds import JobKind
 from api.jobs.store import JobStore
-from api.sqlite import Database
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> JobStore:
-    return JobStore(tmp_path / "jobs.sqlite")
+def store(db_target) -> JobStore:
+    return JobStore(db_target("jobs"))
 
 
 def make_job(store: JobStore, tmp_path: Path, kind="fine_tune", spec=None):
@@ -109,12 +109,17 @@ def test_require_active_and_follow(store, tmp_path):
 
 def test_migrations_run_once_each_in_order(tmp_path):
     path = tmp_path / "x.sqlite"
-    Database(path, ["CREATE TABLE a (x);"])
-    db = Database(path, ["CREATE TABLE a (x);", "CREATE TABLE b (y);"])  # only b is new
-    with db.connect() as conn:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-        assert tables == {"a", "b"}
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    Database(path, store="x", migrations=["CREATE TABLE a (x)"])
+    db = Database(path, store="x", migrations=["CREATE TABLE a (x)", "CREATE TABLE b (y)"])
+    with db.connect() as conn:  # only b was new
+        tables = {
+            r[0]
+            for r in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        assert tables == {"a", "b", "schema_versions"}
+        assert conn.exec_driver_sql("SELECT store, version FROM schema_versions").all() == [
+            ("x", 2)
+        ]
 
 
 def test_a_job_store_made_before_migrations_were_tracked_keeps_its_jobs(tmp_path):

@@ -1,4 +1,4 @@
-"""The variant registry (SQLite) and the name rule."""
+"""The variant registry (on SQLite and PostgreSQL) and the name rule."""
 
 import pytest
 
@@ -7,8 +7,8 @@ from api.models.registry import Variant, VariantRegistry
 from api.names import check_name, is_valid_name
 
 
-def test_add_get_list_remove(tmp_path):
-    reg = VariantRegistry(tmp_path / "r.sqlite")
+def test_add_get_list_remove(db_target):
+    reg = VariantRegistry(db_target("registry"))
     added = reg.add(
         Variant(name="a", base_model="b", system_prompt="s", parameters={"temperature": 0.5})
     )
@@ -21,17 +21,17 @@ def test_add_get_list_remove(tmp_path):
     assert reg.get("a") is None
 
 
-def test_duplicate_name_is_a_conflict(tmp_path):
-    reg = VariantRegistry(tmp_path / "r.sqlite")
+def test_duplicate_name_is_a_conflict(db_target):
+    reg = VariantRegistry(db_target("registry"))
     reg.add(Variant(name="a", base_model="b"))
     with pytest.raises(Conflict, match="already exists"):
         reg.add(Variant(name="a", base_model="c"))
     assert reg.get("a").base_model == "b"
 
 
-def test_registry_persists_across_instances(tmp_path):
-    VariantRegistry(tmp_path / "r.sqlite").add(Variant(name="a", base_model="b"))
-    assert VariantRegistry(tmp_path / "r.sqlite").get("a") is not None
+def test_registry_persists_across_instances(db_target):
+    VariantRegistry(db_target("registry")).add(Variant(name="a", base_model="b"))
+    assert VariantRegistry(db_target("registry")).get("a") is not None
 
 
 def test_lineage_is_kept_and_an_older_registry_gains_the_column(tmp_path):

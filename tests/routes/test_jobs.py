@@ -142,7 +142,7 @@ def test_restart_resumes_a_running_job_from_its_checkpoint(
     store = JobStore(settings.jobs_db)
     # simulate an API that died mid-training: the row says running, checkpoints exist
     with store._connect() as db:
-        db.execute(
+        db.exec_driver_sql(
             "UPDATE jobs SET state = 'running', finished_at = NULL, metrics = NULL WHERE id = ?",
             (job["id"],),
         )

@@ -66,6 +66,7 @@ bench: setup
 	@$(PY) scripts/bench_merge.py
 	@$(PY) scripts/bench_serving.py
 	@$(PY) scripts/bench_jobs.py
+	@$(PY) scripts/bench_replicas.py
 
 # The GPU check (README "GPU check"): QLoRA fine-tune -> export -> serve through the API, and
 # the 7B-shaped benchmark, into docs/benchmarks.md; "skipped: no CUDA" where there is no GPU.

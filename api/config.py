@@ -28,9 +28,10 @@ class Settings(BaseSettings):
         description="When set, every route except /health needs `Authorization: Bearer <key>`.",
     )
     backend: Literal["llamacpp", "llamaserver", "ollama"] = Field(
-        "llamacpp",
-        description="Serving backend: `llamacpp` (embedded, in-process), `llamaserver` "
-        "(llama.cpp's llama-server, one child process per loaded model) or `ollama` (a server).",
+        "llamaserver",
+        description="Serving backend: `llamaserver` (llama.cpp's llama-server, one child "
+        "process per loaded model), `llamacpp` (embedded: llama.cpp inside the API process, "
+        "through llama-cpp-python) or `ollama` (a server).",
     )
     ollama_url: str = Field(
         "http://127.0.0.1:11434",

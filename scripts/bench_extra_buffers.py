@@ -40,19 +40,9 @@ def ggufs(work: Path, quick: bool) -> dict[str, Path]:
         return files
     f16 = work / "f16.gguf"
     _converter(CONVERT_HF, str(MODEL / "hf"), "--outfile", str(f16), "--outtype", "f16")
-    for kind in ("Q4_K_M", "Q4_0"):
-        if kind == "Q4_0":  # the export does not offer Q4_0; quantise it here the same way
-            import llama_cpp
-
-            params = llama_cpp.llama_model_quantize_default_params()
-            params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0
-            llama_cpp.llama_model_quantize(
-                str(f16).encode(), str(work / "q4_0.gguf").encode(), params
-            )
-            files[kind] = work / "q4_0.gguf"
-        else:
-            quantize(f16, work / f"{kind}.gguf", kind)
-            files[kind] = work / f"{kind}.gguf"
+    for kind in ("Q4_K_M", "Q4_0"):  # the types llama.cpp repacks, quantised as the export does
+        quantize(f16, work / f"{kind}.gguf", kind)
+        files[kind] = work / f"{kind}.gguf"
     return files
 
 

@@ -5,31 +5,38 @@
 # CMake flags and the CPU features the native build targets (api/serving/cpu.py), so a
 # second `make setup` does nothing. The smallest build that serves: Release, static, native
 # CPU kernels, no tests, examples, web UI, HTTPS or network download.
+# The image (api/Dockerfile) builds llama-quantize alone, portable: LLAMA_NATIVE=OFF
+# LLAMA_TARGETS=llama-quantize.
 set -euo pipefail
 VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DEST="$ROOT/llama.cpp/bin"
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
 JOBS="${LLAMA_BUILD_JOBS:-$(nproc 2>/dev/null || echo 2)}"
-TARGETS=(llama-server llama-quantize llama-export-lora)
+read -r -a TARGETS <<<"${LLAMA_TARGETS:-llama-server llama-quantize llama-export-lora}"
+NATIVE="${LLAMA_NATIVE:-ON}"
 FLAGS=(
   -DCMAKE_BUILD_TYPE=Release
   -DBUILD_SHARED_LIBS=OFF
-  -DGGML_NATIVE=ON
+  -DGGML_NATIVE="$NATIVE"
   -DLLAMA_BUILD_TESTS=OFF
   -DLLAMA_BUILD_EXAMPLES=OFF
   -DLLAMA_BUILD_UI=OFF
   -DLLAMA_USE_PREBUILT_UI=OFF
   -DLLAMA_OPENSSL=OFF
 )
-CPU="$(cd "$ROOT" && "$PY" -c 'from api.serving.cpu import host_cpu; print(" ".join(host_cpu().reported))')"
+if [ "$NATIVE" = ON ]; then
+  CPU="$(cd "$ROOT" && "$PY" -c 'from api.serving.cpu import host_cpu; print(" ".join(host_cpu().reported))')"
+else
+  CPU=portable
+fi
 KEY="$VERSION|${FLAGS[*]}|${TARGETS[*]}|$CPU"
 
-if [ "$(cat "$DEST/.key" 2>/dev/null)" = "$KEY" ] && [ -x "$DEST/llama-server" ]; then
+if [ "$(cat "$DEST/.key" 2>/dev/null)" = "$KEY" ] && [ -x "$DEST/${TARGETS[0]}" ]; then
   echo "==> llama.cpp tools ($VERSION, CPU: ${CPU:-none}) already built in llama.cpp/bin/"
   exit 0
 fi
-echo "==> building llama.cpp's llama-server, llama-quantize and llama-export-lora ($VERSION; about 10 minutes on 2 idle cores)"
+echo "==> building llama.cpp's ${TARGETS[*]} ($VERSION; about 10 minutes on 2 idle cores)"
 START=$(date +%s)
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT

@@ -847,3 +847,30 @@ def test_deleting_the_teacher_of_a_queued_dataset_job_is_409(quiet):
     assert quiet.post(f"/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
     assert quiet.delete("/deleteModel", params={"name": "teacher"}).status_code == 200
     assert leftovers(quiet)["variants"] == []
+
+
+BAD_TEMPLATES = {
+    "raises": ("{{ raise_exception('Conversation roles must alternate') }}", "must alternate"),
+    "syntax": ("{% if %}{{ messages }}", "Expected an expression"),
+    "unsafe": ("{{ messages[0].content.__class__.__mro__ }}", "is unsafe"),
+}
+
+
+def test_a_variant_template_that_fails_to_render_is_422(client):
+    """The variant's own Jinja template is rendered for the llama-server child in a sandbox:
+    its own error, a syntax error or an unsafe attribute is a 422 naming the fix; the
+    base's child goes on answering."""
+    for name, (template, says) in BAD_TEMPLATES.items():
+        r = client.post("/createModel", json={"name": name, "template": template})
+        assert r.status_code == 201, r.text
+        r = client.post(
+            "/generate", json={"model": name, "prompt": "Hi", "options": {"max_tokens": 2}}
+        )
+        assert r.status_code == 422, r.text
+        detail = r.json()["detail"]
+        assert detail.startswith(f"The chat template of '{name}' failed to render: "), detail
+        assert says in detail and detail.endswith("Fix the template (recreate the model).")
+    r = client.post(
+        "/generate", json={"model": "smollm2-135m", "prompt": "Hi", "options": {"max_tokens": 2}}
+    )
+    assert r.status_code == 200, r.text

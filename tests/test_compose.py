@@ -297,6 +297,10 @@ def test_dockerfile_is_pinned_non_root_cached_and_uses_the_setup_script():
     assert users and users[-1].split(":")[0].isdigit() and users[-1] != "0"
     assert "PYTHON=/opt/venv/bin/python scripts/setup_llamacpp.sh" in DOCKERFILE
     assert 'CMAKE_ARGS="-DGGML_NATIVE=off"' in DOCKERFILE  # runs on any x86_64 host
+    # an export quantises with llama-quantize, built portable by the same script
+    assert "LLAMA_NATIVE=OFF LLAMA_TARGETS=llama-quantize" in DOCKERFILE
+    assert "scripts/build_llamacpp.sh" in DOCKERFILE
+    assert "LLM_BACKEND=ollama" in DOCKERFILE  # the image has no llama-server
     assert DOCKERFILE.count("--mount=type=cache") >= 4
     assert '"--port", "8000"' in DOCKERFILE
     assert ".env" in (REPO_ROOT / ".dockerignore").read_text().split()

@@ -1,6 +1,9 @@
 """Faults done for real: the API is a uvicorn process that gets SIGKILLed in the middle of
-training, a PDF import and an export, then restarted on the same data directory; and a
-Chroma server that stops under the service and comes back.
+training, a PDF import and an export, then restarted on the same data directory; a
+Chroma server that stops under the service and comes back; and the llama-server children
+(backend `llamaserver`): one SIGSEGVed mid-stream, one that cannot bind its port, a missing
+binary. A GGUF that llama-server cannot load (503, then unavailable after three tries) is
+in tests/serving/test_llama_server_app.py.
 
 After each restart: no job is left running or exporting (it resumed, or failed with a
 reason), no document is half-imported (the catalog, the files on disk and the chunks in
@@ -9,6 +12,9 @@ partial file is left, and no child process of the killed API lives on.
 """
 
 import json
+import os
+import signal
+import socket
 import sqlite3
 import threading
 import time
@@ -16,8 +22,10 @@ from pathlib import Path
 
 import chromadb
 import httpx
+import psutil
 import pytest
 
+from api.config import REPO_ROOT
 from api.jobs.store import JobStore
 from tests.utils.api_process import ApiProcess, processes_using, wait_no_processes_using
 from tests.utils.chroma import start_chroma_server
@@ -35,6 +43,8 @@ TRAIN = {
     "eval_max_new_tokens": "4",
 }
 ACTIVE = ("validating_files", "queued", "running", "exporting")
+BIN = REPO_ROOT / "llama.cpp" / "bin"
+HI = {"model": "smollm2-135m", "prompt": "Hi", "options": {"max_tokens": 3}}
 
 
 @pytest.fixture
@@ -438,3 +448,91 @@ def test_chroma_server_down_is_503_and_recovers_without_restart(api, tmp_path):
     finally:
         chroma.terminate()
         chroma.wait(timeout=30)
+
+
+# ---------------------------------------------------------------- (e) llama-server children
+
+
+@pytest.fixture
+def smol(tmp_path, base_models_dir):
+    """Like `api`, on SmolLM2 (backend llamaserver, the default)."""
+    started: list[ApiProcess] = []
+
+    def start(**env: str) -> ApiProcess:
+        process = ApiProcess(tmp_path / "data", base_models_dir, **env).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def _generate_lines(client: httpx.Client, max_tokens: int = 400):
+    body = {
+        "model": "smollm2-135m",
+        "prompt": "Tell a long story about a lighthouse.",
+        "stream": True,
+        "options": {"max_tokens": max_tokens, "temperature": 1.0},
+    }
+    return client.stream("POST", "/generate", json=body)
+
+
+def test_child_crash_mid_stream_then_api_killed_leaves_no_orphan(smol):
+    """SIGSEGV of the llama-server child mid-stream: that stream ends with an error line, the
+    API (same pid) answers the next request from a new child; then SIGKILL of the API: the
+    child dies with it (PDEATHSIG), and a restarted API serves again."""
+    service = smol()
+    with service.client() as client:
+        with _generate_lines(client) as stream:
+            lines = stream.iter_lines()
+            assert not json.loads(next(lines))["done"]
+            child = client.get("/health").json()["server"]["children"][0]["pid"]
+            os.kill(child, signal.SIGSEGV)
+            rest = [json.loads(line) for line in lines if line]
+        assert rest[-1]["done"] and "stopped (killed by SIGSEGV)" in rest[-1]["error"]
+        r = client.post("/generate", json=HI)
+        assert r.status_code == 200, r.text
+        children = client.get("/health").json()["server"]["children"]
+        assert [c["pid"] for c in children] != [child]
+    assert service.proc is not None and service.proc.poll() is None  # the API lived on
+    assert psutil.Process(children[0]["pid"]).name() == "llama-server"
+    service.kill()
+    again = restart(smol, service)  # checks that nothing works in the data dir any more
+    with again.client() as client:
+        r = client.post("/generate", json=HI)
+        assert r.status_code == 200, r.text
+
+
+def test_child_that_cannot_bind_its_port_is_503_with_its_log(smol, tmp_path):
+    """A child that will not start (here: its port is taken) fails the request with a 503
+    that quotes llama-server's own reason, and the API stays up."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    wrapper = tmp_path / "llama-server"  # the real binary, always on the taken port
+    wrapper.write_text(
+        f'#!/bin/sh\nexec {BIN / "llama-server"} "$@" --port {holder.getsockname()[1]}\n'
+    )
+    wrapper.chmod(0o755)
+    try:
+        service = smol(LLM_LLAMA_SERVER_PATH=str(wrapper))
+        with service.client() as client:
+            r = client.post("/generate", json=HI)
+            assert r.status_code == 503, r.text
+            assert int(r.headers["Retry-After"]) >= 1
+            detail = r.json()["detail"]
+            assert detail.startswith("Could not load 'smollm2-135m': llama-server exited"), detail
+            assert "couldn't bind HTTP server socket" in detail
+            assert str(tmp_path) not in detail  # paths on the serving host are scrubbed
+            assert client.get("/health").status_code == 200
+    finally:
+        holder.close()
+
+
+def test_a_missing_llama_server_is_503_saying_to_run_setup(make_client, tmp_path):
+    client = make_client(llama_server_path=tmp_path / "llama-server")
+    r = client.post("/generate", json=HI)
+    assert r.status_code == 503, r.text
+    assert r.json()["detail"].startswith("llama-server is missing")
+    assert "run `make setup`" in r.json()["detail"]

@@ -23,15 +23,18 @@ from api.childproc import die_with_parent
 from api.config import REPO_ROOT
 from api.finetune import gptq
 from api.finetune.merge import merge_shards, unsupported
-from api.finetune.quant_types import CONVERTED, ftype_constant
+from api.finetune.quant_types import CONVERTED
 from api.finetune.quantised_base import quantisation
 from api.finetune.spec import FineTuneSpec
 from api.jobs import step
 from api.jobs.layout import RESULT, JobFiles
 from api.jobs.store import JobStore
+from api.serving.llama_children import describe_exit
+from api.serving.scrub import scrub_paths
 
 CONVERT_HF = REPO_ROOT / "llama.cpp" / "convert_hf_to_gguf.py"
 CONVERT_LORA = REPO_ROOT / "llama.cpp" / "convert_lora_to_gguf.py"
+LLAMA_QUANTIZE = REPO_ROOT / "llama.cpp" / "bin" / "llama-quantize"
 
 
 class ExportError(Exception):
@@ -96,14 +99,26 @@ def _peft_merge(
     merged.save_pretrained(out_dir, safe_serialization=True)
 
 
-def quantize(source: Path, target: Path, kind: str) -> None:
-    import llama_cpp
-
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = getattr(llama_cpp, ftype_constant(kind))
-    code = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), params)
-    if code != 0 or not target.is_file():
-        raise ExportError(f"llama.cpp could not quantise to {kind} (code {code}).")
+def quantize(source: Path, target: Path, kind: str, binary: Path = LLAMA_QUANTIZE) -> None:
+    """Quantise a GGUF with llama.cpp's `llama-quantize` (built by `make setup`)."""
+    if not binary.is_file():
+        raise ExportError(
+            f"{binary.name} is missing: run `make setup` (scripts/build_llamacpp.sh)."
+        )
+    result = subprocess.run(
+        [str(binary), str(source), str(target), kind],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        preexec_fn=die_with_parent(),
+    )
+    if result.returncode != 0 or not target.is_file():
+        target.unlink(missing_ok=True)
+        output = (result.stdout + result.stderr).strip().splitlines()
+        raise ExportError(
+            f"llama-quantize could not quantise to {kind} ({describe_exit(result.returncode)}):\n"
+            + scrub_paths("\n".join(output[-15:]))
+        )
 
 
 def export(job_dir: Path, store: JobStore) -> dict[str, Any]:

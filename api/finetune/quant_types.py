@@ -1,7 +1,8 @@
 """The GGUF types an export can write: every type llama.cpp's quantiser offers without an
-importance matrix. Each name is llama.cpp's, and maps to llama_cpp's
-`LLAMA_FTYPE_MOSTLY_<NAME>` constant (tests/finetune/test_quant_types.py checks that every
-name has one and that the quantiser writes it).
+importance matrix. Each name is llama.cpp's: `llama-quantize` takes it as its type argument,
+and it is the GGUF file type `LlamaFileType.MOSTLY_<NAME>` of llama.cpp's gguf package
+(tests/finetune/test_quant_types.py checks that every name has one and that the quantiser
+writes it).
 
 Left out on purpose: the IQ* types and Q2_K_S, which llama.cpp's quantiser refuses (or
 degrades badly) without an importance matrix; TQ1_0/TQ2_0 (ternary, for BitNet-trained
@@ -33,6 +34,8 @@ QUANTIZATIONS: tuple[str, ...] = get_args(Quantization)
 CONVERTED = "F16"
 
 
-def ftype_constant(kind: str) -> str:
-    """The name of llama_cpp's constant for `kind` (a member of QUANTIZATIONS)."""
-    return f"LLAMA_FTYPE_MOSTLY_{kind}"
+def file_type(kind: str) -> int:
+    """The GGUF `general.file_type` that a file quantised to `kind` has."""
+    from gguf import LlamaFileType
+
+    return int(LlamaFileType[f"MOSTLY_{kind}"])

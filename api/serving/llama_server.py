@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from jinja2.exceptions import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from api.config import Settings
@@ -136,6 +137,12 @@ class LlamaServer:
         """A healthy child serving `model`'s GGUF (and adapter); counts the request in."""
         assert model.gguf_path is not None
         gguf, adapter = model.gguf_path, model.adapter_path
+        if not os.access(self.binary, os.X_OK):
+            raise Unavailable(
+                f"llama-server is missing ({self.binary.name} is not an executable file): "
+                "run `make setup` (scripts/build_llamacpp.sh builds it into llama.cpp/bin/), "
+                "or set LLM_LLAMA_SERVER_PATH."
+            )
         for path in filter(None, (gguf, adapter)):
             if not path.is_file():
                 raise Unavailable(
@@ -348,6 +355,7 @@ class LlamaServer:
     def _template(self, source: str) -> Any:
         if source not in self._templates:
             env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+            env.globals["raise_exception"] = _raise_exception  # as Transformers provides it
             self._templates[source] = env.from_string(source)
         return self._templates[source]
 
@@ -446,6 +454,10 @@ class LlamaServer:
         self.unload_all()
         self._spawner.close()
         self._http.close()
+
+
+def _raise_exception(message: str) -> None:
+    raise TemplateError(message)
 
 
 def _label(gguf: Path) -> str:

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from api.finetune.quant_types import file_type
 from api.finetune.spec import FineTuneSpec
-from tests.finetune.test_quant_types import gguf_metadata
+from tests.finetune.test_quant_types import gguf_file_type
 from tests.utils.jobs import wait_for
 
 BASE = "smollm2-135m"
@@ -54,8 +55,6 @@ def finished_job_with_an_adapter(client) -> str:
 
 @pytest.mark.slow
 def test_q4_0_export_of_smollm2_is_smoke_tested_and_served(make_client):
-    import llama_cpp
-
     client = make_client(job_poll_seconds=0.2)
     source = finished_job_with_an_adapter(client)
     r = client.post(
@@ -68,8 +67,7 @@ def test_q4_0_export_of_smollm2_is_smoke_tested_and_served(make_client):
     export = job["metrics"]["export"]
     assert list(export["files"]) == ["Q4_0", "Q8_0"] and export["smoke_reply"].strip()
     assert export["serve"] == {"gguf": "model-Q4_0.gguf"}  # the first type is served
-    metadata = gguf_metadata(export["files"]["Q4_0"])
-    assert int(metadata["general.file_type"]) == llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0
+    assert gguf_file_type(export["files"]["Q4_0"]) == file_type("Q4_0")
     assert export["sizes"]["Q4_0"] < export["sizes"]["Q8_0"]
     answer = client.post(
         "/generate",

@@ -96,7 +96,8 @@ class ApiProcess:
 
 
 def processes_using(path: Path) -> list[str]:
-    """Command lines of live processes (other than this one) that name `path`."""
+    """Command lines of live processes (other than this one) that name `path` or work in
+    it (a llama-server child names only its model, and runs in DATA_DIR/logs/llama-server)."""
     needle = str(path).encode()
     found = []
     for entry in Path("/proc").iterdir():
@@ -107,7 +108,11 @@ def processes_using(path: Path) -> list[str]:
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if needle in cmdline and state != "Z":
+        try:
+            cwd = os.readlink(entry / "cwd").encode()
+        except OSError:
+            cwd = b""
+        if (needle in cmdline or cwd.startswith(needle)) and state != "Z":
             words = cmdline.replace(b"\0", b" ").decode(errors="replace")
             found.append(f"{entry.name}: {words}")
     return found

@@ -24,6 +24,9 @@ from tests.utils.runner import queued_job
 from tests.utils.wait_step import WAIT_STEP, release
 
 STORE_MB = 80 * 1024 * 1024  # Ray's smallest object store: these tests pass no objects
+# The API judges a job by the cluster's GPUs (fake here): without these it would choose
+# QLoRA and bf16, which the CPU under the fake GPUs cannot train.
+ON_FAKE_GPUS = {"bits": "16", "mixed_precision": "fp32", "optimizer": "adamw_torch"}
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +150,7 @@ def step_process(job_dir: Path) -> psutil.Process | None:
 
 
 def test_cancel_stops_the_training_process_on_its_node(ray_client):
-    job = submit(ray_client, name="long", max_steps="400").json()
+    job = submit(ray_client, name="long", max_steps="400", **ON_FAKE_GPUS).json()
     job_dir = ray_client.app.state.settings.jobs_dir / job["id"]
     proc = until(lambda: step_process(job_dir), "the training process")
     assert proc.is_running() and "api.finetune.recipe" in proc.cmdline()
@@ -162,7 +165,9 @@ def test_cancel_stops_the_training_process_on_its_node(ray_client):
 def test_a_lost_node_resumes_the_job_from_its_checkpoint_on_another(ray_client, cluster):
     cluster.add_node(num_cpus=2, num_gpus=1, object_store_memory=STORE_MB)
     cluster.wait_for_nodes()
-    job = submit(ray_client, name="moved", max_steps="30", checkpoint_steps="2").json()
+    job = submit(
+        ray_client, name="moved", max_steps="30", checkpoint_steps="2", **ON_FAKE_GPUS
+    ).json()
     store = JobStore(ray_client.app.state.settings.jobs_db)
     job_dir = ray_client.app.state.settings.jobs_dir / job["id"]
     [placed] = until(lambda: typed(store, job["id"], "placed"), "the job's placement")

@@ -304,6 +304,10 @@ def test_dockerfile_is_pinned_non_root_cached_and_uses_the_setup_script():
     assert DOCKERFILE.count("--mount=type=cache") >= 4
     assert '"--port", "8000"' in DOCKERFILE
     assert ".env" in (REPO_ROOT / ".dockerignore").read_text().split()
+    # GPTQ's packages where api/finetune/gptq.py looks for them: <venv>/gptq, --no-deps
+    from api.finetune.gptq import GPTQ_DIR
+
+    assert f"--no-deps --target /opt/venv/{GPTQ_DIR.name} -r requirements-gptq.txt" in DOCKERFILE
 
 
 # -- Compose v2 and hadolint themselves ----------------------------------------------------

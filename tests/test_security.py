@@ -25,7 +25,8 @@ SERVICE = [p for p in SOURCES if "scripts" not in p.relative_to(REPO_ROOT).parts
 SECURITY_MD = (REPO_ROOT / "SECURITY.md").read_text()
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 PINS = dict(
-    re.fullmatch(r"([A-Za-z0-9_.-]+)==([^\s;]+)(?:\s*;.*)?", d).groups()  # `; marker` allowed
+    # `name[extras]==version ; marker`: the name and the version
+    re.fullmatch(r"([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==([^\s;]+)(?:\s*;.*)?", d).groups()
     for d in PYPROJECT["project"]["dependencies"]
 )  # type: ignore[union-attr]
 

@@ -10,7 +10,7 @@ from api.finetune.export import export
 from api.finetune.formats import ALPACA_TEMPLATE
 from api.finetune.preference import load_preferences
 from api.jobs.store import JobStore
-from tests.finetune.test_quant_types import gguf_metadata
+from tests.utils.gguf_header import gguf_value
 from tests.utils.jobs import _no_jobs, submit, wait_for
 from tests.utils.tiny_model import jsonl
 
@@ -117,8 +117,8 @@ def test_orpo_job_in_the_alpaca_format_reports_rewards_and_exports_its_template(
     assert (job_dir / "adapter" / "chat_template.jinja").read_text() == ALPACA_TEMPLATE
     (job_dir / "export.json").write_text(json.dumps({"export": "merged", "quantization": ["Q4_0"]}))
     result = export(job_dir, JobStore(jobs_client.app.state.settings.jobs_db))
-    metadata = gguf_metadata(job_dir / "export" / result["files"]["Q4_0"])
-    assert metadata["tokenizer.chat_template"] == ALPACA_TEMPLATE
+    gguf = job_dir / "export" / result["files"]["Q4_0"]
+    assert gguf_value(gguf, "tokenizer.chat_template") == ALPACA_TEMPLATE
 
 
 def margins(model, tokenizer) -> float:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import NullPool
 
 if TYPE_CHECKING:
     from api.db.migrate import Migration
@@ -60,7 +61,9 @@ def engine_for(target: str | Path, *, wal: bool = False) -> Engine:
 def _create(url: str, *, wal: bool) -> Engine:
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
-    engine = create_engine(url, connect_args={"timeout": 30})
+    # A connection per operation, closed after it (as sqlite3.connect per call was): a pool
+    # would keep every store file of every data dir this process ever opened open.
+    engine = create_engine(url, connect_args={"timeout": 30}, poolclass=NullPool)
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:

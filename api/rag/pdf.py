@@ -3,7 +3,7 @@
 import json
 import math
 import os
-import select
+import selectors
 import subprocess
 import sys
 from pathlib import Path
@@ -82,7 +82,11 @@ def extract_pages(path: Path, *, name: str, settings: Settings) -> list[str]:
 def _run_child(child: subprocess.Popen[bytes], limit: float) -> bytes:
     """The child's output; the wall-clock limit starts once it says it is ready."""
     assert child.stdout is not None
-    ready, _, _ = select.select([child.stdout], [], [], STARTUP_ALLOWANCE_S)
+    # selectors (epoll), not select(): select() refuses descriptors above 1023, which a
+    # process with many open connections and files reaches
+    with selectors.DefaultSelector() as selector:
+        selector.register(child.stdout, selectors.EVENT_READ)
+        ready = selector.select(STARTUP_ALLOWANCE_S)
     if not ready:
         raise subprocess.TimeoutExpired(child.args, STARTUP_ALLOWANCE_S)
     child.stdout.readline()  # the ready line (or b"" if it died starting)

@@ -322,8 +322,12 @@ def test_ctrl_c_asks_and_cancels_and_jobs_cancel(api, tmp_path):
         if progress.get("step"):
             break
         time.sleep(0.3)
+    # the follower is running (its Ctrl-C handler set) once it has printed an event: a
+    # SIGINT during its start-up would end it before it could ask
+    first = follower.stderr.readline()
     follower.send_signal(signal.SIGINT)
     out, err = follower.communicate("y\n", timeout=60)
+    err = first + err
     assert follower.returncode == 130, err
     assert f"Cancel job {job_id}?" in err and f"Job {job_id} cancelled." in err
     shown = json.loads(ok(llmp(api, "jobs", "show", job_id)))

@@ -8,7 +8,6 @@ B polls its queue only every 60 s, so the job that A is woken for runs on A.
 """
 
 import json
-import subprocess
 import threading
 import time
 
@@ -17,7 +16,8 @@ import pytest
 
 from api.jobs.store import JobStore
 from tests.utils.api_process import ApiProcess, processes_using, wait_no_processes_using
-from tests.utils.chroma import start_chroma_server
+from tests.utils.chroma import chroma_server
+from tests.utils.jobs import wait_until
 from tests.utils.pdfs import slow_pdf_bytes
 from tests.utils.tiny_model import TINY, qa_csv
 
@@ -36,22 +36,8 @@ SLOW_JOB = {
 
 @pytest.fixture
 def chroma(tmp_path):
-    proc, url = start_chroma_server(tmp_path / "chroma")
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-def wait_until(condition, what: str, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    with chroma_server(tmp_path / "chroma") as url:
+        yield url
 
 
 def test_two_replicas_share_jobs_imports_and_cancel(tmp_path, tiny_models_dir, pg_url, chroma):

@@ -7,7 +7,7 @@ its last checkpoint."""
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -19,7 +19,7 @@ from api.config import Settings
 from api.jobs.kinds import JobKind
 from api.jobs.runner import JobRunner
 from api.jobs.store import JobStore
-from tests.utils.jobs import events, submit, wait_for
+from tests.utils.jobs import events, submit, wait_for, wait_until
 from tests.utils.runner import queued_job
 from tests.utils.wait_step import WAIT_STEP, release
 
@@ -48,15 +48,6 @@ def cluster() -> Iterator[Cluster]:
     cluster.shutdown()
 
 
-def until(check: Callable[[], object], what: str, timeout: float = 120.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def typed(store: JobStore, job_id: str, type_: str) -> list:
     return [e for e in store.events(job_id) if e.type == type_]
 
@@ -82,7 +73,7 @@ def test_two_jobs_run_at_once_on_two_gpus_a_third_waits_and_a_dataset_job_is_not
     runner = JobRunner(store, settings, kinds=kinds)
     runner.start()
     try:
-        started = until(
+        started = wait_until(
             lambda: (s := [t for t in trainers if typed(store, t.id, "env")]) and len(s) >= 2 and s,
             "two training steps to start",
         )
@@ -101,19 +92,19 @@ def test_two_jobs_run_at_once_on_two_gpus_a_third_waits_and_a_dataset_job_is_not
 
         dataset = queued_job(store, tmp_path, kind="dataset")
         runner.wake()
-        until(lambda: store.require(dataset.id).state == "succeeded", "the dataset job")
+        wait_until(lambda: store.require(dataset.id).state == "succeeded", "the dataset job")
         states = {t.id: s for t, s in zip(trainers, seen["trainers"], strict=True)}
         assert [states[t.id] for t in started] == ["running", "running"]
         assert states[waiting.id] == "queued"
 
         release(started[0].job_dir)  # its GPU goes to the waiting job
-        until(lambda: typed(store, waiting.id, "env"), "the third job to start")
+        wait_until(lambda: typed(store, waiting.id, "env"), "the third job to start")
         third = typed(store, waiting.id, "env")[0].data["cuda_visible_devices"]
         assert third == devices[0]
         for t in trainers:
             release(t.job_dir)
         for t in trainers:
-            until(lambda t=t: store.require(t.id).terminal, f"job {t.id} to end")
+            wait_until(lambda t=t: store.require(t.id).terminal, f"job {t.id} to end")
             assert store.require(t.id).state == "succeeded", store.require(t.id).error
 
         # more GPUs than any node has: the job fails at once, saying so, instead of waiting
@@ -121,7 +112,7 @@ def test_two_jobs_run_at_once_on_two_gpus_a_third_waits_and_a_dataset_job_is_not
         big.job_dir.mkdir()
         store.transition(big.id, "queued", allowed_from=("validating_files",), message="q")
         runner.wake()
-        until(lambda: store.require(big.id).terminal, "the oversized job to end")
+        wait_until(lambda: store.require(big.id).terminal, "the oversized job to end")
         failed = store.require(big.id)
         assert failed.state == "failed"
         assert failed.error.startswith("Training failed: it needs 4 GPU(s), 1 CPU(s) on one Ray")
@@ -152,12 +143,14 @@ def step_process(job_dir: Path) -> psutil.Process | None:
 def test_cancel_stops_the_training_process_on_its_node(ray_client):
     job = submit(ray_client, name="long", max_steps="400", **ON_FAKE_GPUS).json()
     job_dir = ray_client.app.state.settings.jobs_dir / job["id"]
-    proc = until(lambda: step_process(job_dir), "the training process")
+    proc = wait_until(lambda: step_process(job_dir), "the training process")
     assert proc.is_running() and "api.finetune.recipe" in proc.cmdline()
     assert proc.environ()["CUDA_VISIBLE_DEVICES"] in ("0", "1")
     r = ray_client.post(f"/jobs/{job['id']}/cancel")
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
-    until(lambda: not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE, "its end", 20)
+    wait_until(
+        lambda: not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE, "its end", 20
+    )
     assert not ray_client.app.state.runner._handles
     assert events(ray_client, job["id"])[-1]["type"] == "cancelled"
 
@@ -170,8 +163,8 @@ def test_a_lost_node_resumes_the_job_from_its_checkpoint_on_another(ray_client, 
     ).json()
     store = JobStore(ray_client.app.state.settings.jobs_db)
     job_dir = ray_client.app.state.settings.jobs_dir / job["id"]
-    [placed] = until(lambda: typed(store, job["id"], "placed"), "the job's placement")
-    until(
+    [placed] = wait_until(lambda: typed(store, job["id"], "placed"), "the job's placement")
+    wait_until(
         lambda: any((d / "trainer_state.json").is_file() for d in job_dir.glob("checkpoints/*")),
         "the first checkpoint",
     )
@@ -179,7 +172,7 @@ def test_a_lost_node_resumes_the_job_from_its_checkpoint_on_another(ray_client, 
     first.suspend()  # mid-training however fast this machine trains, until its node dies
     [node] = [n for n in cluster.list_all_nodes() if n.node_id == placed.data["node"]]
     cluster.remove_node(node)  # its raylet and workers die; the step process with them
-    until(lambda: not first.is_running() or first.status() == psutil.STATUS_ZOMBIE, "its end")
+    wait_until(lambda: not first.is_running() or first.status() == psutil.STATUS_ZOMBIE, "its end")
     done = wait_for(ray_client, job["id"], ("succeeded", "failed"), timeout=600)
     assert done["status"] == "succeeded", done["error"]
     assert done["progress"]["step"] == 30

@@ -4,6 +4,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -32,3 +34,18 @@ def start_chroma_server(path: Path, port: int | None = None) -> tuple[subprocess
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError("chroma run did not answer its heartbeat within 60 s")
+
+
+@contextmanager
+def chroma_server(path: Path) -> Iterator[str]:
+    """A Chroma server on `path` for the block; its URL. Stopped (killed after 10 s) at the end."""
+    proc, url = start_chroma_server(path)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -46,3 +46,13 @@ def _no_jobs(client):
     assert client.get("/jobs").json()["count"] == 0
     jobs_dir = client.app.state.settings.jobs_dir
     assert not jobs_dir.exists() or not any(jobs_dir.iterdir())
+
+
+def wait_until(condition, what: str, timeout: float = 120.0):
+    """Poll `condition` every 0.1 s until it returns something truthy; that value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

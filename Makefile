@@ -64,7 +64,7 @@ bench: setup
 	@$(PY) scripts/bench_extra_buffers.py
 	@$(PY) scripts/bench_retrieval_scale.py
 	@$(PY) scripts/bench_merge.py
-	@$(PY) scripts/bench_serving.py
+	@$(PY) scripts/bench_answer_loss.py
 	@$(PY) scripts/bench_jobs.py
 	@$(PY) scripts/bench_replicas.py
 

@@ -9,10 +9,11 @@ Cases (the baseline in brackets):
    step [plain TRL SFTTrainer + PEFT with TRL's defaults]; each side in its own process
    (scripts/bench_finetune.py), sides alternated, medians of the rounds. On CPU with SmolLM2-135M;
    with CUDA, a 7B-shaped 4-bit run as well.
-2. serving: decode tokens/s and time to first token through POST /generate (a uvicorn process
-   on loopback, streaming) [llama-cpp-python called directly, same GGUF and settings].
+2. serving (scripts/bench_serving.py): decode tokens/s and time to first token through POST
+   /generate, warm vs cold TTFT with a long system prompt, 4 concurrent vs sequential
+   [llama-server called directly with the same command line; the old in-process backend beside].
 3. retrieval: scripts/bench_retrieval.py, run from here.
-4. export: a placeholder until the export issue measures it.
+4. export: scripts/bench_export.py, run from here (--quick keeps the measured section).
 
 Writes OUT/benchmarks.md (the sections of this run replace those of an earlier one; other
 sections are kept) and OUT/benchmarks.png (loss curves and ratios vs baseline, drawn with
@@ -24,7 +25,6 @@ import json
 import os
 import platform
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +41,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import bench_finetune  # noqa: E402
 import gpu_bench  # noqa: E402
+from bench_doc import Quiet  # noqa: E402
 
 from api.finetune.precision import BF16_MIN_SPEEDUP  # noqa: E402  (the recipe's threshold)
 
@@ -48,6 +49,7 @@ MODELS = ROOT / "shared" / "models"
 BASE = "smollm2-135m"
 ORDER = ["Fine-tuning", "Fine-tuning notes", "Serving", "Retrieval", "Export"]  # notes: by hand
 CASES = ["finetune", "serving", "retrieval", "export"]
+QUIET_MARK = "(load: measured at the end of the run)"  # replaced by Quiet.describe()
 
 
 # ---------------------------------------------------------------- machine
@@ -99,9 +101,15 @@ def finetune_case(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     # the careful user's TRL: bf16 autocast only where this CPU multiplies bf16 faster
     careful_bf16 = peaks[0]["bf16"] >= BF16_MIN_SPEEDUP * peaks[0]["fp32"]
     sides = ["baseline", "careful", "ours"]
+    # TRL's defaults autocast to bf16. Where this CPU runs bf16 slower than fp32 that side is
+    # many times slower than the careful one (it cannot be the better baseline) and one round
+    # of it takes longer than all the others: it runs one round only, and the section says so.
+    baseline_rounds = rounds if careful_bf16 or args.quick else 1
     runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
     for r in range(rounds):
         for side in sides[r % 3 :] + sides[: r % 3]:  # each side leads one round in three
+            if side == "baseline" and r >= baseline_rounds:
+                continue
             argv = [side, "--hf", str(hf), "--steps", str(steps), "--batch", str(batch)]
             argv += ["--bf16", "on" if careful_bf16 else "off"] if side == "careful" else []
             if args.quick:  # one process: memory is not comparable, speed is a smoke
@@ -139,6 +147,7 @@ def finetune_case(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "steps": steps,
         "batch": batch,
         "rounds": rounds,
+        "baseline_rounds": baseline_rounds,
         "quick": args.quick,
         "careful_bf16": careful_bf16,
     }
@@ -211,7 +220,14 @@ def finetune_section(res: dict[str, Any], machine: str) -> tuple[str, dict[str, 
         "- **baseline**: plain TRL `SFTTrainer` + PEFT with `SFTConfig` defaults (bf16 autocast, "
         "gradient checkpointing, padded batches, per-step entropy/accuracy metrics); only the "
         "optimiser settings above, `use_cpu=True` (required on CPU with TRL's bf16 default), "
-        "`logging_steps=1` (for the loss curve) and no checkpoints are set.",
+        "`logging_steps=1` (for the loss curve) and no checkpoints are set."
+        + (
+            f" It ran {res['baseline_rounds']} round(s) only: its bf16 autocast runs at the "
+            "measured bf16 speed of this CPU (below), so it is far slower than the careful "
+            "side and cannot be the better baseline."
+            if res.get("baseline_rounds", res["rounds"]) < res["rounds"]
+            else ""
+        ),
         "- **careful**: the same TRL set-up with `bf16` chosen for this host as a careful "
         f"user would (here {'on' if res['careful_bf16'] else 'off'}: the measured bf16 matmul "
         f"peak is {res['peak']['bf16'] / res['peak']['fp32']:.2f}x fp32, and bf16 is used "
@@ -281,178 +297,62 @@ def cuda_lines(cuda: dict[str, Any]) -> list[str]:
 
 
 # ---------------------------------------------------------------- 2. serving
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def serving_case(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    import httpx
+    """scripts/bench_serving.py: llama-server direct and the API on both backends, in turns."""
+    import bench_serving
 
-    from api.serving.llama_model import open_llama
-
-    requests, max_tokens = (2, 16) if args.quick else (args.requests, args.max_tokens)
-    threads = os.cpu_count() or 1
-    options = {
-        "temperature": 0.8,
-        "top_p": 0.95,
-        "top_k": 40,
-        "repeat_penalty": 1.1,
-        "max_tokens": max_tokens,
-    }
-    port = free_port()
-    env = {
-        **os.environ,
-        "LLM_DATA_DIR": str(work / "serving"),
-        "LLM_BASE_MODELS_DIR": str(MODELS),
-        "LLM_THREADS": str(threads),
-    }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "api.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(timeout=300) as client:
-            _wait_healthy(client, url, server)
-            gguf = MODELS / BASE / "model.gguf"
-            direct = open_llama(gguf, n_ctx=2048, n_threads=threads, verbose=False)
-
-            def via_api(prompt: str, seed: int) -> tuple[float, float, int]:
-                body = {
-                    "model": BASE,
-                    "prompt": prompt,
-                    "stream": True,
-                    "options": {**options, "seed": seed},
-                }
-                start, times = time.perf_counter(), []
-                with client.stream("POST", f"{url}/generate", json=body) as r:
-                    r.raise_for_status()
-                    for line in r.iter_lines():
-                        if line and json.loads(line).get("response"):
-                            times.append(time.perf_counter())
-                return _timing(start, times)
-
-            def via_llama(prompt: str, seed: int) -> tuple[float, float, int]:
-                start, times = time.perf_counter(), []
-                for part in direct.create_chat_completion(
-                    messages=[{"role": "user", "content": prompt}],
-                    stream=True,
-                    seed=seed,
-                    **options,
-                ):
-                    if part["choices"][0]["delta"].get("content"):  # type: ignore[index]
-                        times.append(time.perf_counter())
-                return _timing(start, times)
-
-            via_api("Hello", 0), via_llama("Hello", 0)  # load and warm both
-            samples: dict[str, list[tuple[float, float, int]]] = {"api": [], "direct": []}
-            for i in range(requests):
-                prompt = PROMPTS[i % len(PROMPTS)]
-                pair = (("api", via_api), ("direct", via_llama))
-                for name, fn in pair if i % 2 == 0 else pair[::-1]:
-                    samples[name].append(fn(prompt, 100 + i))
-            direct.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    return {
-        "samples": samples,
-        "requests": requests,
-        "max_tokens": max_tokens,
-        "options": options,
-        "threads": threads,
-        "quick": args.quick,
-    }
-
-
-PROMPTS = [
-    "Write a long story about a dragon who learns to cook.",
-    "Explain in detail how a bicycle works, part by part.",
-    "Describe a walk through a busy city market in the morning.",
-    "Write a letter to a friend about your summer holidays.",
-]
-
-
-def _wait_healthy(client: Any, url: str, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError("the API process exited during start-up")
-        try:
-            if client.get(f"{url}/health").status_code == 200:
-                return
-        except Exception:  # noqa: BLE001 - not listening yet
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the API did not become healthy in 120 s")
-
-
-def _timing(start: float, times: list[float]) -> tuple[float, float, int]:
-    """(time to first token s, decode tokens/s after the first, tokens)."""
-    if not times:
-        return float("nan"), float("nan"), 0
-    decode = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else float("nan")
-    return times[0] - start, decode, len(times)
+    return bench_serving.run(quick=args.quick)
 
 
 def serving_section(res: dict[str, Any], machine: str) -> tuple[str, dict[str, float]]:
-    def med(name: str, i: int) -> float:
-        values = [s[i] for s in res["samples"][name] if s[i] == s[i]]
-        return statistics.median(values) if values else float("nan")
+    import bench_serving
 
-    api_rate, direct_rate = med("api", 1), med("direct", 1)
-    api_ttft, direct_ttft = med("api", 0), med("direct", 0)
-    quick = " **Quick mode (CI smoke): numbers meaningless.**" if res["quick"] else ""
+    r = bench_serving.ratios(res)
+    quick = " **Quick mode (CI smoke): numbers meaningless.**" if res["rounds"] < 3 else ""
+    load = f"load average {res['load_average'][0]:.1f} at its start, {res['load_average_end'][0]:.1f} at its end"
     section = "\n".join(
         [
             "## Serving",
             "",
-            f"`scripts/bench.py`, {machine}.{quick} SmolLM2-135M-Instruct Q4_1 GGUF "
-            f"(`shared/models/{BASE}/model.gguf`), n_ctx 2048, {res['threads']} threads, options "
-            f"{json.dumps(res['options'])}, a different seed and prompt per request, {res['requests']} "
-            "requests per side, alternating which side goes first, medians.",
+            f"`scripts/bench_serving.py` (run by `scripts/bench.py`), {machine}; {load}.{quick} "
+            f"SmolLM2-135M-Instruct Q4_1 GGUF (`shared/models/{BASE}/model.gguf`), "
+            f"{res['threads']} threads, {res['parallel']} slots, greedy, {res['max_tokens']} "
+            f"tokens per reply; the three sides are up together and take turns, request by "
+            f"request ({res['rounds']} rounds; the 4-request case 3 rounds), medians.",
             "",
-            "- **API**: `POST /generate` with `stream: true`, the service as `make run` starts it "
-            "(a uvicorn process on loopback), read as NDJSON lines with httpx.",
-            "- **direct**: `Llama.create_chat_completion(stream=True)` in this process on the same "
-            "GGUF, same context, threads and sampling options.",
+            "- **llama-server direct**: the built `llama-server` started with the backend's own "
+            "command line, asked on `/completion` with the prompt rendered by its "
+            "`/apply-template` (prompt cache on).",
+            "- **API, backend llamaserver** (the default): `POST /generate` with `stream: true` "
+            "through the service as `make run` starts it (a uvicorn process on loopback), read "
+            "as NDJSON lines.",
+            "- **API, backend llamacpp (old)**: the same API with llama.cpp in its process "
+            "(llama-cpp-python), which evaluates every prompt from scratch and answers one "
+            "request at a time.",
             "",
-            "Decode tokens/s counts streamed tokens after the first over the time between the first "
-            "and the last; time to first token (TTFT) is from sending the request. The API evaluates "
-            "every prompt from scratch (`llm.reset()`, so a seed reproduces its reply); the direct "
-            "side keeps llama-cpp-python's default prefix reuse across requests, which the shared "
-            "chat-template prefix benefits from.",
+            "Decode tokens/s counts the streamed tokens after the first over the time from the "
+            "first to the last; TTFT is from sending the request. Each round asks a different "
+            "prompt, so the prompt cache reuses only the chat template's prefix. Warm vs cold: "
+            "two requests sharing a new ~300-token system prompt, TTFT of the second over the "
+            "first. Requests without a `seed` use the prompt cache; with a seed the prompt is "
+            "evaluated from scratch so the reply reproduces (docs/serving.md).",
             "",
-            "| Side | decode tokens/s | TTFT ms | tokens per reply |",
-            "| --- | --- | --- | --- |",
-            f"| API: POST /generate (stream) | {api_rate:.1f} | {1000 * api_ttft:.0f} | "
-            f"{med('api', 2):.0f} |",
-            f"| direct: llama-cpp-python | {direct_rate:.1f} | {1000 * direct_ttft:.0f} | "
-            f"{med('direct', 2):.0f} |",
+            *bench_serving.table(res),
             "",
-            f"**API vs direct: {api_rate / direct_rate:.3f}x decode tokens/s** (target ≥ 0.95x), "
-            f"TTFT {api_ttft / direct_ttft:.2f}x.",
+            f"**API vs llama-server direct: {r['decode']:.2f}x decode tokens/s** (target ≥ "
+            f"0.95x), **TTFT {r['ttft']:.2f}x** (target ≤ 1.2x). **Warm/cold TTFT "
+            f"{r['warm_cold']:.2f}x** (target ≤ 0.5x). **4 concurrent vs sequential "
+            f"{r['concurrency']:.2f}x** (target ≥ 1.5x); llama-server direct gets "
+            f"{r['concurrency_direct']:.2f}x from its parallel slots on this host, which bounds "
+            f"what the API can get; the API's concurrent figure is {r['concurrency_vs_old']:.2f}x "
+            "the old in-process backend's.",
             "",
         ]
     )
     return section, {
-        "serving decode tokens/s": api_rate / direct_rate,
-        "serving TTFT (direct/API)": direct_ttft / api_ttft,
+        "serving decode tokens/s": r["decode"],
+        "serving TTFT (direct/API)": 1 / r["ttft"],
+        "serving concurrent/sequential": r["concurrency"],
     }
 
 
@@ -542,12 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     report = args.out / "benchmarks.md"
     report.parent.mkdir(parents=True, exist_ok=True)
     cores = os.cpu_count() or 1
-    load_start = os.getloadavg()[0]
+    quiet = Quiet(args.max_load)
     before = report.read_text() if report.is_file() else None
-    machine = (
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu_name()}, {cores} cores, 1-minute load "
-        f"average {load_start:.1f} at the start"
-    )
+    machine = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu_name()}, {cores} cores, {QUIET_MARK}"
     preamble = (
         "# Benchmarks\n\nMade by `scripts/bench.py` (full run: `.venv/bin/python "
         "scripts/bench.py`; CI smoke: `--quick`). Each case runs against its baseline in "
@@ -579,10 +476,11 @@ def main(argv: list[str] | None = None) -> int:
         if "export" in only:
             write_report(report, new, preamble)  # bench_export edits the same file
             export_case(args, report)
+    quiet.finish()
+    new = {heading: text.replace(QUIET_MARK, quiet.describe()) for heading, text in new.items()}
     write_report(report, new, preamble)
-    load_end = os.getloadavg()[0]
-    print(f"1-minute load average: {load_start:.1f} at the start, {load_end:.1f} at the end")
-    if not args.quick and max(load_start, load_end) > args.max_load:
+    print(f"{quiet.describe()}.")
+    if not args.quick and not quiet.quiet:
         noisy = report.with_suffix(".noisy.md")
         noisy.write_text(report.read_text())
         if before is None:
@@ -590,8 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             report.write_text(before)  # the sections written during the run are taken back
         print(
-            f"NOT written: the load average exceeded {args.max_load:g} ({cores} cores), so the "
-            f"figures are noise; they are in {noisy} for reference. Run it on a quiet machine."
+            f"NOT written: {quiet.why_not()}, so the figures are noise; they are in {noisy} for reference. Run it on a quiet machine."
         )
         return 0
     import bench_chart

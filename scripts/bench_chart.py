@@ -1,7 +1,9 @@
 """The benchmark chart, drawn with Pillow (matplotlib is not a dependency).
 
 Left: training loss per step of the fine-tuning sides. Right: each case's ratio to its
-baseline (higher is better except where the label says memory), with a line at 1.0.
+baseline (higher is better except where the label says memory), with a line at 1.0 and,
+where the issue set one, the case's target as a short black bar across its column (green: the
+target is met; red: it is not; grey: no target).
 """
 
 from pathlib import Path
@@ -10,6 +12,22 @@ from PIL import Image, ImageDraw, ImageFont
 
 W, H, PAD = 1200, 520, 60
 COLOURS = {"baseline": (150, 150, 150), "careful": (255, 127, 14), "ours": (31, 119, 180)}
+# case -> (target ratio, True when higher is better)
+TARGETS: dict[str, tuple[float, bool]] = {
+    "fine-tune tokens/s": (1.5, True),
+    "fine-tune peak memory": (1.0, False),
+    "serving decode tokens/s": (0.95, True),
+    "serving TTFT (direct/API)": (1 / 1.2, True),
+    "serving concurrent/sequential": (1.5, True),
+}
+
+
+def meets(label: str, value: float) -> bool | None:
+    """Whether `value` meets the case's target; None where it has none."""
+    if label not in TARGETS:
+        return None
+    target, higher = TARGETS[label]
+    return value >= target if higher else value <= target
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -80,14 +98,18 @@ def _ratios(
     items = [(k, v) for k, v in ratios.items() if v == v]  # drop NaN
     if not items:
         return
-    top = max(max(v for _, v in items), 1.0) * 1.15
+    top = max(max(v for _, v in items), *(t for t, _ in TARGETS.values()), 1.0) * 1.15
     scale = (y1 - y0) / top
     one = y1 - scale
     width = (x1 - x0) / len(items)
     for i, (label, value) in enumerate(items):
         bx = x0 + width * i + width * 0.2
-        colour = (44, 160, 44) if ("memory" in label) == (value <= 1.0) else (214, 39, 40)
+        met = meets(label, value)
+        colour = (150, 150, 150) if met is None else (44, 160, 44) if met else (214, 39, 40)
         d.rectangle([bx, y1 - scale * value, bx + width * 0.6, y1], fill=colour)
+        if label in TARGETS:
+            ty = y1 - scale * TARGETS[label][0]
+            d.line([(bx - 6, ty), (bx + width * 0.6 + 6, ty)], fill=(0, 0, 0), width=3)
         d.text((bx, y1 - scale * value - 18), f"{value:.2f}x", fill="black", font=_font(13))
         for j, part in enumerate(_wrap(label, 11)):
             d.text((bx - 8, y1 + 6 + 14 * j), part, fill="black", font=_font(11))

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_doc import write_section_if_quiet  # noqa: E402  (scripts/ is on sys.path when run)
+from bench_doc import Quiet, write_section_if_quiet  # noqa: E402  (scripts/ is on sys.path when run)
 
 from api.config import Settings  # noqa: E402
 from api.jobs.kinds import JobKind  # noqa: E402
@@ -106,7 +106,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
 
-    load_start = os.getloadavg()[0]
+    quiet = Quiet(args.max_load, max_outside=float("inf"))  # Ray's daemons are not our children
+    load_start = quiet.load_start
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -125,7 +126,7 @@ def main() -> None:
                 f"overhead {overhead:.2f} s/job",
                 flush=True,
             )
-    load_end = os.getloadavg()[0]
+    load_end = quiet.finish().load_end
 
     lines = [
         HEADING,
@@ -144,7 +145,7 @@ def main() -> None:
     ]
     text = "\n".join(lines) + "\n"
     print(text)
-    write_section_if_quiet(args.out, HEADING, text, (load_start, load_end), args.max_load)
+    write_section_if_quiet(args.out, HEADING, text, quiet)
 
 
 if __name__ == "__main__":

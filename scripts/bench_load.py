@@ -182,7 +182,16 @@ def submit(client: httpx.Client, name: str, steps: int) -> str:
     return r.json()["id"]
 
 
-def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def settle(url: str, timeout: float = 180) -> None:
+    """Until the API's start-up device probe (seconds of matmuls) has finished."""
+    deadline = time.monotonic() + timeout
+    while httpx.get(f"{url}/health", timeout=10).json()["training"]["device"] == "probing":
+        if time.monotonic() > deadline:
+            raise TimeoutError("the API's device probe did not finish")
+        time.sleep(0.2)
+
+
+def run(args: argparse.Namespace, work: Path, backend: str) -> dict[str, Any]:
     failures = Failures()
     real = ROOT / "shared" / "models"
     provision_smollm2(real, cache_dir=ROOT / "shared" / "cache", say=lambda _: None)
@@ -191,7 +200,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     build_tiny_base(models, real / DEFAULT_BASE / "hf")
     (models / DEFAULT_BASE).symlink_to(real / DEFAULT_BASE)
     (work / "data").mkdir()
-    api = ApiProcess(work / "data", models).start()
+    api = ApiProcess(work / "data", models, LLM_BACKEND=backend).start()
+    settle(api.url)
     load = [os.getloadavg()[0]]
     try:
         client = httpx.Client(base_url=api.url, timeout=300)
@@ -275,49 +285,74 @@ def summary(res: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 def section(
     args: argparse.Namespace,
-    res: dict[str, Any],
-    rows: dict[str, dict[str, float]],
+    runs: dict[str, dict[str, Any]],
     started: datetime,
 ) -> str:
-    load = ", ".join(f"{x:.1f}" for x in res["load"])
+    """The Load section: one table per serving backend, then /generate after vs before."""
     lines = [
         HEADING,
         "",
         f"`scripts/bench_load.py`, {started:%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
-        f"{os.cpu_count()} cores shared with other agents' test runs (1-minute load average at "
-        f"the start and after each of the three phases: {load}). The API as `make "
-        f"run` starts it on loopback (llama.cpp with 2 threads); {args.threads} client threads, "
+        f"{os.cpu_count()} cores. Per serving backend, in turn: the API as `make "
+        f"run` starts it on loopback (llama.cpp with all cores); {args.threads} client threads, "
         f"{args.requests} calls per side in a fixed rotation of the three endpoints; "
         f"`/generate` on SmolLM2-135M Q4_1 with `max_tokens` {args.max_tokens}. Baseline: no "
         "job, half its calls before the loaded phase and half after (so that drift on the "
         "shared machine falls on both sides). Under training: a fine-tuning job of a tiny "
-        "random Llama (batch 4) trains in its own process (at step "
-        f"{res['steps_during_load']} when the phase ended) with a second job queued.",
+        "random Llama (batch 4) trains in its own process with a second job queued. Backend "
+        "`llamacpp` (before) answers one request at a time in the API's process; "
+        "`llamaserver` (after, the default) has parallel slots in a child process.",
+    ]
+    for backend, res in runs.items():
+        lines += _backend_table(backend, res)
+    if {"llamacpp", "llamaserver"} <= runs.keys():
+        before, after = summary(runs["llamacpp"]), summary(runs["llamaserver"])
+        g = "POST /generate"
+        lines += [
+            "",
+            "**`POST /generate`, llamaserver (after) vs llamacpp (before): "
+            f"{after[g]['baseline_p50'] / before[g]['baseline_p50']:.2f}x p50 and "
+            f"{after[g]['baseline_p95'] / before[g]['baseline_p95']:.2f}x p95 idle; "
+            f"{after[g]['training_p50'] / before[g]['training_p50']:.2f}x p50 and "
+            f"{after[g]['training_p95'] / before[g]['training_p95']:.2f}x p95 while training** "
+            "(below 1: faster after).",
+        ]
+    failures = sum(len(res["failures"]) for res in runs.values())
+    samples = sum(res["samples"] for res in runs.values())
+    training = sum(res["training_samples"] for res in runs.values())
+    lines += [
+        "",
+        f"Errors (5xx, connection errors, invalid bodies): {failures}. Jobs "
+        f"sampled {samples} times ({training} with a training "
+        "process alive): never more than one running; the second job stayed queued "
+        "until the first was cancelled, then started. Training competes with generation "
+        "for the same cores. With "
+        f"{args.requests // len(ENDPOINTS)} calls per endpoint and side, p95 is about the "
+        "second-slowest call (compare the rows of one run).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _backend_table(backend: str, res: dict[str, Any]) -> list[str]:
+    load = ", ".join(f"{x:.1f}" for x in res["load"])
+    lines = [
+        "",
+        f"Backend `{backend}` (1-minute load average at its start and after each of its three "
+        f"phases: {load}; the training job was at step {res['steps_during_load']} when the "
+        "loaded phase ended):",
         "",
         "| Endpoint | calls | baseline p50 ms | baseline p95 ms | training p50 ms "
         "| training p95 ms | p50 ratio | p95 ratio |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for endpoint, r in rows.items():
+    for endpoint, r in summary(res).items():
         lines.append(
             f"| `{endpoint}` | {r['baseline_n']} + {r['training_n']} | "
             f"{r['baseline_p50']:.0f} | {r['baseline_p95']:.0f} | "
             f"{r['training_p50']:.0f} | {r['training_p95']:.0f} | "
             f"{r['p50_ratio']:.2f}x | {r['p95_ratio']:.2f}x |"
         )
-    failures = res["failures"]
-    lines += [
-        "",
-        f"Errors (5xx, connection errors, invalid bodies): {len(failures)}. Jobs "
-        f"sampled {res['samples']} times ({res['training_samples']} with a training "
-        "process alive): never more than one running; the second job stayed queued "
-        "until the first was cancelled, then started. `/generate` requests queue for "
-        "the one llama.cpp context, so its latency includes waiting for the other "
-        "threads' requests; training competes with it for the same cores. With "
-        f"{args.requests // len(ENDPOINTS)} calls per endpoint and side, p95 is about the "
-        "second-slowest call: noisy on a shared machine (compare the rows of one run).",
-    ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -329,6 +364,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, help="calls per side (default 60; quick 18)")
     parser.add_argument("--max-tokens", type=int, default=8)
     parser.add_argument(
+        "--backends",
+        help="serving backends in turn (default llamacpp,llamaserver; quick: llamaserver)",
+    )
+    parser.add_argument(
+        "--max-load",
+        type=float,
+        default=float(os.cpu_count() or 1),
+        help="write the section only when the load average at each backend's start is at most this",
+    )
+    parser.add_argument(
         "--steps",
         type=int,
         help="steps of each training job (default 3000; quick 1000): more than the phase lasts",
@@ -337,27 +382,44 @@ def main(argv: list[str] | None = None) -> int:
     args.requests = args.requests or (18 if args.quick else 60)
     args.steps = args.steps or (1000 if args.quick else 3000)
     started = datetime.now(UTC)
-    with tempfile.TemporaryDirectory() as tmp:
-        res = run(args, Path(tmp))
-    rows = summary(res)
-    text = section(args, res, rows, started)
+    backends = (args.backends or ("llamaserver" if args.quick else "llamacpp,llamaserver")).split(
+        ","
+    )
+    runs: dict[str, dict[str, Any]] = {}
+    for backend in backends:
+        print(f"==> backend {backend}", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            runs[backend] = run(args, Path(tmp), backend)
+    text = section(args, runs, started)
     print(text, flush=True)
-    write_section(args.out, HEADING, text)
+    start_loads = [res["load"][0] for res in runs.values()]
+    if args.quick or max(start_loads) <= args.max_load:
+        write_section(args.out, HEADING, text)
+    else:
+        print(
+            f"NOT written to {args.out}: the load average at a backend's start "
+            f"({', '.join(f'{x:.1f}' for x in start_loads)}) exceeded {args.max_load:g}, so "
+            "the figures are noise (the run's own training load is expected and not counted)."
+        )
     if args.json:
         args.json.write_text(
             json.dumps(
                 {
-                    "summary": rows,
-                    "failures": res["failures"],
-                    "samples": res["samples"],
-                    "training_samples": res["training_samples"],
-                    "latencies": {k: res[k] for k in ("baseline", "training")},
+                    backend: {
+                        "summary": summary(res),
+                        "failures": res["failures"],
+                        "samples": res["samples"],
+                        "training_samples": res["training_samples"],
+                        "latencies": {k: res[k] for k in ("baseline", "training")},
+                    }
+                    for backend, res in runs.items()
                 },
                 indent=1,
             )
         )
-    if res["failures"]:
-        print(f"{len(res['failures'])} failure(s)", file=sys.stderr)
+    failures = sum(len(res["failures"]) for res in runs.values())
+    if failures:
+        print(f"{failures} failure(s)", file=sys.stderr)
         return 1
     return 0
 

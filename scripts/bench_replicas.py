@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import httpx  # noqa: E402
-from bench_doc import write_section_if_quiet  # noqa: E402  (scripts/ is on sys.path when run)
+from bench_doc import Quiet, write_section_if_quiet  # noqa: E402  (scripts/ is on sys.path when run)
 
 from api.config import Settings  # noqa: E402
 from tests.utils.api_process import ApiProcess  # noqa: E402
@@ -115,7 +115,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
-    start_load = os.getloadavg()[0]
+    quiet = Quiet(None, max_outside=float("inf"))  # PostgreSQL runs detached: start load only
+    start_load = quiet.load_start
     cores = os.cpu_count() or 1
     print(
         f"==> API replicas: {args.clients} clients, {args.seconds:g} s a side, {cores} cores, "
@@ -163,7 +164,7 @@ over one PostgreSQL database (round robin), asking `{"`, `".join(PATHS)}` in tur
     print(section)
     # Gated on the load before it starts: at the end the load average is the benchmark's own
     # (its clients and replicas keep every core busy), which says nothing about other work.
-    write_section_if_quiet(args.out, HEADING, section, (start_load, start_load), cores)
+    write_section_if_quiet(args.out, HEADING, section, quiet.finish())
 
 
 if __name__ == "__main__":

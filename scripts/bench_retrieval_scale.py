@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench_doc import write_section_if_quiet  # noqa: E402  (scripts/ is on sys.path when run)
+from bench_doc import Quiet, write_section_if_quiet  # noqa: E402  (scripts/ is on sys.path when run)
 from bench_retrieval import percentile  # noqa: E402  (one percentile for both retrieval benches)
 from langchain_core.documents import Document  # noqa: E402
 
@@ -106,7 +106,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     sizes = [int(s) for s in args.chunks.split(",")]
-    load_start = os.getloadavg()[0]
+    quiet = Quiet(args.max_load)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
@@ -149,15 +149,14 @@ def main() -> int:
         finally:
             if server is not None:
                 server.close()
-    load_end = os.getloadavg()[0]
+    quiet.finish()
     cores = os.cpu_count() or 1
     text = "\n".join(
         [
             HEADING,
             "",
             f"`scripts/bench_retrieval_scale.py`, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-            f"{cores} cores, 1-minute load {load_start:.1f} at the start and {load_end:.1f} at "
-            f"the end; generated one-fact records, all-MiniLM-L6-v2 on CPU, embedded Chroma, "
+            f"{cores} cores, {quiet.describe()}; generated one-fact records, all-MiniLM-L6-v2 on CPU, embedded Chroma, "
             f"top-{settings.rag_top_k}; {args.questions} questions per size, the same for "
             "every mode. Latency: the whole `retrieve` call. Hits: the question's record "
             "among the passages returned. Stored chunks/s: embedding plus `VectorStore.add`.",
@@ -169,7 +168,7 @@ def main() -> int:
         ]
     )
     print(text)
-    write_section_if_quiet(args.out, HEADING, text, (load_start, load_end), args.max_load)
+    write_section_if_quiet(args.out, HEADING, text, quiet)
     return 0
 
 

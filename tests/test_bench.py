@@ -39,7 +39,7 @@ def test_quick_bench_writes_every_section_and_the_chart(tmp_path, base_models_di
     )
     assert re.search(r"(?m)^\| 3 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|$", fine_tuning)  # every step
     serving = report.split("## Serving")[1].split("## Retrieval")[0]
-    assert re.search(r"API vs direct: [0-9.]+x decode tokens/s", serving)
+    assert re.search(r"API vs llama-server direct: [0-9.]+x decode tokens/s", serving)
     assert "| ours: vector search (Chroma, top-k) |" in report
     assert measured_export in report  # --quick keeps the measured Export section
     chart = (tmp_path / "benchmarks.png").read_bytes()
@@ -96,3 +96,32 @@ def test_scale_bench_measures_and_refuses_to_write_on_a_busy_machine(tmp_path):
         r"(?m)^\| 24 \| never \| [0-9.]+ \| [0-9.]+ \| [0-3]/3 \| [0-9]+ \|$", busy.stdout
     )
     assert "NOT written" in busy.stdout and not (tmp_path / "benchmarks.md").exists()
+
+
+def test_answer_loss_bench_compares_chunked_with_one_pass(tmp_path):
+    """Above one chunk (1,024 positions) the chunked loss equals the one-pass loss and its
+    gradients; the section is written when the load gate allows it (here: any load)."""
+    report = tmp_path / "benchmarks.md"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "bench_answer_loss.py"),
+            "--tokens",
+            "1500",
+            "--max-load",
+            "1000",
+            "--out",
+            str(report),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = report.read_text()
+    assert "## Answer-only loss" in text
+    assert re.search(
+        r"(?m)^\| 1,500 \| \d+ \| \d+ \| [0-9.]+x \| [0-9.]+ \| [0-9.]+ \| [0-9.]+x \| yes \| yes \|$",
+        text,
+    )

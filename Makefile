@@ -57,7 +57,7 @@ test: setup chromium lint
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup
-	@echo "==> running the benchmarks (a few minutes; results in docs/benchmarks.md)"
+	@echo "==> running the benchmarks (about 45 minutes on 2 cores; results in docs/benchmarks.md, written only from a quiet machine)"
 	@$(PY) scripts/bench.py
 	@$(PY) scripts/bench_export.py
 	@$(PY) scripts/bench_load.py

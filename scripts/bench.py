@@ -17,7 +17,8 @@ Cases (the baseline in brackets):
 
 Writes OUT/benchmarks.md (the sections of this run replace those of an earlier one; other
 sections are kept) and OUT/benchmarks.png (loss curves and ratios vs baseline, drawn with
-Pillow). Timings on a shared machine are noisy: compare the rows of one run, not runs.
+Pillow; the ratios and losses of cases not run this time come from OUT/benchmarks.json, which
+each quiet run updates). Timings on a shared machine are noisy: compare the rows of one run, not runs.
 """
 
 import argparse
@@ -321,8 +322,8 @@ def serving_section(res: dict[str, Any], machine: str) -> tuple[str, dict[str, f
             f"request ({res['rounds']} rounds; the 4-request case 3 rounds), medians.",
             "",
             "- **llama-server direct**: the built `llama-server` started with the backend's own "
-            "command line, asked on `/completion` with the prompt rendered by its "
-            "`/apply-template` (prompt cache on).",
+            "command line, asked as its own users would: streaming `/v1/chat/completions` "
+            "(its chat template, prompt cache on).",
             "- **API, backend llamaserver** (the default): `POST /generate` with `stream: true` "
             "through the service as `make run` starts it (a uvicorn process on loopback), read "
             "as NDJSON lines.",
@@ -352,7 +353,7 @@ def serving_section(res: dict[str, Any], machine: str) -> tuple[str, dict[str, f
     return section, {
         "serving decode tokens/s": r["decode"],
         "serving TTFT (direct/API)": 1 / r["ttft"],
-        "serving concurrent/sequential": r["concurrency"],
+        "serving 4 concurrent vs sequential": r["concurrency"],
     }
 
 
@@ -493,7 +494,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import bench_chart
 
-    bench_chart.draw(args.out / "benchmarks.png", losses, ratios)
+    # the chart shows every case: those not run this time keep their last quiet figures
+    kept = args.out / "benchmarks.json"
+    saved = json.loads(kept.read_text()) if kept.is_file() else {}
+    saved["ratios"] = {**saved.get("ratios", {}), **ratios}
+    saved["losses"] = losses or saved.get("losses", {})
+    if args.quick:  # a smoke's figures are meaningless: chart them, keep nothing
+        saved = {"ratios": ratios, "losses": losses}
+    else:
+        kept.write_text(json.dumps(saved, indent=1) + "\n")
+    bench_chart.draw(args.out / "benchmarks.png", saved["losses"], saved["ratios"])
     print(report.read_text())
     print(json.dumps(ratios, indent=1))
     return 0

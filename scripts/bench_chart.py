@@ -18,7 +18,7 @@ TARGETS: dict[str, tuple[float, bool]] = {
     "fine-tune peak memory": (1.0, False),
     "serving decode tokens/s": (0.95, True),
     "serving TTFT (direct/API)": (1 / 1.2, True),
-    "serving concurrent/sequential": (1.5, True),
+    "serving 4 concurrent vs sequential": (1.5, True),
 }
 
 

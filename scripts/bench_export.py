@@ -95,7 +95,7 @@ def section(res: dict[str, float]) -> str:
         HEADING,
         "",
         f"`scripts/bench_export.py`, {stamp}, {platform.machine()}, {os.cpu_count()} cores "
-        "(shared with other work while measured); SmolLM2-135M (135M parameters), LoRA r=16 "
+        "(written by `scripts/bench.py` only when its run was quiet); SmolLM2-135M (135M parameters), LoRA r=16 "
         "on all linear layers, through the functions a job's export runs.",
         "",
         "| Step | seconds |",

@@ -191,7 +191,7 @@ def main() -> None:
             "## Retrieval",
             "",
             f"`scripts/bench_retrieval.py`, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-            f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared); "
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (load: see the gate of the run that wrote this, `scripts/bench.py`); "
             f"a generated PDF of {pages} pages, {chunks} chunks of up to {settings.rag_chunk_size} "
             f"characters, all-MiniLM-L6-v2 on CPU, embedded Chroma. Median of {args.imports} imports.",
             "",
@@ -201,7 +201,7 @@ def main() -> None:
             "",
             f"Speed-up of ours over naive: {statistics.median(naive_s) / statistics.median(ours_s):.2f}x "
             "(ours also starts a parser process per import). Both sides ran in this one process, "
-            "on a machine shared with other work: compare the rows, not runs.",
+            "in turns: compare the rows of one run.",
             "",
             f"| Query (top-{settings.rag_top_k}, one document) | p50 ms | p95 ms | queries |",
             "| --- | --- | --- | --- |",

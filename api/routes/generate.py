@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.chat import Chat, ChatRequest, Source, StreamError
 from api.deps import ChatDep
 from api.problems import responses
+from api.routes.streaming import thread_stream
 from api.serving.options import GenerationOptions
 
 router = APIRouter(tags=["generate"])
@@ -93,7 +94,7 @@ def generate(body: GenerateRequest, chats: ChatDep) -> GenerateResponse | Stream
         )
     )
     if body.stream:
-        return StreamingResponse(_ndjson(chat), media_type="application/x-ndjson")
+        return StreamingResponse(thread_stream(_ndjson(chat)), media_type="application/x-ndjson")
     text, last = chat.whole()
     return GenerateResponse(
         model=chat.model,

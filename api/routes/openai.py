@@ -16,6 +16,7 @@ from api.deps import CatalogDep, ChatDep, RegistryDep
 from api.errors import InvalidInput
 from api.models.service import list_models
 from api.problems import responses
+from api.routes.streaming import thread_stream
 from api.serving.options import GenerationOptions, StopString, json_int
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -155,7 +156,9 @@ def create_chat_completion(body: ChatCompletionRequest, chats: ChatDep) -> objec
     )
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(_sse(chat, include_usage), media_type="text/event-stream")
+        return StreamingResponse(
+            thread_stream(_sse(chat, include_usage)), media_type="text/event-stream"
+        )
     text, last = chat.whole()
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",

@@ -280,7 +280,8 @@ def run_side(side: str, args: argparse.Namespace) -> dict[str, Any]:
                 trainer.train()
             else:
                 trainer = run_ours(args.hf, work, args, callback)
-        config = trainer.model.get_base_model().config
+        lm = trainer.model.get_base_model()
+        config = lm.config
         params = sum(
             unpacked_numel(p) for n, p in trainer.model.named_parameters() if "lora_" not in n
         )
@@ -306,6 +307,11 @@ def run_side(side: str, args: argparse.Namespace) -> dict[str, Any]:
         "bf16": bool(targs.bf16),
         "gradient_checkpointing": bool(targs.gradient_checkpointing),
         "padding_free": bool(getattr(trainer, "padding_free", False)),
+        "attention": getattr(config, "_attn_implementation", None),
+        "liger_kernel": bool(getattr(targs, "use_liger_kernel", False)),
+        "checkpointing_kwargs": targs.gradient_checkpointing_kwargs,
+        # PEFT's prepare_model_for_kbit_training made these fp32; the recipe keeps them 16-bit
+        "lm_head_dtype": str(lm.get_output_embeddings().weight.dtype).removeprefix("torch."),
         "threads": torch.get_num_threads(),
         "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20
         if torch.cuda.is_available()

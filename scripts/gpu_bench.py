@@ -191,4 +191,25 @@ def lines(res: dict[str, Any]) -> list[str]:
         f"Ours vs baseline: {o['tokens_per_second'] / b['tokens_per_second']:.2f}x tokens/s, "
         f"{o['cuda_peak_mb'] / b['cuda_peak_mb']:.2f}x peak memory.",
         "",
+        *setup_lines(b, o),
     ]
+
+
+def setup_lines(b: dict[str, Any], o: dict[str, Any]) -> list[str]:
+    """How each side ran: attention, checkpointing, LM head dtype (absent in older results)."""
+    if "attention" not in o:
+        return []
+
+    def said(x: dict[str, Any]) -> str:
+        checkpointing = (
+            f"checkpointing {x['checkpointing_kwargs'] or 'default'}"
+            if x.get("gradient_checkpointing")
+            else "no checkpointing"
+        )
+        liger = ", Liger kernels" if x.get("liger_kernel") else ""
+        return (
+            f"attention {x.get('attention')}, {checkpointing}, LM head in "
+            f"{x.get('lm_head_dtype')}{liger}"
+        )
+
+    return [f"Set-up: baseline {said(b)}; ours {said(o)}.", ""]

@@ -157,6 +157,7 @@ def format_section(res: dict[str, Any]) -> str:
             f"base {api['base']} ({api['base_described']}); {api['steps']} steps with "
             f"bits={m.get('bits')} on {m.get('device')}"
             + (f" ({m['processes']} GPUs, DDP)" if (m.get("processes") or 1) > 1 else "")
+            + (f", attention {m['attention'].split(':')[0]}" if m.get("attention") else "")
             + ", train loss "
             f"{_num(m.get('train_loss_first'))} → {_num(m.get('train_loss_last'))}, eval "
             f"loss {_num(m.get('eval_loss'))}; job (train, evaluate, export, smoke test) "

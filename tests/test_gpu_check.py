@@ -224,6 +224,9 @@ def test_section_says_when_the_job_trained_on_two_gpus():
     api = {**API, "job": {"metrics": metrics}}
     text = gpu_check.format_section(_result(api=api, bench=BENCH))
     assert "8 steps with bits=4 on cuda (2 GPUs, DDP), train loss 2.500" in text
+    metrics["attention"] = "sdpa: flash-attn is not installed or not usable on this GPU; ..."
+    text = gpu_check.format_section(_result(api=api, bench=BENCH))
+    assert "on cuda (2 GPUs, DDP), attention sdpa, train loss 2.500" in text
 
 
 def test_section_says_what_failed_and_what_was_skipped():
@@ -283,3 +286,51 @@ def test_preflight_names_each_module_that_does_not_import(monkeypatch):
     assert gpu_check.preflight() == [
         "import no_such_module_xyz: ModuleNotFoundError: No module named 'no_such_module_xyz'"
     ]
+
+
+def test_section_says_how_each_side_ran():
+    baseline = {
+        **_side(2000.0, 20480.0),
+        "attention": "sdpa",
+        "gradient_checkpointing": True,
+        "checkpointing_kwargs": None,
+        "lm_head_dtype": "bfloat16",
+    }
+    ours = {
+        **baseline,
+        "attention": "flash_attention_2",
+        "checkpointing_kwargs": {"use_reentrant": False},
+    }
+    text = "\n".join(gpu_bench.lines({**BENCH, "baseline": baseline, "ours": ours}))
+    assert (
+        "Set-up: baseline attention sdpa, checkpointing default, LM head in bfloat16; ours "
+        "attention flash_attention_2, checkpointing {'use_reentrant': False}, LM head in "
+        "bfloat16." in text
+    )
+    assert "Set-up" not in "\n".join(gpu_bench.lines(BENCH))  # results from before the fields
+
+
+def test_the_benchmarks_recipe_side_resolves_for_a_gpu_on_the_cpu():
+    """What `ours` would train with on an H200, decided without one: 4-bit, paged 8-bit
+    AdamW, bf16, non-reentrant checkpointing, flash-attn's varlen kernel where installed."""
+    from dataclasses import replace
+
+    from api.finetune import device
+    from api.finetune.attention import choose_attention
+    from api.finetune.spec import FineTuneSpec
+    from tests.utils.devices import H200
+
+    spec = FineTuneSpec(model_name="bench", max_steps=6, batch_size=16, lora_r=16)
+    fitted, problems = device.fit(spec, H200)
+    assert problems == []
+    assert (fitted.bits, fitted.optimizer, fitted.mixed_precision) == (
+        4,
+        "paged_adamw_8bit",
+        "bf16",
+    )
+    assert fitted.gradient_checkpointing and not fitted.liger_kernel
+    assert choose_attention(True, fitted.mixed_precision, None)[0] == "sdpa"
+    flash = replace(H200, flash_attn="2.8.3")
+    assert (
+        choose_attention(True, fitted.mixed_precision, flash.flash_attn)[0] == "flash_attention_2"
+    )

@@ -72,6 +72,8 @@ def _resolve(pyproject_text: str, tmp: Path, cache: Path) -> subprocess.Complete
             "pyproject.toml",
             "--extra",
             "cluster",  # as api/Dockerfile installs it: Ray for the cluster profile
+            "--extra",
+            "gpu",  # and liger-kernel
             "--python",
             sys.executable,
             "--python-version",
@@ -107,8 +109,9 @@ def uv_cache(tmp_path_factory) -> Path:
 def test_the_image_installs_pyproject_with_the_tested_uv_and_nothing_else():
     installs = re.findall(r"uv pip install [^\n]*", DOCKERFILE)
     assert installs == [
-        "uv pip install --python /opt/venv/bin/python -r pyproject.toml --extra cluster"
+        "uv pip install --python /opt/venv/bin/python -r pyproject.toml --extra cluster \\"
     ]
+    assert "--extra cluster \\\n    --extra gpu\n" in DOCKERFILE
     assert "COPY pyproject.toml ./" in DOCKERFILE
     assert "index-url" not in DOCKERFILE and "find-links" not in DOCKERFILE
     uv_version = re.search(r"^ARG UV_VERSION=(\S+)", DOCKERFILE, re.M).group(1)
@@ -137,7 +140,8 @@ def test_every_pin_resolves_for_the_image_platform(tmp_path, uv_cache):
         "python_version": python,
     }
     project = tomllib.loads(PYPROJECT)["project"]
-    for line in project["dependencies"] + project["optional-dependencies"]["cluster"]:
+    extras = project["optional-dependencies"]
+    for line in project["dependencies"] + extras["cluster"] + extras["gpu"]:
         requirement = Requirement(line)
         if requirement.marker and not requirement.marker.evaluate(target):
             continue

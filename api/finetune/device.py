@@ -7,6 +7,7 @@ cached for the life of the process; start-up warms it in the background, and
 LLM_REQUIRE_CUDA waits for it.
 """
 
+import importlib.metadata
 import json
 import logging
 import subprocess
@@ -34,6 +35,8 @@ class TrainingDevice:
     notes: tuple[str, ...] = field(default=())  # CUDA warnings, import errors, probe failures
     bf16: bool | None = None  # torch.cuda.is_bf16_supported(); None: not reported
     cpu_bf16_speedup: float | None = None  # CPU bf16/fp32 matmul speed (api/finetune/cpu_speed.py)
+    flash_attn: str | None = None  # its version where usable (CUDA, Ampere or newer); else None
+    liger_kernel: str | None = None  # its version where importable on CUDA; else None
 
     @classmethod
     def of(cls, found: dict[str, Any]) -> "TrainingDevice":
@@ -47,6 +50,8 @@ class TrainingDevice:
             notes=tuple(found["notes"]),
             bf16=found.get("bf16"),
             cpu_bf16_speedup=found.get("cpu_bf16_speedup"),
+            flash_attn=found.get("flash_attn"),
+            liger_kernel=found.get("liger_kernel"),
         )
 
     @property
@@ -118,6 +123,18 @@ def fit(spec: FineTuneSpec, device: TrainingDevice) -> tuple[FineTuneSpec, list[
             f"optimizer: {optimizer} needs bitsandbytes ({no_bnb}); install the "
             "version pinned in pyproject.toml, or use adamw_torch."
         )
+    if spec.liger_kernel and not device.cuda:
+        problems.append(
+            "liger_kernel: Liger's kernels are Triton GPU kernels and need a CUDA GPU; this "
+            f"host has none: {device.cuda_state()}. Leave liger_kernel false on the CPU."
+        )
+    elif spec.liger_kernel and device.liger_kernel is None:
+        why = "; ".join(n for n in device.notes if "liger" in n) or "it is not installed"
+        problems.append(
+            f"liger_kernel: needs the liger-kernel package ({why}); install the version "
+            "pinned in pyproject.toml's `gpu` extra (pip install '.[gpu]'), or leave "
+            "liger_kernel false."
+        )
     precision, more = resolve_precision(spec.mixed_precision, device)
     problems += more
     resolved = {"bits": bits, "optimizer": optimizer, "mixed_precision": precision}
@@ -157,7 +174,46 @@ def inspect() -> dict[str, Any]:
         "notes": notes,
         "bf16": bool(cuda and torch.cuda.is_bf16_supported()),
         "cpu_bf16_speedup": None if cuda else _cpu_bf16_speedup(notes),
+        "flash_attn": _flash_attn(notes) if cuda else None,
+        "liger_kernel": _liger_kernel(notes) if cuda else None,
     }
+
+
+def _flash_attn(notes: list[str]) -> str | None:
+    """flash-attn 2's version where transformers can use it here (api/finetune/attention.py)."""
+    try:
+        found = importlib.metadata.version("flash-attn")
+    except importlib.metadata.PackageNotFoundError:
+        return None  # optional: not installed is the usual case
+    try:
+        import flash_attn  # noqa: F401  (a wheel built for another torch fails here)
+        import torch
+
+        major, minor = torch.cuda.get_device_capability(0)
+    except Exception as exc:
+        notes.append(f"flash-attn {found} cannot be imported: {type(exc).__name__}: {exc}")
+        return None
+    if not found.startswith("2.") or major < 8:
+        notes.append(
+            f"flash-attn {found} is not used: attention takes flash-attn 2 on an Ampere or "
+            f"newer GPU (compute capability 8.0; this one has {major}.{minor})"
+        )
+        return None
+    return found
+
+
+def _liger_kernel(notes: list[str]) -> str | None:
+    """liger-kernel's version where it imports (the spec's `liger_kernel`)."""
+    try:
+        found = importlib.metadata.version("liger-kernel")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    try:
+        import liger_kernel.transformers  # noqa: F401
+    except Exception as exc:
+        notes.append(f"liger-kernel {found} cannot be imported: {type(exc).__name__}: {exc}")
+        return None
+    return found
 
 
 def _cpu_bf16_speedup(notes: list[str]) -> float | None:

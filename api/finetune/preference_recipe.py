@@ -23,6 +23,7 @@ _COMMON = (
     "per_device_eval_batch_size",
     "gradient_accumulation_steps",
     "gradient_checkpointing",
+    "gradient_checkpointing_kwargs",
     "learning_rate",
     "lr_scheduler_type",
     "warmup_steps",
@@ -44,6 +45,7 @@ _COMMON = (
     "ddp_find_unused_parameters",
     "disable_tqdm",
     "train_sampling_strategy",
+    "use_liger_kernel",  # the spec refuses it with orpo
 )
 METRICS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
 
@@ -93,6 +95,17 @@ def preference_trainer(
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+    if lora is not None and (
+        getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
+    ):
+        # Given a k-bit base and a peft_config, ORPOTrainer runs PEFT's
+        # prepare_model_for_kbit_training, which casts the embeddings, LM head and norms to
+        # fp32 (recipe.kbit_ready says why they stay in the compute dtype); given the LoRA
+        # model, it does not.
+        from peft import get_peft_model
+
+        model, lora = get_peft_model(model, lora), None
 
     return ORPOTrainer(
         model=model,

@@ -40,6 +40,7 @@ from trl import SFTConfig, SFTTrainer
 
 from api.finetune import gptq, ranks
 from api.finetune.answer_loss import answer_loss_sum
+from api.finetune.attention import choose_attention
 from api.finetune.chain import with_parent
 from api.finetune.device import TrainingDevice, fit, inspect, require_cuda_message
 from api.finetune.formats import recipe_system_prompt, template_for
@@ -69,12 +70,24 @@ def load_tokenizer(hf_dir: Path) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_model(hf_dir: Path, bits: int, cuda: bool, precision: str = "bf16") -> torch.nn.Module:
+def load_model(
+    hf_dir: Path,
+    bits: int,
+    cuda: bool,
+    precision: str = "bf16",
+    attention: str | None = None,
+    gradient_checkpointing: bool = False,
+) -> torch.nn.Module:
+    """The base, frozen where quantised; `attention` is the attn_implementation (None:
+    transformers' default; api/finetune/attention.py chooses it on CUDA)."""
     kwargs: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": False}
+    if attention is not None:
+        kwargs["attn_implementation"] = attention
     if quantisation(hf_dir) is not None:  # GPTQ (the service refused other quantised bases)
         gptq.enable()
-        return _kbit_ready(
-            AutoModelForCausalLM.from_pretrained(hf_dir, **kwargs, **gptq.load_kwargs(cuda))
+        return kbit_ready(
+            AutoModelForCausalLM.from_pretrained(hf_dir, **kwargs, **gptq.load_kwargs(cuda)),
+            gradient_checkpointing,
         )
     half = getattr(torch, torch_dtype_name(precision))
     if bits == 4:
@@ -95,14 +108,36 @@ def load_model(hf_dir: Path, bits: int, cuda: bool, precision: str = "bf16") -> 
     if cuda:
         kwargs["device_map"] = {"": ranks.local_rank()}  # rank N trains on GPU N
     model = AutoModelForCausalLM.from_pretrained(hf_dir, **kwargs)
-    return _kbit_ready(model) if bits < 16 else model
+    return kbit_ready(model, gradient_checkpointing) if bits < 16 else model
 
 
-def _kbit_ready(model: torch.nn.Module) -> torch.nn.Module:
-    """A quantised base (bitsandbytes or GPTQ) frozen, norms in fp32, inputs requiring grad."""
-    from peft import prepare_model_for_kbit_training
+def kbit_ready(model: Any, gradient_checkpointing: bool) -> Any:
+    """A quantised base (bitsandbytes or GPTQ) ready for LoRA: every base parameter frozen and,
+    with gradient checkpointing, the embeddings' output requiring grad.
 
-    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    Not PEFT's prepare_model_for_kbit_training, which also casts every fp16/bf16 parameter
+    that is not 4-bit (embeddings, LM head, norms) to fp32: +0.8 GB on a 7B, for nothing the
+    pinned libraries need. The matmuls run under autocast in the compute dtype whatever the
+    weights' dtype (an fp32 LM head is cast back to bf16 at every step); RMSNorm computes in
+    fp32 inside (Llama, Mistral, Qwen) and autocast runs layer_norm in fp32; the LoRA
+    weights are PEFT's fp32, which TRL's SFT and DPO trainers cast to bf16 for a k-bit base
+    (TRL 1.16 calls prepare_model_for_kbit_training only in its experimental ORPO/CPO
+    trainers: preference_recipe.py hands ORPO the LoRA model, which skips it). transformers
+    and TRL also make the inputs require grad when they enable checkpointing; doing it here
+    keeps the model ready for whichever trainer takes it.
+    """
+    for param in model.parameters():
+        param.requires_grad_(False)
+    if gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
+        model.enable_input_require_grads()
+    return model
+
+
+def checkpointing_kwargs(enabled: bool) -> dict[str, Any] | None:
+    """Non-reentrant checkpointing (torch's recommended mode: no inputs that must require
+    grad, works with frozen bases and DDP). transformers 5.23 defaults to the same when given
+    none, so on the CPU this only says explicitly what already ran."""
+    return {"use_reentrant": False} if enabled else None
 
 
 # ---------------------------------------------------------------- format
@@ -232,8 +267,8 @@ def _describe(p: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def check_device(spec: FineTuneSpec, require_cuda: bool) -> tuple[FineTuneSpec, bool]:
-    """The spec fitted to the device this process sees, and whether it is CUDA. The API
+def check_device(spec: FineTuneSpec, require_cuda: bool) -> tuple[FineTuneSpec, TrainingDevice]:
+    """The spec fitted to the device this process sees, and that device. The API
     checked at submission, but the GPU may have gone since: refuse rather than fall back to
     the CPU when CUDA was required, or when bits or the optimizer need it."""
     found = TrainingDevice.of(inspect())
@@ -242,7 +277,7 @@ def check_device(spec: FineTuneSpec, require_cuda: bool) -> tuple[FineTuneSpec, 
     fitted, problems = fit(spec, found)
     if problems:
         raise RuntimeError("; ".join(problems))
-    return fitted, found.cuda
+    return fitted, found
 
 
 def train(
@@ -256,14 +291,18 @@ def train(
     parent: dict[str, Any] | None = None,
 ) -> tuple[Trainer, PreTrainedTokenizerBase, dict[str, Any]]:
     """Train the LoRA adapter; `callbacks` are extra observers (the benchmark's meter)."""
-    spec, cuda = check_device(spec, require_cuda)
+    spec, device = check_device(spec, require_cuda)
+    cuda = device.cuda
     assert spec.bits is not None and spec.optimizer is not None
     bits = spec.bits
     files = JobFiles(job_dir)
     torch.manual_seed(spec.seed)
     tokenizer = load_tokenizer(hf_dir)
     tokenizer.chat_template = template_for(spec.prompt_format, tokenizer.chat_template)
-    model = load_model(hf_dir, bits, cuda, spec.mixed_precision)
+    attention, attention_reason = choose_attention(cuda, spec.mixed_precision, device.flash_attn)
+    model = load_model(
+        hf_dir, bits, cuda, spec.mixed_precision, attention, spec.gradient_checkpointing
+    )
     model, continued = with_parent(model, parent or {})  # training a fine-tuned model further
     train_rows = read_rows(files.data_file("train"))
     system = recipe_system_prompt(spec)
@@ -276,6 +315,8 @@ def train(
         per_device_eval_batch_size=spec.batch_size,
         gradient_accumulation_steps=spec.gradient_accumulation_steps,
         gradient_checkpointing=spec.gradient_checkpointing,
+        gradient_checkpointing_kwargs=checkpointing_kwargs(spec.gradient_checkpointing),
+        use_liger_kernel=spec.liger_kernel,  # CUDA only: refused elsewhere (device.fit)
         learning_rate=spec.learning_rate,
         lr_scheduler_type=spec.lr_scheduler_type,
         warmup_steps=spec.warmup_ratio,  # below 1: a share of the total steps
@@ -362,6 +403,8 @@ def train(
         "optimizer": spec.optimizer,
         "mixed_precision": spec.mixed_precision,
         "device": "cuda" if cuda else "cpu",
+        "attention": attention_reason,
+        "liger_kernel": spec.liger_kernel,
         "processes": trainer.args.world_size,
         "trainable_parameters": sum(
             p.numel()  # type: ignore[misc]

@@ -16,6 +16,7 @@ from jinja2.exceptions import TemplateError
 from api.config import Settings
 from api.errors import Conflict, InvalidInput, NotFound
 from api.finetune import lineage, mixing
+from api.finetune.attention import choose_attention
 from api.finetune.checkpoints import checkpoint_dir
 from api.finetune.data import (
     Keys,
@@ -249,6 +250,8 @@ def submit_fine_tune(
         "test_rows": len(split.test),
         **notes,
         "mixed_precision": precision_reason(choice, spec.mixed_precision, device),
+        # the recipe decides again on the host that trains (its metrics say what ran)
+        "attention": choose_attention(device.cuda, spec.mixed_precision, device.flash_attn)[1],
     }
     if len(uploads) > 1:
         summary["files"] = [

@@ -117,6 +117,8 @@ def test_health_view_of_a_device():
         "notes": (),
         "bf16": True,
         "cpu_bf16_speedup": None,  # measured on CPU hosts only
+        "flash_attn": None,  # probed on CUDA hosts only
+        "liger_kernel": None,
         "qlora": True,
     }
     assert CUDA_NO_BNB.public()["qlora"] is False and CPU.public()["device"] == "cpu"

@@ -203,6 +203,8 @@ def test_native_system_role_on_a_template_without_one_is_a_422(formats_client):
         ({"test_size": "0"}, "test_size: Value error, test_size must be a row count"),
         ({"test_size": "23"}, "test_size=23 asks for 23 test rows out of 24"),
         ({"method": "ppo"}, "method: Input should be 'sft', 'dpo' or 'orpo'"),
+        ({"liger_kernel": "true"}, "liger_kernel: Liger's kernels are Triton GPU kernels"),
+        ({"liger_kernel": "true", "method": "orpo"}, "liger_kernel applies to methods sft and dpo"),
     ],
 )
 def test_bad_values_are_422s_that_name_the_field(formats_client, fields, message):

@@ -97,6 +97,12 @@ def test_the_chosen_optimizer_reaches_the_trainer(prepared_job):
     assert trainer.args.optim == "adamw_torch_fused" and info["optimizer"] == "adamw_torch_fused"
     assert trainer.optimizer.optimizer.defaults["fused"] is True  # torch's AdamW, fused
     assert trainer.state.global_step == 1
+    # the CPU path as before: transformers' default attention, its default (non-reentrant)
+    # checkpointing said explicitly, no Liger (api/finetune/attention.py, recipe.checkpointing_kwargs)
+    assert trainer.model.get_base_model().config._attn_implementation == "sdpa"
+    assert info["attention"].startswith("sdpa: transformers' default on the CPU")
+    assert trainer.args.gradient_checkpointing_kwargs == {"use_reentrant": False}
+    assert trainer.args.use_liger_kernel is False and info["liger_kernel"] is False
 
 
 CPU_REPORT = {

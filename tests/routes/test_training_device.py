@@ -76,6 +76,8 @@ def test_health_on_a_gpu_host_lists_the_gpus(make_client, host):
         "notes": [],
         "bf16": True,
         "cpu_bf16_speedup": None,  # measured on CPU hosts only
+        "flash_attn": None,  # probed on CUDA hosts only
+        "liger_kernel": None,
         "qlora": True,
         "require_cuda": True,
     }

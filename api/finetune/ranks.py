@@ -103,11 +103,11 @@ def launch(
     if not cuda:  # torchrun's default is one thread per rank; share the cores instead
         env["OMP_NUM_THREADS"] = str(max(1, cpu_cores() // processes))
     command = launch_command(module, job_dir, store.path, resume, processes, fsdp)
-    how = "FSDP (FULL_SHARD: the base split across them)" if fsdp else "DDP"
+    how = "FSDP, the base split across them (FULL_SHARD)" if fsdp else "DDP"
     store.add_event(
         job_dir.name,
         "launch",
-        f"Training on {describe(processes, cuda)} with {how} (accelerate launch); rank 0 "
+        f"Training on {describe(processes, cuda)} with {how} under accelerate launch; rank 0 "
         "reports progress and writes the outputs.",
         processes=processes,
         device="cuda" if cuda else "cpu",

@@ -372,7 +372,7 @@ def train(
         update_fsdp_plugin_peft(trainer.model, trainer.accelerator)
         info["sharding"] = "fsdp"
     # counted before FSDP wraps the model: its parameters are then this rank's shards
-    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)  # type: ignore[union-attr]
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)  # type: ignore[misc, union-attr]
     if len(validation) and not has_checkpoint:  # the starting point the result is judged against
         info["eval_loss_before"] = round(trainer.evaluate()["eval_loss"], 4)  # on every rank
     if "eval_loss_before" in info and ranks.is_main():
@@ -534,7 +534,7 @@ def _finish_sharded(
         test_rows,
         spec,
         predictions,
-        sharded=trainer.model,  # type: ignore[arg-type]
+        sharded=trainer.model,
     )
     trainer.save_model(str(adapter))  # a collective: every rank
     if ranks.is_main():

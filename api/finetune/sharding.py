@@ -23,8 +23,9 @@ QLoRA under FSDP (bits 4) follows bitsandbytes' FSDP-QLoRA guide (docs/source/fs
 FSDP can flatten the 4-bit weights with the others (the recipe's load_model does this).
 
 What cannot be sharded is refused at submission with the reason (`sharding_problem`). FSDP
-needs CUDA: accelerate 1.15 makes a job FSDP only on GPU-type devices (state.py: a gloo CPU
-world stays MULTI_CPU, i.e. DDP), so on a CPU host it would silently train as DDP.
+needs CUDA: accelerate 1.15 runs FSDP on GPU-type devices only. On gloo CPU ranks the FSDP
+plugin's sync_module_states asks for a GPU and the Accelerator fails to start; without it
+the world stays MULTI_CPU, i.e. DDP (state.py; tests/finetune/test_fsdp.py shows both).
 
 This module imports neither torch nor transformers at import time (the API process imports it).
 """
@@ -52,7 +53,7 @@ def sharding_problem(spec: FineTuneSpec, cuda: bool, hf_dir: Path) -> str | None
     if not cuda:
         return (
             "sharding: fsdp needs CUDA GPUs, and jobs here train on CPU processes (gloo), "
-            "where accelerate runs DDP instead of FSDP; use sharding: ddp."
+            "where accelerate does not run FSDP; use sharding: ddp."
         )
     if quantisation(hf_dir) is not None:
         return (

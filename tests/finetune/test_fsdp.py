@@ -1,7 +1,7 @@
 """`sharding: fsdp` without a GPU: what can be checked here, and only that.
 
-FSDP itself cannot run on this CPU host with the pinned accelerate: a gloo world stays DDP
-(the last test shows it), so the API refuses `fsdp` without CUDA and no test here trains
+FSDP itself cannot run on this CPU host with the pinned accelerate: a gloo rank refuses the
+FSDP settings or stays DDP (the last test shows it), so the API refuses `fsdp` without CUDA and no test here trains
 under FSDP. What runs: a job accepted on (described) two H200s records it; the launch
 command the launcher builds for it goes through accelerate's own parser into the FSDP_*
 environment each rank reads, and the FSDP plugin built from that environment has FULL_SHARD,
@@ -109,7 +109,13 @@ def test_the_launch_is_accelerates_fsdp_wrapping_the_bases_decoder_layers(fsdp_j
         "FSDP_ACTIVATION_CHECKPOINTING_OFFLOAD": "false",
     }
 
-    # What each rank's Accelerator builds from that environment
+    # What each rank's Accelerator builds from that environment. With sync_module_states the
+    # plugin asks for the rank's current CUDA device (where empty ranks get their weights);
+    # this host has none, so it is given device 0 here, as rank 0 on a GPU host would have.
+    import accelerate.utils.dataclasses as accelerate_dataclasses
+
+    monkeypatch.setattr(accelerate_dataclasses, "is_cuda_available", lambda: True)
+    monkeypatch.setattr(accelerate_dataclasses.torch.cuda, "current_device", lambda: 0)
     for key, value in env.items():
         if key.startswith(("FSDP_", "ACCELERATE_USE_FSDP")):
             monkeypatch.setenv(key, value)
@@ -191,12 +197,21 @@ def test_ddp_and_a_shardable_fsdp_job_pass(tmp_path):
     assert sharding.sharding_problem(_spec(sharding="ddp", gpus=1), False, hf_dir) is None
 
 
-def test_accelerate_keeps_a_cpu_world_ddp_under_fsdp_settings(tmp_path):
-    """Why `fsdp` needs CUDA: with the launcher's FSDP environment a gloo CPU rank's
-    Accelerator is MULTI_CPU with no FSDP plugin (accelerate/state.py). If a later accelerate
-    runs FSDP on the CPU, this fails: then train `sharding: fsdp` on CPU ranks in a test."""
+def test_accelerate_runs_no_fsdp_on_a_cpu_world():
+    """Why `fsdp` needs CUDA, with the pinned accelerate (accelerate/state.py, utils/
+    dataclasses.py): a gloo CPU rank given the launcher's FSDP environment cannot build its
+    Accelerator (sync_module_states asks for a GPU), and without module-state sync it builds a
+    MULTI_CPU one with no FSDP plugin, i.e. DDP. If a later accelerate runs FSDP on the CPU,
+    this fails: then train `sharding: fsdp` on CPU ranks in a test instead."""
     probe = (
+        "import os\n"
         "from accelerate import Accelerator\n"
+        "try:\n"
+        "    Accelerator(cpu=True)\n"
+        "except RuntimeError as exc:\n"
+        "    print('refused:', exc)\n"
+        "os.environ['FSDP_SYNC_MODULE_STATES'] = 'false'\n"
+        "os.environ['FSDP_CPU_RAM_EFFICIENT_LOADING'] = 'false'\n"
         "a = Accelerator(cpu=True)\n"
         "print(a.distributed_type, getattr(a.state, 'fsdp_plugin', None))\n"
     )
@@ -223,4 +238,6 @@ def test_accelerate_keeps_a_cpu_world_ddp_under_fsdp_settings(tmp_path):
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["DistributedType.MULTI_CPU", "None"], done.stdout
+    refused, built = done.stdout.splitlines()
+    assert refused.startswith("refused: There are currently no available devices found")
+    assert built.split() == ["DistributedType.MULTI_CPU", "None"], done.stdout

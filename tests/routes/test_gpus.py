@@ -115,7 +115,7 @@ def test_fsdp_on_a_host_without_a_gpu_is_422_saying_to_use_ddp(client):
     assert r.status_code == 422, r.text
     assert r.json()["detail"] == (
         "sharding: fsdp needs CUDA GPUs, and jobs here train on CPU processes (gloo), where "
-        "accelerate runs DDP instead of FSDP; use sharding: ddp."
+        "accelerate does not run FSDP; use sharding: ddp."
     )
     _no_jobs(client)
 

@@ -238,6 +238,33 @@ def follow(client: Any, job_id: str, timeout: float, say=print) -> dict[str, Any
         time.sleep(1.0)
 
 
+def fsdp_step(  # type: ignore[no-untyped-def]
+    client: Any, fields: dict[str, str], work: Path, ddp_job: str, timeout: float, say=print
+) -> dict[str, Any]:
+    """The FSDP job (scripts/gpu_fsdp_check.py) where there are two GPUs; its failure is
+    recorded in the result, not raised, so the rest of the check still reports."""
+    import gpu_fsdp_check
+    import torch
+
+    why_not = gpu_fsdp_check.skipped(torch.cuda.device_count())
+    if why_not:
+        say(f"==> FSDP step skipped: {why_not['skipped']}")
+        return why_not
+    try:
+        return gpu_fsdp_check.run(
+            client,
+            fields,
+            work / "data" / "jobs",
+            ddp_job,
+            timeout=timeout,
+            failed=CheckFailed,
+            say=say,
+        )
+    except CheckFailed as exc:
+        say(f"==> FAILED FSDP step: {exc}")
+        return {"error": f"CheckFailed: {exc}"}
+
+
 def run(
     work: Path, *, standin_files: Path, steps: int, timeout: float, say=print
 ) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -322,6 +349,7 @@ def run(
             if not answer.get("completion_tokens"):
                 raise CheckFailed(f"POST /generate returned no tokens: {answer}")
             say(f"==> answer ({answer['completion_tokens']} tokens): {answer['response']!r}")
+            result["fsdp"] = fsdp_step(client, fields, work, result["job"]["id"], timeout, say)
     except CheckFailed as exc:
         raise CheckFailed(f"{exc}\n--- API log (end) ---\n{api.tail()}") from exc
     finally:

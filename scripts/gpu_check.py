@@ -2,7 +2,9 @@
 
 1. the API as a process fine-tunes SmolLM2 with bits=4 (QLoRA) for a few steps through
    POST /fine_tune_model (with gpus=2, DDP, on a host with two or more GPUs), follows GET /jobs/{id}, exports to GGUF and answers POST /generate
-   from the tuned model (scripts/gpu_api_check.py);
+   from the tuned model (scripts/gpu_api_check.py); on a host with two or more GPUs, the same
+   job again with `sharding: fsdp` (FSDP-QLoRA), its adapter compared with the DDP job's
+   (scripts/gpu_fsdp_check.py; skipped with the reason on a host with one GPU);
 2. the 7B-shaped QLoRA benchmark, recipe vs TRL: trained tokens/s, peak CUDA memory, MFU
    (scripts/gpu_bench.py);
 
@@ -167,6 +169,7 @@ def format_section(res: dict[str, Any]) -> str:
             f"{gen['completion_tokens']} tokens in {api['generate_s']:.1f} s "
             f"({gen['done_reason']}): {gen['response'][:120]!r}."
         )
+        out += ["", _fsdp_line(api.get("fsdp"))]
     out.append("")
     bench = res.get("bench")
     if bench is None:
@@ -178,6 +181,24 @@ def format_section(res: dict[str, Any]) -> str:
 
         out += gpu_bench.lines(bench)
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _fsdp_line(fsdp: dict[str, Any] | None) -> str:
+    """What the FSDP step (scripts/gpu_fsdp_check.py) did: figures, failure or why skipped."""
+    head = "**FSDP** (the same job with gpus=2, sharding=fsdp, bits=4, export none): "
+    if fsdp is None:
+        return head + "not run."
+    if "skipped" in fsdp:
+        return head + f"skipped: {fsdp['skipped']}."
+    if "error" in fsdp:
+        return head + f"**failed**: {_first_line(fsdp['error'])}"
+    m = fsdp["job"]["metrics"] or {}
+    return head + (
+        f"trained on {m.get('processes')} GPUs with sharding {m.get('sharding')}, train loss "
+        f"{_num(m.get('train_loss_first'))} → {_num(m.get('train_loss_last'))}, eval loss "
+        f"{_num(m.get('eval_loss'))}; job {fsdp['job_s']:.0f} s; rank 0 wrote one adapter "
+        f"of {fsdp['tensors']} whole tensors, the DDP job's names and shapes."
+    )
 
 
 def _timings(export: dict[str, Any]) -> str:
@@ -236,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
             res["api"] = {"error": f"{type(exc).__name__}: {exc}"}
             failed.append("fine-tune/export/serve")
             say(f"==> FAILED fine-tune/export/serve: {exc}")
+        if "error" in res["api"].get("fsdp", {}):
+            failed.append("FSDP")
     if not args.skip_bench:
         import gpu_bench
 

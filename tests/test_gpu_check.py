@@ -17,6 +17,7 @@ import bench_doc  # noqa: E402
 import bench_finetune  # noqa: E402
 import gpu_bench  # noqa: E402
 import gpu_check  # noqa: E402
+import gpu_fsdp_check  # noqa: E402
 
 NO_GPU = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # skips even where a GPU is present
 
@@ -227,6 +228,38 @@ def test_section_says_when_the_job_trained_on_two_gpus():
     metrics["attention"] = "sdpa: flash-attn is not installed or not usable on this GPU; ..."
     text = gpu_check.format_section(_result(api=api, bench=BENCH))
     assert "on cuda (2 GPUs, DDP), attention sdpa, train loss 2.500" in text
+
+
+def test_section_gives_the_fsdp_step_its_figures_its_failure_or_why_it_was_skipped():
+    metrics = {**API["job"]["metrics"], "processes": 2, "sharding": "fsdp"}
+    done = {"job_s": 61.0, "tensors": 120, "job": {"metrics": metrics}}
+    text = gpu_check.format_section(_result(api={**API, "fsdp": done}, bench=BENCH))
+    assert (
+        "**FSDP** (the same job with gpus=2, sharding=fsdp, bits=4, export none): trained on 2 "
+        "GPUs with sharding fsdp, train loss 2.500 → 0.750, eval loss 0.800; job 61 s; rank 0 "
+        "wrote one adapter of 120 whole tensors, the DDP job's names and shapes." in text
+    )
+    skipped = {**API, "fsdp": gpu_fsdp_check.skipped(1)}
+    text = gpu_check.format_section(_result(api=skipped, bench=BENCH))
+    assert "export none): skipped: the host has 1 CUDA GPU; FSDP shards across 2 or more." in text
+    assert gpu_fsdp_check.skipped(2) is None
+    failed = {**API, "fsdp": {"error": "CheckFailed: fsdp job x failed: NCCL\nTraceback"}}
+    text = gpu_check.format_section(_result(api=failed, bench=BENCH))
+    assert "export none): **failed**: CheckFailed: fsdp job x failed: NCCL" in text
+
+
+def test_adapter_shapes_reads_names_and_shapes(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    save_file(
+        {"a.lora_A.weight": torch.zeros(4, 64), "a.lora_B.weight": torch.zeros(64, 4)},
+        str(tmp_path / "adapter_model.safetensors"),
+    )
+    assert gpu_fsdp_check.adapter_shapes(tmp_path) == {
+        "a.lora_A.weight": (4, 64),
+        "a.lora_B.weight": (64, 4),
+    }
 
 
 def test_section_says_what_failed_and_what_was_skipped():

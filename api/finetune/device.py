@@ -95,7 +95,10 @@ def fit(spec: FineTuneSpec, device: TrainingDevice) -> tuple[FineTuneSpec, list[
     this device cannot train it (`field: message`). The API checks this at submission,
     the recipe again at run time."""
     bits = spec.bits or (4 if device.cuda else 16)
-    optimizer = spec.optimizer or ("paged_adamw_8bit" if bits < 16 else "adamw_torch")
+    # FSDP shards the optimizer state already; FSDP-QLoRA as PEFT runs it uses plain AdamW
+    # (peft examples/sft/run_peft_qlora_fsdp.sh)
+    paged_default = bits < 16 and spec.sharding != "fsdp"
+    optimizer = spec.optimizer or ("paged_adamw_8bit" if paged_default else "adamw_torch")
     no_bnb = (
         "; ".join(n for n in device.notes if "bitsandbytes" in n)
         or "bitsandbytes cannot be imported"

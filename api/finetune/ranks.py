@@ -12,7 +12,9 @@ afterwards as its own single-process step.
 
 `accelerate launch --multi_gpu` is torchrun underneath; on a host without CUDA the Trainer
 (use_cpu) makes the same ranks a gloo group. `--cpu` would select accelerate's MPI
-launcher instead, which is not installed.
+launcher instead, which is not installed. With `sharding: fsdp` the launch adds accelerate's
+FSDP arguments (api/finetune/sharding.py) instead of `--multi_gpu`: the same torchrun ranks,
+sharing the base.
 """
 
 import json
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from api.childproc import die_with_parent
 from api.config import REPO_ROOT
+from api.finetune import sharding
 from api.jobs import step
 from api.jobs.capacity import cpu_cores
 from api.jobs.layout import JobFiles
@@ -45,6 +48,12 @@ def in_ranks() -> bool:
     return "LOCAL_RANK" in os.environ
 
 
+def sharded() -> bool:
+    """This rank was launched with FSDP (`sharding: fsdp`): accelerate's launcher set
+    ACCELERATE_USE_FSDP, which the Trainer's Accelerator reads."""
+    return in_ranks() and os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+
+
 def describe(processes: int, cuda: bool) -> str:
     what = "GPUs (NCCL)" if cuda else "CPU processes (gloo)"
     return f"{processes} {what}"
@@ -57,33 +66,52 @@ def launch_first(module: str, *, description: str) -> None:
     if in_ranks():
         return
     args = step.arguments(description)
-    processes = int(json.loads(JobFiles(args.job_dir).spec.read_text()).get("gpus", 1))
+    spec = json.loads(JobFiles(args.job_dir).spec.read_text())
+    processes = int(spec.get("gpus", 1))
     if processes <= 1:
         return
 
     def run(job_dir: Path, store: JobStore, resume: bool) -> None:
-        launch(module, job_dir, store, resume, processes)
+        launch(module, job_dir, store, resume, processes, spec.get("sharding", "ddp"))
 
     sys.exit(step.main(run, description=description))
 
 
-def launch(module: str, job_dir: Path, store: JobStore, resume: bool, processes: int) -> None:
+def launch(
+    module: str,
+    job_dir: Path,
+    store: JobStore,
+    resume: bool,
+    processes: int,
+    mode: str = "ddp",
+) -> None:
     files = JobFiles(job_dir)
     cuda, offered = _local_devices()
     if processes > offered:  # the API checked at submission; the host may have changed
         where = f"{offered} CUDA GPU(s)" if cuda else f"no CUDA GPU and {offered} CPU core(s)"
         raise RuntimeError(f"gpus: {processes} processes asked for, but this host has {where}")
+    fsdp: list[str] = []
+    if mode == "fsdp":
+        if not cuda:  # accelerate would train the gloo ranks as DDP (api/finetune/sharding.py)
+            raise RuntimeError(
+                "sharding: fsdp needs CUDA GPUs, and this host has none; the job was accepted "
+                "where there were. Submit it again with sharding: ddp to train on the CPU."
+            )
+        hf_dir = Path(json.loads(files.run.read_text())["hf_dir"])
+        fsdp = sharding.fsdp_launch_arguments(sharding.layer_classes(hf_dir))
     env = dict(os.environ)
     if not cuda:  # torchrun's default is one thread per rank; share the cores instead
         env["OMP_NUM_THREADS"] = str(max(1, cpu_cores() // processes))
-    command = launch_command(module, job_dir, store.path, resume, processes)
+    command = launch_command(module, job_dir, store.path, resume, processes, fsdp)
+    how = "FSDP, the base split across them (FULL_SHARD)" if fsdp else "DDP"
     store.add_event(
         job_dir.name,
         "launch",
-        f"Training on {describe(processes, cuda)} with DDP (accelerate launch); rank 0 "
+        f"Training on {describe(processes, cuda)} with {how} under accelerate launch; rank 0 "
         "reports progress and writes the outputs.",
         processes=processes,
         device="cuda" if cuda else "cpu",
+        **({"sharding": "fsdp"} if fsdp else {}),
     )
     for stale in files.root.glob("error.rank*.txt"):
         stale.unlink()
@@ -101,13 +129,21 @@ def launch(module: str, job_dir: Path, store: JobStore, resume: bool, processes:
 
 
 def launch_command(
-    module: str, job_dir: Path, db: Path | str, resume: bool, processes: int
+    module: str,
+    job_dir: Path,
+    db: Path | str,
+    resume: bool,
+    processes: int,
+    fsdp: list[str] | None = None,
 ) -> list[str]:
+    """The `accelerate launch` command line; `fsdp`: sharding.fsdp_launch_arguments()."""
     return [
         sys.executable,
         "-m",
         "accelerate.commands.launch",
-        "--multi_gpu",  # torchrun: N local ranks (gloo on the CPU, see the module's docstring)
+        # torchrun: N local ranks (gloo on the CPU, see the module's docstring); --use_fsdp
+        # selects the same launcher with the FSDP_* environment
+        *(fsdp or ["--multi_gpu"]),
         "--num_machines",
         "1",
         "--num_processes",

@@ -18,6 +18,7 @@ if __name__ == "__main__":  # gpus > 1: this process launches the ranks, without
 
     launch_first("api.finetune.recipe", description="Run one fine-tuning job.")
 
+import contextlib
 import json
 import math
 import shutil
@@ -77,9 +78,12 @@ def load_model(
     precision: str = "bf16",
     attention: str | None = None,
     gradient_checkpointing: bool = False,
+    fsdp: bool = False,
 ) -> torch.nn.Module:
     """The base, frozen where quantised; `attention` is the attn_implementation (None:
-    transformers' default; api/finetune/attention.py chooses it on CUDA)."""
+    transformers' default; api/finetune/attention.py chooses it on CUDA). `fsdp`: loaded for
+    sharding (api/finetune/sharding.py): no device map (FSDP places the shards), and with
+    bits 4 the quantised weights stored in the compute dtype."""
     kwargs: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": False}
     if attention is not None:
         kwargs["attn_implementation"] = attention
@@ -98,6 +102,9 @@ def load_model(
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=half,
+            # FSDP flattens only same-dtype floating-point weights: the 4-bit weights are
+            # stored in the dtype the rest is loaded in (bitsandbytes docs/source/fsdp_qlora.md)
+            **({"bnb_4bit_quant_storage": half} if fsdp else {}),
         )
     elif bits == 8:
         from transformers import BitsAndBytesConfig
@@ -105,9 +112,10 @@ def load_model(
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
     # on the CPU the frozen base is bf16 only when training computes in bf16 (autocast)
     kwargs["dtype"] = half if cuda or precision == "bf16" else torch.float32
-    if cuda:
+    if cuda and not fsdp:
         kwargs["device_map"] = {"": ranks.local_rank()}  # rank N trains on GPU N
     model = AutoModelForCausalLM.from_pretrained(hf_dir, **kwargs)
+    # kbit_ready casts nothing, so it is safe under FSDP too (one FSDP unit holds one dtype)
     return kbit_ready(model, gradient_checkpointing) if bits < 16 else model
 
 
@@ -300,8 +308,14 @@ def train(
     tokenizer = load_tokenizer(hf_dir)
     tokenizer.chat_template = template_for(spec.prompt_format, tokenizer.chat_template)
     attention, attention_reason = choose_attention(cuda, spec.mixed_precision, device.flash_attn)
+    fsdp = ranks.sharded()
+    if fsdp:  # the process group first: transformers loads CPU-RAM-efficiently only once it
+        # exists (transformers/distributed/fsdp.py is_fsdp_enabled): rank 0 reads the weights
+        from accelerate import PartialState
+
+        PartialState()
     model = load_model(
-        hf_dir, bits, cuda, spec.mixed_precision, attention, spec.gradient_checkpointing
+        hf_dir, bits, cuda, spec.mixed_precision, attention, spec.gradient_checkpointing, fsdp
     )
     model, continued = with_parent(model, parent or {})  # training a fine-tuned model further
     train_rows = read_rows(files.data_file("train"))
@@ -387,6 +401,16 @@ def train(
                 shutil.rmtree(partial, ignore_errors=True)
     has_checkpoint = resume and files.has_checkpoint()
     info: dict[str, Any] = {}
+    if trainer.is_fsdp_enabled:
+        # PEFT's wrap policy (the LoRA layers as units of their own, QLoRA's storage dtype in
+        # the mixed-precision policy) before the first evaluate wraps the model; the Trainer
+        # applies it only when training wraps first (transformers/trainer.py).
+        from transformers.distributed.fsdp import update_fsdp_plugin_peft
+
+        update_fsdp_plugin_peft(trainer.model, trainer.accelerator)
+        info["sharding"] = "fsdp"
+    # counted before FSDP wraps the model: its parameters are then this rank's shards
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)  # type: ignore[misc, union-attr]
     if len(validation) and not has_checkpoint:  # the starting point the result is judged against
         info["eval_loss_before"] = round(trainer.evaluate()["eval_loss"], 4)  # on every rank
     if "eval_loss_before" in info and ranks.is_main():
@@ -406,11 +430,7 @@ def train(
         "attention": attention_reason,
         "liger_kernel": spec.liger_kernel,
         "processes": trainer.args.world_size,
-        "trainable_parameters": sum(
-            p.numel()  # type: ignore[misc]
-            for p in trainer.model.parameters()  # type: ignore[union-attr]
-            if p.requires_grad
-        ),
+        "trainable_parameters": trainable,
     }
     return trainer, tokenizer, info
 
@@ -422,12 +442,15 @@ def rouge_on_test(
     rows: list[list[dict[str, str]]],
     spec: FineTuneSpec,
     predictions: list[dict[str, Any]] | None = None,
+    sharded: torch.nn.Module | None = None,
 ) -> dict[str, Any]:
     """ROUGE-1/2/L F1 of the tuned model's answers and the base's (adapter disabled); each
-    row's outputs go into `predictions` when given."""
+    row's outputs go into `predictions` when given. `sharded`: the FSDP-wrapped model, when
+    `model` is its inner PEFT model; then every rank generates, in lockstep."""
     rows = rows[: spec.eval_rows]
     if not rows:
         return {}
+    gather, synced = _generation_under_fsdp(sharded)
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
     model.eval()
 
@@ -439,12 +462,13 @@ def rouge_on_test(
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
         )
         ids = {k: v.to(model.device) for k, v in ids.items()}  # type: ignore[assignment, union-attr]
-        with torch.no_grad():
+        with torch.no_grad(), gather():
             out = model.generate(  # type: ignore[arg-type]
                 **ids,
                 max_new_tokens=spec.eval_max_new_tokens,
                 do_sample=False,
                 pad_token_id=tokenizer.pad_token_id,
+                **synced,
             )
         return tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)  # type: ignore[call-overload, index, return-value, union-attr]
 
@@ -464,6 +488,22 @@ def rouge_on_test(
         return {k: round(v / len(rows), 4) for k, v in totals.items()}
 
     return {"test_rows": len(rows), "tuned": score(False), "base": score(True)}
+
+
+def _generation_under_fsdp(sharded: torch.nn.Module | None) -> tuple[Any, dict[str, Any]]:
+    """(context, generate() arguments) for generating with an FSDP1 model. Its root unit's
+    weights (embeddings, final norm, LM head) are gathered for the whole generation, as
+    TRL's trainers do (trl/distributed.py summon_full_params(recurse=False)); each decoder
+    layer gathers its own in its forward, a collective, so every rank keeps stepping until
+    all have finished (synced_gpus)."""
+    if sharded is None:
+        return contextlib.nullcontext, {}
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    return (
+        lambda: FSDP.summon_full_params(sharded, recurse=False, writeback=False),
+        {"synced_gpus": True},
+    )
 
 
 # ---------------------------------------------------------------- main
@@ -489,6 +529,11 @@ def run(job_dir: Path, store: JobStore, resume: bool) -> None:
     if trainer.eval_dataset is not None and len(trainer.eval_dataset):  # type: ignore[arg-type]
         eval_loss = trainer.evaluate()["eval_loss"]  # every rank takes part
         metrics.update(eval_loss=round(eval_loss, 4), perplexity=round(math.exp(eval_loss), 3))
+    test_rows = read_rows(files.data_file("test"))
+    predictions: list[dict[str, Any]] = []
+    rouge: dict[str, Any] = {}
+    if trainer.is_fsdp_enabled:  # the shards: every rank generates and saves, with rank 0
+        rouge = _finish_sharded(trainer, tokenizer, spec, test_rows, files.adapter, predictions)
     if not ranks.is_main():  # the rest (generation, files, metrics) is rank 0's alone
         return
     history = [h for h in trainer.state.log_history if "loss" in h]
@@ -497,24 +542,44 @@ def run(job_dir: Path, store: JobStore, resume: bool) -> None:
     metrics["steps"] = trainer.state.global_step
     if spec.select_best:
         metrics["best_checkpoint"] = trainer.state.best_model_checkpoint
-    predictions: list[dict[str, Any]] = []
     if spec.method != "sft":
         metrics["method"] = spec.method
         metrics["preference"] = preference_metrics(trainer.state.log_history)
-    metrics["rouge"] = rouge_on_test(
-        trainer.model,  # type: ignore[arg-type]
-        tokenizer,
-        read_rows(files.data_file("test")),
-        spec,
-        predictions,
-    )
+    if not trainer.is_fsdp_enabled:
+        rouge = rouge_on_test(trainer.model, tokenizer, test_rows, spec, predictions)  # type: ignore[arg-type]
+        trainer.model.save_pretrained(files.adapter, safe_serialization=True)  # type: ignore[operator, union-attr]
+        tokenizer.save_pretrained(files.adapter)
+    metrics["rouge"] = rouge
     if predictions:  # none when eval_rows is 0
         write_predictions(files.predictions, predictions)
-
-    trainer.model.save_pretrained(files.adapter, safe_serialization=True)  # type: ignore[operator, union-attr]
-    tokenizer.save_pretrained(files.adapter)
     files.metrics.write_text(json.dumps(metrics, indent=2))
     store.set_metrics(job_id, metrics)
+
+
+def _finish_sharded(
+    trainer: Trainer,
+    tokenizer: PreTrainedTokenizerBase,
+    spec: FineTuneSpec,
+    test_rows: list[list[dict[str, str]]],
+    adapter: Path,
+    predictions: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """On every rank of an FSDP job: the ROUGE generation, then the adapter.
+    `Trainer.save_model` gathers the full state dict on rank 0 (FULL_STATE_DICT) and rank 0
+    writes the PEFT adapter from it, as save_pretrained does after DDP (and training_args.bin,
+    removed: the adapter directory holds the adapter and the tokenizer only)."""
+    rouge = rouge_on_test(
+        trainer.accelerator.unwrap_model(trainer.model),
+        tokenizer,
+        test_rows,
+        spec,
+        predictions,
+        sharded=trainer.model,
+    )
+    trainer.save_model(str(adapter))  # a collective: every rank
+    if ranks.is_main():
+        (adapter / "training_args.bin").unlink(missing_ok=True)
+    return rouge
 
 
 if __name__ == "__main__":

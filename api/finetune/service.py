@@ -33,6 +33,7 @@ from api.finetune.lengths import chat_template, too_long
 from api.finetune.precision import precision_reason
 from api.finetune.preference import load_preferences, with_rejected
 from api.finetune.quantised_base import quantised_base_problem
+from api.finetune.sharding import sharding_problem
 from api.finetune.spec import ExportRequest, FineTuneSpec
 from api.finetune.truncate import truncate_rows
 from api.jobs.capacity import gpus_problem, job_device, training_capacity
@@ -210,6 +211,9 @@ def submit_fine_tune(
     )
     if quantised:
         raise InvalidInput(quantised)
+    unshardable = sharding_problem(spec, device.cuda, hf_dir)
+    if unshardable:
+        raise InvalidInput(unshardable)
     spec = _resolve_format(spec, hf_dir, eval_ is not None)
     notes: dict[str, int] = {}
     uploads = train if isinstance(train, list) else [train]

@@ -28,6 +28,7 @@ Optimizer = Literal[
 PAGED_OPTIMIZERS = ("paged_adamw_32bit", "paged_adamw_8bit")
 BNB_OPTIMIZERS = (*PAGED_OPTIMIZERS, "adamw_8bit")  # bitsandbytes: CUDA only
 MixedPrecision = Literal["auto", "bf16", "fp16", "fp32"]
+Sharding = Literal["ddp", "fsdp"]
 Method = Literal["sft", "dpo", "orpo"]
 MAX_PROCESSES = 64  # `gpus`: an upper bound on the field; the host's own is checked at submission
 
@@ -135,6 +136,15 @@ class FineTuneSpec(ExportSpec, TrainingOptions):
         "processes (gloo), at most one per core: for testing and development. Refused "
         "with 422 above what the host offers (docs/fine-tuning.md#several-gpus-gpus).",
     )
+    sharding: Sharding = Field(
+        "ddp",
+        description="How `gpus` above 1 share the work. `ddp`: every GPU holds the whole "
+        "base (the base must fit one GPU). `fsdp`: PyTorch FSDP (FULL_SHARD) splits the "
+        "base, gradients and optimizer state across the GPUs, for a base that does not fit "
+        "one GPU (with bits 4: FSDP-QLoRA). `fsdp` needs CUDA GPUs, gpus of 2 or more, bits "
+        "4 or 16, method sft and a 16-bit base checkpoint; other combinations are refused "
+        "with 422 (docs/fine-tuning.md#sharding-the-base-sharding-fsdp).",
+    )
     gradient_checkpointing: bool = Field(
         True,
         description="Recompute activations in the backward pass: far less memory for "
@@ -160,7 +170,7 @@ class FineTuneSpec(ExportSpec, TrainingOptions):
         "runs short; 8-bit state is 4x smaller; CUDA only), `adamw_8bit` (bitsandbytes "
         "8-bit AdamW, not paged; CUDA only), `adafactor` (factored second moments: less "
         "optimizer memory). Default: "
-        "paged_adamw_8bit with bits 4 or 8, adamw_torch otherwise.",
+        "paged_adamw_8bit with bits 4 or 8 (with sharding ddp), adamw_torch otherwise.",
     )
     packing: bool = Field(False, description="Pack several examples into one sequence.")
     max_len: int = Field(

@@ -1,6 +1,7 @@
-"""`gpus` through the API: the schema describes it, bad values and more processes than the
-host offers are 422 before any job exists (what is available is in the message), and the
-accepted value is recorded in the job's spec."""
+"""`gpus` and `sharding` through the API: the schema describes them, bad values and more
+processes than the host offers are 422 before any job exists (what is available is in the
+message), and the accepted value is recorded in the job's spec. The other `sharding: fsdp`
+refusals and its launch are in tests/finetune/test_fsdp.py."""
 
 import dataclasses
 
@@ -100,3 +101,37 @@ def test_a_clusters_capacity_is_its_largest_node():
     cpu_only = cluster_capacity([{"CPU": 2.0}, {"CPU": 6.0}])
     assert (cpu_only.processes, cpu_only.cuda) == (6, False)
     assert not cluster_device([{"CPU": 6.0}], CPU).cuda
+
+
+def test_the_schema_describes_sharding(client):
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    prop = schema["FineTuneForm"]["properties"]["sharding"]
+    assert prop["enum"] == ["ddp", "fsdp"] and prop["default"] == "ddp"
+    assert "FULL_SHARD" in prop["description"] and "needs CUDA GPUs" in prop["description"]
+
+
+def test_fsdp_on_a_host_without_a_gpu_is_422_saying_to_use_ddp(client):
+    r = submit(client, gpus="2", sharding="fsdp")
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == (
+        "sharding: fsdp needs CUDA GPUs, and jobs here train on CPU processes (gloo), where "
+        "accelerate does not run FSDP; use sharding: ddp."
+    )
+    _no_jobs(client)
+
+
+def test_fsdp_on_one_gpu_is_422_saying_to_ask_for_more(client, monkeypatch):
+    monkeypatch.setattr(device, "_known", TWO_H200)
+    r = submit(client, sharding="fsdp")  # gpus defaults to 1
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith(
+        "sharding: fsdp splits the base across several GPUs, and gpus is 1; ask for gpus: 2"
+    )
+    _no_jobs(client)
+
+
+def test_an_unknown_sharding_is_422(client):
+    r = submit(client, gpus="2", sharding="zero3")
+    assert r.status_code == 422, r.text
+    assert "sharding" in r.text and "'ddp' or 'fsdp'" in r.text
+    _no_jobs(client)

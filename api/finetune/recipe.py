@@ -71,10 +71,10 @@ def load_tokenizer(hf_dir: Path) -> PreTrainedTokenizerBase:
 
 def load_model(hf_dir: Path, bits: int, cuda: bool, precision: str = "bf16") -> torch.nn.Module:
     kwargs: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": False}
-    if quantisation(hf_dir) is not None:  # GPTQ (the service refused other quantised bases)
+    if (config := quantisation(hf_dir)) is not None:  # GPTQ (the service refused the rest)
         gptq.enable()
         return _kbit_ready(
-            AutoModelForCausalLM.from_pretrained(hf_dir, **kwargs, **gptq.load_kwargs(cuda))
+            AutoModelForCausalLM.from_pretrained(hf_dir, **kwargs, **gptq.load_kwargs(cuda, config))
         )
     half = getattr(torch, torch_dtype_name(precision))
     if bits == 4:

@@ -68,13 +68,14 @@ bench: setup
 	@$(PY) scripts/bench_jobs.py
 	@$(PY) scripts/bench_replicas.py
 
-# The GPU check (README "GPU check"): QLoRA fine-tune -> export -> serve through the API, and
+# The GPU check (README "GPU check"): QLoRA fine-tune -> export -> serve through the API, the
+# same on a GPTQ base (skipped, saying why, without the GPTQ packages), and
 # the 7B-shaped benchmark, into docs/benchmarks.md; "skipped: no CUDA" where there is no GPU.
 # GPU_PY=python3 runs it with another interpreter and skips the set-up (the device machine,
 # where scripts/gpu_device.sh calls the script directly with the carried bundle).
 GPU_PY ?= $(PY)
 gpu-check: $(if $(filter $(PY),$(GPU_PY)),setup)
-	@echo "==> GPU check (about 5 minutes on one H200)"
+	@echo "==> GPU check (about 6 minutes on one H200, estimated)"
 	@$(GPU_PY) scripts/gpu_check.py $(GPU_CHECK_ARGS)
 
 # What the GPU machine (no network) must be given: .gpu-bundle/, under 64 MiB.

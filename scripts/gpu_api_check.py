@@ -278,6 +278,7 @@ def run(
     gpus = 2 if torch.cuda.device_count() >= 2 else 1  # `gpus: 2` (DDP) where there are two
     models_dir, base, described = pick_base(get_settings().models_dir, standin_files, work, say)
     result: dict[str, Any] = {
+        "models_dir": str(models_dir),  # the GPTQ step quantises this base
         "base": base,
         "base_described": described,
         "provision_s": time.monotonic() - started,

@@ -10,6 +10,12 @@
 - llama.cpp.tar.xz: llama.cpp's converters (convert_hf_to_gguf.py, gguf-py, ...) from llama.cpp/;
 - smollm2-135m-hf/: SmolLM2-135M's config, tokenizer and chat template (no weights: the base
   is 93 MB as a GGUF, more than may travel; the check trains a stand-in from these);
+- gptq.tar.xz: the GPTQ packages (requirements-gptq.txt) as `make setup` installed them in
+  .venv/gptq, pure-Python ones as installed (the same files for any Python 3) and the source
+  of each compiled one (pypcre: PyPI has no Linux wheel of it for Python 3.12) in `_sdist/`;
+  `unpack --gptq-dir DIR` extracts them and compiles those there (the device image has a C
+  compiler, CMake and Python's headers), or writes DIR/UNAVAILABLE.txt saying why not, and
+  the GPU check's GPTQ step then reports itself not run with that reason;
 - MANIFEST.json: versions and sizes.
 
 llama-cpp-python is compiled here once (a few minutes) as a portable x86-64 wheel (AVX2, no
@@ -20,6 +26,7 @@ included: `build` adds up what would travel and says when it is too much.
 """
 
 import argparse
+import email.parser
 import json
 import os
 import shutil
@@ -33,6 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = ROOT / ".gpu-bundle"
 CACHE = ROOT / ".gpu-bundle-cache"
+GPTQ_SOURCE = Path(sys.prefix) / "gptq"  # where `make setup` installs requirements-gptq.txt
 LIMIT = 64 * 2**20
 DEVICE_PYTHON = "3.12"
 PLATFORMS = [
@@ -204,6 +212,58 @@ def pack(source: Path, archive: Path, names: list[str] | None = None) -> None:
                 )
 
 
+def gptq_parts(gptq_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """(the files of `gptq_dir` that travel as installed, {name: version} of the packages
+    compiled for this Python, whose sources travel instead): a distribution is compiled when
+    its WHEEL says `Root-Is-Purelib: false`; its RECORD lists its files."""
+    compiled: dict[str, str] = {}
+    theirs: set[str] = set()
+    for info in sorted(gptq_dir.glob("*.dist-info")):
+        if "Root-Is-Purelib: true" in (info / "WHEEL").read_text():
+            continue
+        meta = email.parser.Parser().parsestr((info / "METADATA").read_text())
+        compiled[meta["Name"].lower()] = meta["Version"]
+        record = (info / "RECORD").read_text().splitlines()
+        theirs |= {line.split(",")[0] for line in record if line}
+        theirs |= {p.relative_to(gptq_dir).as_posix() for p in info.rglob("*") if p.is_file()}
+    files = [
+        p.relative_to(gptq_dir).as_posix()
+        for p in sorted(gptq_dir.rglob("*"))
+        if p.is_file()
+        and "__pycache__" not in p.parts
+        and p.relative_to(gptq_dir).parts[0] not in ("bin", "_sdist")
+        and p.name != ".installed"
+    ]
+    return [f for f in files if f not in theirs], compiled
+
+
+def build_gptq(gptq_dir: Path, sdists: Path, archive: Path) -> dict[str, object]:
+    """gptq.tar.xz: the pure-Python GPTQ packages and the sources of the compiled ones."""
+    if not (gptq_dir / ".installed").is_file():
+        raise SystemExit(f"{gptq_dir} is not installed: run make setup")
+    files, compiled = gptq_parts(gptq_dir)
+    sdists.mkdir(parents=True, exist_ok=True)
+    for name, version in compiled.items():
+        if not list(sdists.glob(f"{name}-{version}.tar.gz")):
+            say(f"downloading the source of {name} {version} (compiled on the device)")
+            _pip(
+                "download",
+                "--no-deps",
+                "--no-binary=:all:",
+                "--no-build-isolation",
+                f"{name}=={version}",
+                "-d",
+                str(sdists),
+            )
+    with tarfile.open(archive, "w:xz") as tar:
+        for name in files:
+            tar.add(gptq_dir / name, arcname=name)
+        for name, version in compiled.items():
+            sdist = f"{name}-{version}.tar.gz"
+            tar.add(sdists / sdist, arcname=f"_sdist/{sdist}")
+    return {"files": len(files), "compiled": compiled}
+
+
 def size(path: Path) -> int:
     """Bytes under `path` as the device tool counts them: a link is a link, not its target."""
     if path.is_symlink() or path.is_file():
@@ -245,6 +305,8 @@ def build(args: argparse.Namespace) -> int:
         say("packing site.tar.xz")
         pack(Path(tmp) / "site", BUNDLE / "site.tar.xz")
     pack(ROOT / "llama.cpp", BUNDLE / "llama.cpp.tar.xz", CONVERTERS)
+    say("packing gptq.tar.xz (the GPTQ packages of .venv/gptq; compiled ones as sources)")
+    gptq = build_gptq(GPTQ_SOURCE, CACHE / "sdists", BUNDLE / "gptq.tar.xz")
     shutil.copytree(
         hf,
         BUNDLE / "smollm2-135m-hf",
@@ -253,7 +315,10 @@ def build(args: argparse.Namespace) -> int:
     )
     sizes = {p.name: size(p) for p in sorted(BUNDLE.iterdir())}
     (BUNDLE / "MANIFEST.json").write_text(
-        json.dumps({"device_python": DEVICE_PYTHON, "packages": versions, "sizes": sizes}, indent=1)
+        json.dumps(
+            {"device_python": DEVICE_PYTHON, "packages": versions, "gptq": gptq, "sizes": sizes},
+            indent=1,
+        )
     )
     total = size(BUNDLE)
     others = travelling(ROOT)
@@ -276,8 +341,9 @@ def build(args: argparse.Namespace) -> int:
     return 0
 
 
-def unpack(site: Path, bundle: Path = BUNDLE, root: Path = ROOT) -> int:
-    """On the device: the packages into `site`, the converters into llama.cpp/ if absent."""
+def unpack(site: Path, bundle: Path = BUNDLE, root: Path = ROOT, gptq: Path | None = None) -> int:
+    """On the device: the packages into `site`, the converters into llama.cpp/ if absent, and
+    with `gptq` the GPTQ packages there (their compiled ones built from source)."""
     manifest = json.loads((bundle / "MANIFEST.json").read_text())
     shutil.rmtree(site, ignore_errors=True)
     site.mkdir(parents=True)
@@ -289,7 +355,45 @@ def unpack(site: Path, bundle: Path = BUNDLE, root: Path = ROOT) -> int:
             tar.extractall(root / "llama.cpp", filter="data")
         converters = "llama.cpp's converters into llama.cpp/"
     say(f"unpacked {len(manifest['packages'])} packages into {site}; {converters}")
+    if gptq is not None:
+        unpack_gptq(bundle / "gptq.tar.xz", gptq)
     return 0
+
+
+def unpack_gptq(archive: Path, target: Path, python: str = sys.executable) -> bool:
+    """The GPTQ packages into `target`, each source in `_sdist/` compiled and installed there
+    (pip, no index, no build isolation: the image's setuptools, compiler and CMake). False,
+    with the reason in target/UNAVAILABLE.txt, where that cannot be done: the GPU check's
+    GPTQ step then says it did not run, and why."""
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    if not archive.is_file():
+        reason = f"the bundle has no {archive.name} (build it again with gpu_bundle.py build)"
+        return _gptq_unavailable(target, reason)
+    with tarfile.open(archive) as tar:
+        tar.extractall(target, filter="data")
+    sources = sorted((target / "_sdist").glob("*.tar.gz"))
+    for sdist in sources:
+        say(f"compiling {sdist.name} for this Python (GPTQ packages)")
+        done = subprocess.run(
+            [python, "-m", "pip", "install", "--disable-pip-version-check", "-q", "--no-deps"]
+            + ["--no-index", "--no-build-isolation", "--no-compile", "--upgrade"]
+            + ["--target", str(target), str(sdist)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            tail = " ".join((done.stdout + done.stderr).strip().splitlines()[-3:])[-600:]
+            return _gptq_unavailable(target, f"{sdist.name} did not compile here: {tail}")
+    shutil.rmtree(target / "_sdist", ignore_errors=True)
+    say(f"GPTQ packages into {target} ({len(sources)} compiled here)")
+    return True
+
+
+def _gptq_unavailable(target: Path, reason: str) -> bool:
+    (target / "UNAVAILABLE.txt").write_text(reason + "\n")
+    say(f"GPTQ packages not available: {reason}; the GPTQ step will not run")
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,8 +405,13 @@ def main(argv: list[str] | None = None) -> int:
         "--site", type=Path, required=True, help="directory for the packages (put it on PYTHONPATH)"
     )
     unpack_parser.add_argument("--bundle", type=Path, default=BUNDLE, help="the carried bundle")
+    unpack_parser.add_argument(
+        "--gptq-dir", type=Path, help="directory for the GPTQ packages (LLM_GPTQ_DIR)"
+    )
     args = parser.parse_args(argv)
-    return build(args) if args.command == "build" else unpack(args.site, args.bundle)
+    if args.command == "build":
+        return build(args)
+    return unpack(args.site, args.bundle, gptq=args.gptq_dir)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,21 @@
-"""The GPU check: `make gpu-check`. On a CUDA host, in about 5 minutes on one H200:
+"""The GPU check: `make gpu-check`. On a CUDA host, in about 6 minutes on one H200 (estimated):
 
 1. the API as a process fine-tunes SmolLM2 with bits=4 (QLoRA) for a few steps through
    POST /fine_tune_model (with gpus=2, DDP, on a host with two or more GPUs), follows GET /jobs/{id}, exports to GGUF and answers POST /generate
    from the tuned model (scripts/gpu_api_check.py); on a host with two or more GPUs, the same
    job again with `sharding: fsdp` (FSDP-QLoRA), its adapter compared with the DDP job's
    (scripts/gpu_fsdp_check.py; skipped with the reason on a host with one GPU);
-2. the 7B-shaped QLoRA benchmark, recipe vs TRL: trained tokens/s, peak CUDA memory, MFU
+2. a GPTQ base: the same base quantised with GPTQ on the GPU, LoRA trained on its 4-bit
+   weights through the API (gptqmodel's CUDA kernels), exported and served
+   (scripts/gpu_gptq_check.py; skipped, saying why, where the GPTQ packages do not import);
+3. the 7B-shaped QLoRA benchmark, recipe vs TRL: trained tokens/s, peak CUDA memory, MFU
    (scripts/gpu_bench.py);
 
 then writes the figures as the `## GPU check` section of docs/benchmarks.md. Progress lines
 start with `==>`. Without CUDA it prints "skipped: no CUDA" and exits 0. Exit 1 when a step
 failed (the section then says which and why); 2 for bad arguments.
 
-    python scripts/gpu_check.py [--skip-bench] [--artifacts DIR]
+    python scripts/gpu_check.py [--skip-api] [--skip-gptq] [--skip-bench] [--artifacts DIR]
 """
 
 import argparse
@@ -96,10 +99,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--budget", type=_positive, default=480, help="target seconds in all")
     p.add_argument("--skip-api", action="store_true", help="benchmark only")
-    p.add_argument("--skip-bench", action="store_true", help="API check only")
+    p.add_argument("--skip-gptq", action="store_true", help="no GPTQ step")
+    p.add_argument("--skip-bench", action="store_true", help="no 7B benchmark")
     args = p.parse_args(argv)
-    if args.skip_api and args.skip_bench:
-        p.error("--skip-api and --skip-bench together leave nothing to check")
+    if args.skip_api and args.skip_bench and args.skip_gptq:
+        p.error("--skip-api, --skip-gptq and --skip-bench together leave nothing to check")
     if args.bench_steps < 2:
         p.error("--bench-steps must be 2 or more (step 1 is warm-up, not timed)")
     if args.bench_sentences < 0:
@@ -171,6 +175,9 @@ def format_section(res: dict[str, Any]) -> str:
         )
         out += ["", _fsdp_line(api.get("fsdp"))]
     out.append("")
+    import gpu_gptq_check
+
+    out += [gpu_gptq_check.line(res.get("gptq")), ""]
     bench = res.get("bench")
     if bench is None:
         out += ["7B-shaped QLoRA benchmark: not run (--skip-bench).", ""]
@@ -259,6 +266,23 @@ def main(argv: list[str] | None = None) -> int:
             say(f"==> FAILED fine-tune/export/serve: {exc}")
         if "error" in res["api"].get("fsdp", {}):
             failed.append("FSDP")
+    if not args.skip_gptq:
+        import gpu_gptq_check
+
+        try:
+            res["gptq"] = gpu_gptq_check.run(
+                work / "gptq",
+                cuda=True,
+                standin=args.standin,
+                steps=args.steps,
+                timeout=args.job_timeout,
+                api=res.get("api"),
+                say=say,
+            )
+        except Exception as exc:  # noqa: BLE001 - recorded, and the benchmark still runs
+            res["gptq"] = {"error": f"{type(exc).__name__}: {exc}"}
+            failed.append("GPTQ")
+            say(f"==> FAILED GPTQ: {exc}")
     if not args.skip_bench:
         import gpu_bench
 
@@ -285,11 +309,14 @@ def main(argv: list[str] | None = None) -> int:
         args.artifacts.mkdir(parents=True, exist_ok=True)
         shutil.copy(args.report, args.artifacts / "benchmarks.md")
         (args.artifacts / "gpu-check.json").write_text(json.dumps(res, indent=1, default=str))
-        log = work / "api" / "api.log"
-        if log.is_file():
-            shutil.copy(log, args.artifacts / "api.log")
-        say(f"==> copied the report, gpu-check.json and api.log to {args.artifacts}")
+        for part in ("api", "gptq"):
+            log = work / part / "api.log"
+            if log.is_file():
+                shutil.copy(log, args.artifacts / ("api.log" if part == "api" else "gptq-api.log"))
+        say(f"==> copied the report, gpu-check.json and the API logs to {args.artifacts}")
     verdict = "FAILED: " + ", ".join(failed) if failed else "all steps passed"
+    if "skipped" in res.get("gptq", {}):
+        verdict += f" (GPTQ step not run: {res['gptq']['skipped']})"
     over = "within" if res["total_s"] <= args.budget else "OVER"
     say(f"==> {verdict}; {res['total_s']:.0f} s ({over} the {args.budget} s target)")
     return 1 if failed else 0

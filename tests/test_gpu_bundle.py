@@ -120,3 +120,73 @@ def test_unpack_installs_the_site_and_the_converters(tmp_path):
     assert (root / "llama.cpp" / "convert_hf_to_gguf.py").read_text() == "print('convert')\n"
     with tarfile.open(bundle / "llama.cpp.tar.xz") as tar:
         assert tar.getnames() == ["convert_hf_to_gguf.py"]  # only the converters that exist
+
+
+def _dist(site, name, version, purelib, files):
+    info = site / f"{name}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "WHEEL").write_text(f"Wheel-Version: 1.0\nRoot-Is-Purelib: {purelib}\n")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.4\nName: {name}\nVersion: {version}\n")
+    record = [*files, f"{info.name}/WHEEL,,", f"{info.name}/METADATA,,"]
+    (info / "RECORD").write_text("".join(f"{f.split(',')[0]},,\n" for f in record))
+    for f in files:
+        (site / f).parent.mkdir(parents=True, exist_ok=True)
+        (site / f).write_text("x")
+
+
+def test_gptq_packages_travel_as_installed_except_the_compiled_ones(tmp_path):
+    site = tmp_path / "gptq"
+    _dist(site, "optimum", "2.3.0", "true", ["optimum/__init__.py", "optimum/gptq/q.py"])
+    _dist(site, "PyPcre", "0.6.4", "false", ["pcre/__init__.py", "pcre_ext_c.cpython-311.so"])
+    (site / "bin").mkdir()
+    (site / "bin" / "tool").write_text("#!/x")
+    (site / "optimum" / "__pycache__").mkdir()
+    (site / "optimum" / "__pycache__" / "q.pyc").write_text("")
+    files, compiled = gpu_bundle.gptq_parts(site)
+    assert compiled == {"pypcre": "0.6.4"}
+    assert sorted(files) == [
+        "optimum-2.3.0.dist-info/METADATA",
+        "optimum-2.3.0.dist-info/RECORD",
+        "optimum-2.3.0.dist-info/WHEEL",
+        "optimum/__init__.py",
+        "optimum/gptq/q.py",
+    ]
+
+
+def test_the_installed_gptq_packages_split_as_expected():
+    """requirements-gptq.txt as make setup installed it: only pypcre is compiled."""
+    if not (gpu_bundle.GPTQ_SOURCE / ".installed").is_file():
+        pytest.fail(f"{gpu_bundle.GPTQ_SOURCE} is not installed: run make setup")
+    files, compiled = gpu_bundle.gptq_parts(gpu_bundle.GPTQ_SOURCE)
+    assert compiled == {"pypcre": "0.6.4"}
+    assert "gptqmodel/__init__.py" in files and "optimum/gptq/__init__.py" in files
+    assert not any(f.startswith(("pcre", "bin/")) or f.endswith(".so") for f in files)
+
+
+def _gptq_archive(tmp_path, sdist: bytes | None):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    staged = tmp_path / "staged"
+    (staged / "optimum").mkdir(parents=True)
+    (staged / "optimum" / "__init__.py").write_text("")
+    names = ["optimum"]
+    if sdist is not None:
+        (staged / "_sdist").mkdir()
+        (staged / "_sdist" / "pypcre-0.6.4.tar.gz").write_bytes(sdist)
+        names.append("_sdist")
+    gpu_bundle.pack(staged, tmp_path / "gptq.tar.xz", names)
+    return tmp_path / "gptq.tar.xz"
+
+
+def test_unpack_gptq_installs_the_packages_or_says_why_not(tmp_path):
+    target = tmp_path / "gptq-dir"
+    archive = _gptq_archive(tmp_path, sdist=None)
+    assert gpu_bundle.unpack_gptq(archive, target) is True
+    assert (target / "optimum" / "__init__.py").is_file()
+    assert not (target / "UNAVAILABLE.txt").exists()
+    # a source that does not build: the packages stay, and the reason is written down
+    archive = _gptq_archive(tmp_path / "bad", sdist=b"not a tarball")
+    assert gpu_bundle.unpack_gptq(archive, target) is False
+    reason = (target / "UNAVAILABLE.txt").read_text()
+    assert reason.startswith("pypcre-0.6.4.tar.gz did not compile here: "), reason
+    assert gpu_bundle.unpack_gptq(tmp_path / "missing.tar.xz", target) is False
+    assert "the bundle has no missing.tar.xz" in (target / "UNAVAILABLE.txt").read_text()

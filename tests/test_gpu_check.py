@@ -2,6 +2,7 @@
 without a GPU. The skip path runs as a process; the peak table, the figures section and the
 arguments are checked as functions. The GPU steps themselves run only on a CUDA host."""
 
+import json
 import math
 import os
 import subprocess
@@ -18,6 +19,7 @@ import bench_finetune  # noqa: E402
 import gpu_bench  # noqa: E402
 import gpu_check  # noqa: E402
 import gpu_fsdp_check  # noqa: E402
+import gpu_gptq_check  # noqa: E402
 
 NO_GPU = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # skips even where a GPU is present
 
@@ -69,7 +71,7 @@ def test_make_gpu_check_runs_the_script_with_the_given_python(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--skip-api", "--skip-bench"], "leave nothing to check"),
+        (["--skip-api", "--skip-bench", "--skip-gptq"], "leave nothing to check"),
         (["--bench-steps", "1"], "--bench-steps must be 2 or more"),
         (["--steps", "0"], "must be 1 or more, not 0"),
         (["--bench-sentences", "-1"], "--bench-sentences must be 0 or more"),
@@ -367,3 +369,89 @@ def test_the_benchmarks_recipe_side_resolves_for_a_gpu_on_the_cpu():
     assert (
         choose_attention(True, fitted.mixed_precision, flash.flash_attn)[0] == "flash_attention_2"
     )
+
+
+GPTQ = {
+    "source": "a stand-in",
+    "bits": 4,
+    "group_size": 64,
+    "quantise_s": 21.0,
+    "cuda_peak_mb": 900.0,
+    "provision_s": 6.0,
+    "job_s": 40.0,
+    "gpu_peak_mb": 3100.0,
+    "generate_s": 0.3,
+    "generate": {"response": "Berlin.", "completion_tokens": 3, "done_reason": "stop"},
+    "job": {
+        "metrics": {
+            "steps": 8,
+            "mixed_precision": "fp16",
+            "device": "cuda",
+            "train_loss_first": 2.0,
+            "train_loss_last": 1.5,
+            "eval_loss": 1.25,
+            "export": {"mode": "merged", "files": {"Q4_K_M": "/x.gguf"}},
+        }
+    },
+}
+
+
+def test_gptq_step_is_skipped_without_cuda_and_touches_nothing(tmp_path):
+    work = tmp_path / "gptq"
+    said = []
+    result = gpu_gptq_check.run(
+        work, cuda=False, standin=tmp_path / "none", steps=2, timeout=10, say=said.append
+    )
+    assert result == {"skipped": "no CUDA"}
+    assert said == ["==> GPTQ step skipped: no CUDA"] and not work.exists()
+
+
+def test_gptq_step_says_why_the_packages_do_not_import(tmp_path, monkeypatch):
+    """On CUDA the step first imports the GPTQ packages in a child process; where they are
+    missing, or the bundle could not install them, it is not run and says why."""
+    empty = tmp_path / "no-gptq"
+    empty.mkdir()
+    monkeypatch.setenv("LLM_GPTQ_DIR", str(empty))
+    reason = gpu_gptq_check.unavailable(cuda=True)
+    assert reason.startswith(
+        "the GPTQ packages do not import here: the gptqmodel and optimum packages are not "
+        f"installed in {empty}"
+    )
+    (empty / "UNAVAILABLE.txt").write_text("pypcre-0.6.4.tar.gz did not compile here: no cc\n")
+    assert gpu_gptq_check.unavailable(cuda=True) == (
+        "the GPTQ packages do not import here: pypcre-0.6.4.tar.gz did not compile here: no cc"
+    )
+
+
+def test_gptq_step_inputs_fit_the_api_and_smollm2():
+    from api.finetune.spec import FineTuneSpec
+
+    form = gpu_gptq_check.fields(gpu_gptq_check.NAME, 8)
+    spec = FineTuneSpec(**form)  # what POST /fine_tune_model validates
+    assert (spec.base_model, spec.max_steps, spec.export) == ("gptq-standin", 8, "merged")
+    assert spec.mixed_precision == "fp16"  # the GPTQ CUDA kernels' dtype
+    rows = gpu_gptq_check.calibration()
+    assert len(rows) == 32 and all(len(r.split()) > 5 for r in rows)
+    config = json.loads((REPO_ROOT / "shared/models/smollm2-135m/hf/config.json").read_text())
+    for width in (config["hidden_size"], config["intermediate_size"]):
+        assert width % gpu_gptq_check.GROUP == 0  # GPTQ groups split every layer's inputs
+
+
+def test_section_gives_the_gptq_figures_or_why_not():
+    text = gpu_check.format_section(_result(api=API, gptq=GPTQ, bench=BENCH))
+    assert (
+        "**GPTQ base through the API** (quantised with GPTQ on the GPU, LoRA trained on the "
+        "4-bit weights by gptqmodel's trainable CUDA kernel, merged export, POST /generate): "
+        "a stand-in, 4-bit group 64: quantised in 21 s (peak CUDA memory 900 MiB), "
+        "provisioned in 6 s; 8 steps in fp16 on cuda, train loss 2.000 → 1.500, eval loss "
+        "1.250; job (train, evaluate, export, smoke test) 40 s, GPU memory in use at most "
+        "3100 MiB; export merged to Q4_K_M; POST /generate answered 3 tokens in 0.3 s "
+        "(stop): 'Berlin.'."
+    ) in text
+    assert text.index("through the API** (a uvicorn") < text.index("GPTQ base through")
+    assert text.index("GPTQ base through") < text.index("| ours: the recipe")
+    skipped = gpu_check.format_section(_result(gptq={"skipped": "the GPTQ packages do not"}))
+    assert "POST /generate): **not run**: the GPTQ packages do not." in skipped
+    failed = gpu_check.format_section(_result(gptq={"error": "CheckFailed: job x\nlog"}))
+    assert "POST /generate): **failed**: CheckFailed: job x" in failed
+    assert "POST /generate): not run (--skip-gptq)." in gpu_check.format_section(_result())

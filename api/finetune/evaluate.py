@@ -4,7 +4,8 @@ with) on the job's test rows, and each row's predictions. Imports torch.
 Run by the job runner as a step process (`python -m api.finetune.evaluate JOB_DIR --db
 JOBS_DB`). Reads spec.json (EvaluateSpec), run.json (`model` and `compare`: the base's HF
 checkpoint, the adapters merged onto it, the system prompt) and data/test.jsonl. Writes
-metrics.json and predictions.jsonl.
+metrics.json and predictions.jsonl. A GPTQ base loads through gptqmodel's torch kernel (fp32,
+on the CPU, as every evaluation here), its adapter unmerged beside the quantised layers.
 """
 
 import json
@@ -16,9 +17,11 @@ from typing import Any
 import torch
 from rouge_score import rouge_scorer
 
-from api.finetune.chain import merge_adapters
+from api.finetune import gptq
+from api.finetune.chain import apply_adapters
 from api.finetune.evaluation import EvaluateSpec
 from api.finetune.predictions import record, write_predictions
+from api.finetune.quantised_base import quantisation
 from api.finetune.recipe import load_tokenizer, read_rows
 from api.jobs import step
 from api.jobs.layout import JobFiles
@@ -39,10 +42,16 @@ def score(side: dict[str, Any], rows: list[Messages], spec: EvaluateSpec) -> dic
 
     hf_dir = Path(side["hf_dir"])
     tokenizer: Any = load_tokenizer(hf_dir)  # transformers' own types are loose here
+    quantised = quantisation(hf_dir) is not None  # GPTQ: the service checked it loads here
+    if quantised:
+        gptq.enable()
     model: Any = AutoModelForCausalLM.from_pretrained(
-        hf_dir, dtype=torch.float32, use_safetensors=True, trust_remote_code=False
+        hf_dir,
+        use_safetensors=True,
+        trust_remote_code=False,
+        **(gptq.load_kwargs(cuda=False) if quantised else {"dtype": torch.float32}),
     )
-    model = merge_adapters(model, side["adapters"]).eval()
+    model = apply_adapters(model, side["adapters"], quantised).eval()
     system = spec.system_prompt or side.get("system_prompt")
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
     loss_sum, tokens = 0.0, 0

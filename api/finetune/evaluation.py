@@ -4,7 +4,8 @@ The model is a base, a registered model (fine-tuned or a system-prompt variant) 
 adapter or checkpoint (`job:ID[@STEP]`); `compare_to` is the model it is compared with (its
 base by default, `none` for no comparison). Everything is validated before the job exists;
 the step (api/finetune/evaluate.py) reports loss, perplexity and ROUGE of both, and writes
-per-row predictions.
+per-row predictions. A model on a GPTQ base is evaluated on its quantised weights (refused
+here where the GPTQ packages are missing).
 """
 
 import json
@@ -16,6 +17,7 @@ from api.errors import InvalidInput
 from api.finetune.data import Keys, Upload, load_examples
 from api.finetune.lengths import too_long
 from api.finetune.lineage import Weights, resolve
+from api.finetune.quantised_base import evaluation_problem
 from api.jobs.enqueue import enqueue
 from api.jobs.runner import JobRunner
 from api.jobs.store import Job, JobStore
@@ -74,6 +76,11 @@ def submit_evaluation(
         compare = resolve(model.base, catalog, registry, store, "compare_to")
     else:
         compare = resolve(spec.compare_to, catalog, registry, store, "compare_to")
+    for label, weights in (("model", model), ("compare_to", compare)):
+        if weights is not None and (
+            problem := evaluation_problem(label, weights.name, weights.base, weights.hf_dir)
+        ):
+            raise InvalidInput(problem)
     if len(test.content) > settings.max_dataset_bytes:
         raise InvalidInput(f"test_file is larger than {settings.max_dataset_bytes} bytes.")
     fmt, rows = load_examples(

@@ -16,8 +16,12 @@ from importlib.machinery import PathFinder
 from pathlib import Path
 from typing import Any
 
-GPTQ_DIR = Path(sys.prefix) / "gptq"
+# LLM_GPTQ_DIR: another directory (the GPU check's device machine unpacks them under /tmp)
+GPTQ_DIR = Path(os.environ.get("LLM_GPTQ_DIR") or Path(sys.prefix) / "gptq")
 PACKAGES = ("gptqmodel", "optimum")
+# gptqmodel's kernel choice for training: on CUDA `auto` may pick a forward-only kernel
+# (Marlin, Machete on Hopper); `auto_trainable` picks one with a backward pass (Triton, torch)
+TRAINABLE = "auto_trainable"
 
 
 def enable() -> bool:
@@ -43,14 +47,56 @@ def missing() -> str | None:
     )
 
 
-def load_kwargs(cuda: bool) -> dict[str, Any]:
+def load_kwargs(cuda: bool, config: dict[str, Any] | None = None) -> dict[str, Any]:
     """from_pretrained arguments for a GPTQ base: fp16 on CUDA (the GPU kernels' dtype), fp32
-    on the CPU (the torch kernel; the CPU's bf16 autocast is not applied to GPTQ layers)."""
+    on the CPU (gptqmodel's torch kernel; the CPU's bf16 autocast is not applied to GPTQ
+    layers). With `config` (the checkpoint's quantization_config) the base is loaded to be
+    trained: the kernel chosen among those with a backward pass (TRAINABLE)."""
     import torch
 
-    if cuda:
-        return {"dtype": torch.float16, "device_map": {"": 0}}
-    return {"dtype": torch.float32, "device_map": "cpu"}
+    kwargs: dict[str, Any] = (
+        {"dtype": torch.float16, "device_map": {"": 0}}
+        if cuda
+        else {"dtype": torch.float32, "device_map": "cpu"}
+    )
+    if config is not None:
+        from transformers import GPTQConfig
+
+        # only its loading attributes (backend) override the checkpoint's config
+        kwargs["quantization_config"] = GPTQConfig(bits=config["bits"], backend=TRAINABLE)
+    return kwargs
+
+
+def quantise(
+    source: Path,
+    out: Path,
+    calibration: list[str],
+    bits: int = 4,
+    group_size: int = 32,
+    cuda: bool = False,
+) -> None:
+    """Quantise the 16/32-bit checkpoint `source` with GPTQ (transformers' GPTQConfig) into
+    `out`, tokenizer and chat template with it. Provisioning takes published GPTQ checkpoints;
+    this makes small ones for the tests (CPU) and the GPU check (CUDA)."""
+    if not enable():
+        raise RuntimeError(f"Cannot quantise with GPTQ: {missing()}.")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GPTQConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    config = GPTQConfig(
+        bits=bits, group_size=group_size, dataset=calibration, tokenizer=tokenizer, desc_act=False
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        source,
+        quantization_config=config,
+        dtype=torch.float16 if cuda else torch.float32,
+        device_map={"": 0} if cuda else "cpu",
+    )
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    if (source / "chat_template.jinja").is_file():
+        shutil.copy(source / "chat_template.jinja", out / "chat_template.jinja")
 
 
 def targets(model: Any, target_modules: list[str] | str) -> list[str] | str:

@@ -87,10 +87,12 @@ def load_model(
     kwargs: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": False}
     if attention is not None:
         kwargs["attn_implementation"] = attention
-    if quantisation(hf_dir) is not None:  # GPTQ (the service refused other quantised bases)
+    if (config := quantisation(hf_dir)) is not None:  # GPTQ (the service refused the rest)
         gptq.enable()
         return kbit_ready(
-            AutoModelForCausalLM.from_pretrained(hf_dir, **kwargs, **gptq.load_kwargs(cuda)),
+            AutoModelForCausalLM.from_pretrained(
+                hf_dir, **kwargs, **gptq.load_kwargs(cuda, config)
+            ),
             gradient_checkpointing,
         )
     half = getattr(torch, torch_dtype_name(precision))

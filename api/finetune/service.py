@@ -32,7 +32,7 @@ from api.finetune.formats import prepare, resolve_system_role, template_for
 from api.finetune.lengths import chat_template, too_long
 from api.finetune.precision import precision_reason
 from api.finetune.preference import load_preferences, with_rejected
-from api.finetune.quantised_base import quantised_base_problem
+from api.finetune.quantised_base import merge_problem, quantised_base_problem
 from api.finetune.sharding import sharding_problem
 from api.finetune.spec import ExportRequest, FineTuneSpec
 from api.finetune.truncate import truncate_rows
@@ -206,9 +206,9 @@ def submit_fine_tune(
             "to train its adapter on, or export `merged`."
         )
     hf_dir = _base_checkpoint(spec.model_copy(update={"base_model": root}), catalog, settings)
-    quantised = quantised_base_problem(
-        spec.base_model, hf_dir, device, spec.mixed_precision or "fp32"
-    )
+    quantised = quantised_base_problem(root, hf_dir, device, spec.mixed_precision or "fp32")
+    if parent.get("merge_adapters") and not quantised:
+        quantised = merge_problem(spec.base_model, root, hf_dir)  # GPTQ: continue_adapter only
     if quantised:
         raise InvalidInput(quantised)
     unshardable = sharding_problem(spec, device.cuda, hf_dir)

@@ -1,6 +1,6 @@
 """A GPTQ base (config.json carries its quantization_config): refused before any work, with
-the reason, where it cannot be trained (gptqmodel/optimum not installed); other quantised bases
-always. Training one for real: test_gptq_base.py."""
+the reason, where it cannot be trained or evaluated (gptqmodel/optimum not installed); other
+quantised bases always. Training and evaluating one for real: test_gptq_base.py."""
 
 import json
 import shutil
@@ -57,4 +57,28 @@ def test_a_gptq_base_without_gptqmodel_is_a_422_and_leaves_nothing(
     assert r.status_code == 422
     assert "'tiny-gptq' is a GPTQ-quantised checkpoint (4-bit)" in r.json()["detail"]
     assert "gptqmodel and optimum packages are not installed" in r.json()["detail"]
+    _no_jobs(client)
+
+
+def test_evaluating_a_gptq_base_without_gptqmodel_is_a_422_and_leaves_nothing(
+    make_client, tiny_models_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(gptq_support, "GPTQ_DIR", tmp_path / "no-gptq")
+    models = tmp_path / "models"
+    models.mkdir()
+    _quantised_copy(tiny_models_dir / TINY, models / "tiny-gptq", GPTQ)
+    shutil.copytree(tiny_models_dir / TINY, models / TINY)
+    client = make_client(base_models_dir=models)
+    test_file = {"test_file": ("t.csv", b"input,output\nHi?,Hello.\n", "text/csv")}
+    for data, label in (
+        ({"model": "tiny-gptq"}, "model"),
+        ({"model": TINY, "compare_to": "tiny-gptq"}, "compare_to"),
+    ):
+        r = client.post("/evaluate", data=data, files=test_file)
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"].startswith(
+            f"{label}: 'tiny-gptq' is a GPTQ-quantised checkpoint (4-bit): loading it goes "
+            "through transformers' GPTQ integration, and the gptqmodel and optimum packages "
+            "are not installed"
+        ), r.json()
     _no_jobs(client)

@@ -68,6 +68,7 @@ class Api:
     def __init__(self, backend: str, work: Path, threads: int, parallel: int):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.log = work / f"api-{backend}.log"
         env = {
             **os.environ,
             "LLM_BACKEND": backend,
@@ -89,8 +90,8 @@ class Api:
             ],
             cwd=ROOT,
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
         )
         self.wait_settled(backend)
 
@@ -99,7 +100,8 @@ class Api:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the API ({backend}) exited during start-up")
+                tail = self.log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"the API ({backend}) exited during start-up:\n{tail}")
             try:
                 r = httpx.get(f"{self.url}/health", timeout=2)
                 if r.status_code == 200 and r.json()["training"]["device"] != "probing":

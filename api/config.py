@@ -193,6 +193,14 @@ class Settings(BaseSettings):
         "many at once as its GPUs allow; needs `pip install -e '.[cluster]'`). See "
         "docs/ray.md.",
     )
+    job_cpu_priority: Literal["idle", "normal"] = Field(
+        "idle",
+        description="Job steps that work on the CPU (training without a GPU, evaluation, "
+        "export) run at `idle` priority (Linux SCHED_IDLE: they take only the CPU time "
+        "serving leaves, so replies keep their speed while a job runs) or `normal` (jobs "
+        "and serving share the cores equally). Training on a GPU always runs at normal "
+        "priority. See docs/serving.md.",
+    )
     ray_address: str = Field(
         "local",
         pattern=r"^(local|auto|[A-Za-z0-9.\-]+:\d{1,5})$",

@@ -24,6 +24,7 @@ from api.finetune.predictions import record, write_predictions
 from api.finetune.quantised_base import quantisation
 from api.finetune.recipe import load_tokenizer, read_rows
 from api.jobs import step
+from api.jobs.cpu_priority import yield_cpu
 from api.jobs.layout import JobFiles
 from api.jobs.store import JobStore
 
@@ -94,11 +95,12 @@ def score(side: dict[str, Any], rows: list[Messages], spec: EvaluateSpec) -> dic
 
 def run(job_dir: Path, store: JobStore, resume: bool) -> None:
     files = JobFiles(job_dir)
+    cpu_priority = yield_cpu(on_gpu=False)  # scored on the CPU: serving comes first
     spec = EvaluateSpec(**json.loads(files.spec.read_text()))
     run_info = json.loads(files.run.read_text())
     rows = read_rows(files.data_file("test"))
     sides = [("model", run_info["model"]), ("compare", run_info.get("compare"))]
-    results: dict[str, Any] = {"test_rows": len(rows)}
+    results: dict[str, Any] = {"test_rows": len(rows), "cpu_priority": cpu_priority}
     predictions: list[dict[str, Any]] = []
     for key, side in sides:
         if side is None:

@@ -27,6 +27,7 @@ from api.finetune.quant_types import CONVERTED
 from api.finetune.quantised_base import quantisation
 from api.finetune.spec import FineTuneSpec
 from api.jobs import step
+from api.jobs.cpu_priority import yield_cpu
 from api.jobs.layout import RESULT, JobFiles
 from api.jobs.store import JobStore
 from api.serving.llama_children import describe_exit
@@ -191,7 +192,9 @@ def export(job_dir: Path, store: JobStore) -> dict[str, Any]:
 
 
 def run(job_dir: Path, store: JobStore, resume: bool) -> None:
-    """The export step (an export always starts over: `resume` changes nothing)."""
+    """The export step (an export always starts over: `resume` changes nothing). Merging,
+    converting and quantising run on the CPU, below serving (api/jobs/cpu_priority.py)."""
+    yield_cpu(on_gpu=False)
     export(job_dir, store)
 
 

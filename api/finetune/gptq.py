@@ -92,6 +92,7 @@ def quantise(
         quantization_config=config,
         dtype=torch.float16 if cuda else torch.float32,
         device_map={"": 0} if cuda else "cpu",
+        use_safetensors=True,
     )
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)

@@ -52,6 +52,7 @@ from api.finetune.preference_recipe import preference_metrics, preference_traine
 from api.finetune.quantised_base import quantisation
 from api.finetune.spec import FineTuneSpec
 from api.jobs import step
+from api.jobs.cpu_priority import yield_cpu
 from api.jobs.layout import JobFiles
 from api.jobs.store import JobStore
 
@@ -299,10 +300,14 @@ def train(
     callbacks: list[TrainerCallback] | None = None,
     require_cuda: bool = False,
     parent: dict[str, Any] | None = None,
+    step_process: bool = False,
 ) -> tuple[Trainer, PreTrainedTokenizerBase, dict[str, Any]]:
-    """Train the LoRA adapter; `callbacks` are extra observers (the benchmark's meter)."""
+    """Train the LoRA adapter; `callbacks` are extra observers (the benchmark's meter).
+    `step_process`: this is a job's own process, whose CPU threads yield to serving
+    (api/jobs/cpu_priority.py); a caller's process (tests, benchmarks) is left as it is."""
     spec, device = check_device(spec, require_cuda)
     cuda = device.cuda
+    cpu_priority = yield_cpu(on_gpu=cuda) if step_process else "normal: not a step process"
     assert spec.bits is not None and spec.optimizer is not None
     bits = spec.bits
     files = JobFiles(job_dir)
@@ -430,6 +435,7 @@ def train(
         "mixed_precision": spec.mixed_precision,
         "device": "cuda" if cuda else "cpu",
         "attention": attention_reason,
+        "cpu_priority": cpu_priority,
         "liger_kernel": spec.liger_kernel,
         "processes": trainer.args.world_size,
         "trainable_parameters": trainable,
@@ -523,6 +529,7 @@ def run(job_dir: Path, store: JobStore, resume: bool) -> None:
         resume,
         require_cuda=run_info.get("require_cuda", False),
         parent=run_info,
+        step_process=True,
     )
 
     if ranks.is_main():

@@ -29,6 +29,7 @@ def test_job_runs_to_success_with_progress_metrics_and_events(jobs_client):
     dataset = job["progress"]["dataset"]
     precision = job["hyperparameters"]["mixed_precision"]
     assert dataset.pop("mixed_precision").startswith(f"{precision}: auto on the CPU")  # and why
+    assert dataset.pop("attention").startswith("sdpa: ")  # no CUDA: no flash-attn; and why
     assert dataset == {
         "format": "csv/qa",
         "train_rows": 19,
@@ -44,6 +45,7 @@ def test_job_runs_to_success_with_progress_metrics_and_events(jobs_client):
     assert set(metrics["rouge"]["tuned"]) == {"rouge1", "rouge2", "rougeL"}
     assert metrics["rouge"]["test_rows"] == 2
     assert (metrics["bits"], metrics["optimizer"], metrics["device"]) == (16, "adamw_torch", "cpu")
+    assert metrics["cpu_priority"].startswith("idle: SCHED_IDLE and autogroup nice 19")
     types = [e["type"] for e in events(jobs_client, job["id"])]
     assert types[:3] == ["validating_files", "queued", "running"]
     assert types[-1] == "succeeded"

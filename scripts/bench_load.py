@@ -3,6 +3,11 @@
     .venv/bin/python scripts/bench_load.py                      # writes the "Load" section
     .venv/bin/python scripts/bench_load.py --quick --out /tmp/b.md --json /tmp/b.json
 
+Each side is a serving backend, optionally with the job steps' CPU priority after a colon
+(`llamaserver:normal`; default `idle`, api/jobs/cpu_priority.py): the default sides are
+`llamacpp` (before), `llamaserver:normal` (llama-server with jobs sharing the cores, as before
+the priority change) and `llamaserver` (after).
+
 The service runs as `make run` starts it (a uvicorn process on a loopback port, data in a
 temporary directory, the real SmolLM2-135M GGUF and a tiny random Llama to train). Client
 threads send a fixed mix of calls: `POST /generate` (SmolLM2, a few tokens), `GET
@@ -191,7 +196,8 @@ def settle(url: str, timeout: float = 180) -> None:
         time.sleep(0.2)
 
 
-def run(args: argparse.Namespace, work: Path, backend: str) -> dict[str, Any]:
+def run(args: argparse.Namespace, work: Path, side: str) -> dict[str, Any]:
+    backend, _, priority = side.partition(":")
     failures = Failures()
     real = ROOT / "shared" / "models"
     provision_smollm2(real, cache_dir=ROOT / "shared" / "cache", say=lambda _: None)
@@ -200,7 +206,9 @@ def run(args: argparse.Namespace, work: Path, backend: str) -> dict[str, Any]:
     build_tiny_base(models, real / DEFAULT_BASE / "hf")
     (models / DEFAULT_BASE).symlink_to(real / DEFAULT_BASE)
     (work / "data").mkdir()
-    api = ApiProcess(work / "data", models, LLM_BACKEND=backend).start()
+    api = ApiProcess(
+        work / "data", models, LLM_BACKEND=backend, LLM_JOB_CPU_PRIORITY=priority or "idle"
+    ).start()
     settle(api.url)
     load = [os.getloadavg()[0]]
     try:
@@ -299,8 +307,10 @@ def section(
         f"`/generate` on SmolLM2-135M Q4_1 with `max_tokens` {args.max_tokens}. Baseline: no "
         "job, half its calls before the loaded phase and half after (so that drift on the "
         "shared machine falls on both sides). Under training: a fine-tuning job of a tiny "
-        "random Llama (batch 4) trains in its own process with a second job queued. Backend "
-        "`llamacpp` (before) answers one request at a time in the API's process; "
+        "random Llama (batch 4) trains in its own process with a second job queued, at the "
+        "CPU priority the side names (`idle`, the default: the job takes only the CPU time "
+        "serving leaves; `normal`: it shares the cores, as before; api/jobs/cpu_priority.py). "
+        "Backend `llamacpp` (before) answers one request at a time in the API's process; "
         "`llamaserver` (after, the default) has parallel slots in a child process.",
     ]
     for backend, res in runs.items():
@@ -317,6 +327,18 @@ def section(
             f"{after[g]['training_p95'] / before[g]['training_p95']:.2f}x p95 while training** "
             "(below 1: faster after).",
         ]
+    if {"llamaserver", "llamaserver:normal"} <= runs.keys():
+        idle, normal = summary(runs["llamaserver"]), summary(runs["llamaserver:normal"])
+        g = "POST /generate"
+        lines += [
+            "",
+            "**`POST /generate` on llamaserver while a job trains, its ratio to the idle "
+            f"baseline: {normal[g]['p50_ratio']:.2f}x p50 and {normal[g]['p95_ratio']:.2f}x "
+            f"p95 with the job at normal priority, {idle[g]['p50_ratio']:.2f}x and "
+            f"{idle[g]['p95_ratio']:.2f}x at idle priority** (the job at idle reached step "
+            f"{runs['llamaserver']['steps_during_load']}, at normal step "
+            f"{runs['llamaserver:normal']['steps_during_load']}).",
+        ]
     failures = sum(len(res["failures"]) for res in runs.values())
     samples = sum(res["samples"] for res in runs.values())
     training = sum(res["training_samples"] for res in runs.values())
@@ -325,20 +347,20 @@ def section(
         f"Errors (5xx, connection errors, invalid bodies): {failures}. Jobs "
         f"sampled {samples} times ({training} with a training "
         "process alive): never more than one running; the second job stayed queued "
-        "until the first was cancelled, then started. Training competes with generation "
-        "for the same cores. With "
+        "until the first was cancelled, then started. With "
         f"{args.requests // len(ENDPOINTS)} calls per endpoint and side, p95 is about the "
         "second-slowest call (compare the rows of one run).",
     ]
     return "\n".join(lines) + "\n"
 
 
-def _backend_table(backend: str, res: dict[str, Any]) -> list[str]:
+def _backend_table(side: str, res: dict[str, Any]) -> list[str]:
     load = ", ".join(f"{x:.1f}" for x in res["load"])
+    backend, _, priority = side.partition(":")
     lines = [
         "",
-        f"Backend `{backend}` (1-minute load average at its start and after each of its three "
-        f"phases: {load}; the training job was at step {res['steps_during_load']} when the "
+        f"Backend `{backend}`, the job at {priority or 'idle'} priority (1-minute load "
+        f"average at its start and after each of its three phases: {load}; the training job was at step {res['steps_during_load']} when the "
         "loaded phase ended):",
         "",
         "| Endpoint | calls | baseline p50 ms | baseline p95 ms | training p50 ms "
@@ -355,6 +377,14 @@ def _backend_table(backend: str, res: dict[str, Any]) -> list[str]:
     return lines
 
 
+def cool_down(max_load: float, timeout: float = 300) -> None:
+    """Wait (up to `timeout` s) until the 1-minute load average is at most `max_load`: the
+    previous side's training leaves it above the core count for a minute or two."""
+    deadline = time.monotonic() + timeout
+    while os.getloadavg()[0] > max_load and time.monotonic() < deadline:
+        time.sleep(5)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short run: a CI smoke")
@@ -365,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=8)
     parser.add_argument(
         "--backends",
-        help="serving backends in turn (default llamacpp,llamaserver; quick: llamaserver)",
+        help="sides in turn: BACKEND[:idle|normal], the job's CPU priority (default "
+        "llamacpp,llamaserver:normal,llamaserver; quick: llamaserver)",
     )
     parser.add_argument(
         "--max-load",
@@ -382,11 +413,12 @@ def main(argv: list[str] | None = None) -> int:
     args.requests = args.requests or (18 if args.quick else 60)
     args.steps = args.steps or (1000 if args.quick else 3000)
     started = datetime.now(UTC)
-    backends = (args.backends or ("llamaserver" if args.quick else "llamacpp,llamaserver")).split(
-        ","
-    )
+    default = "llamaserver" if args.quick else "llamacpp,llamaserver:normal,llamaserver"
+    backends = (args.backends or default).split(",")
     runs: dict[str, dict[str, Any]] = {}
-    for backend in backends:
+    for i, backend in enumerate(backends):
+        if i and not args.quick:  # the last side's training raised the load average
+            cool_down(args.max_load)
         print(f"==> backend {backend}", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             runs[backend] = run(args, Path(tmp), backend)

@@ -29,6 +29,7 @@ from api.config import REPO_ROOT
 from api.finetune import sharding
 from api.jobs import step
 from api.jobs.capacity import cpu_cores
+from api.jobs.cpu_priority import yield_cpu
 from api.jobs.layout import JobFiles
 from api.jobs.store import JobStore
 
@@ -72,6 +73,8 @@ def launch_first(module: str, *, description: str) -> None:
         return
 
     def run(job_dir: Path, store: JobStore, resume: bool) -> None:
+        # CPU ranks (gloo) inherit the launching step's priority and its session's autogroup
+        yield_cpu(on_gpu=_local_devices()[0])
         launch(module, job_dir, store, resume, processes, spec.get("sharding", "ddp"))
 
     sys.exit(step.main(run, description=description))

@@ -72,8 +72,8 @@ def _nice_own_autogroup() -> str:
     """Lower this session's share of the CPU, when this process leads its own session."""
     if not AUTOGROUP.exists():
         return " (no autogroups on this kernel)"
-    if os.getsid(0) != os.getpid():
-        return " (autogroup left alone: the step does not lead its own session)"
+    if os.getsid(0) != os.getpid():  # a rank under the launching step, or an in-session caller
+        return f" (autogroup nice {autogroup_nice()}, left as it is: not its session's leader)"
     try:
         AUTOGROUP.write_text(f"{AUTOGROUP_NICE}\n")
     except OSError as exc:

@@ -44,8 +44,9 @@ def configured() -> Priority:
 
 
 def yield_cpu(on_gpu: bool) -> str:
-    """Move every thread of this process to SCHED_IDLE unless the step drives a GPU or the
-    setting says `normal`; returns what was done and why (recorded in the job's metrics)."""
+    """Move every thread of this process to SCHED_IDLE, and nice its autogroup when it leads
+    its session, unless the step drives a GPU or the setting says `normal`; returns what was
+    done and why (recorded in the job's metrics)."""
     if on_gpu:
         return "normal: the job drives a GPU"
     if configured() == "normal":

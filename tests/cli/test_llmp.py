@@ -313,6 +313,9 @@ def test_ctrl_c_asks_and_cancels_and_jobs_cancel(api, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as in a terminal: a suite started in the background (`make test &`) runs with
+        # SIGINT ignored, which children inherit and Python then keeps ignoring
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -313,8 +313,8 @@ def section(
         "Backend `llamacpp` (before) answers one request at a time in the API's process; "
         "`llamaserver` (after, the default) has parallel slots in a child process.",
     ]
-    for backend, res in runs.items():
-        lines += _backend_table(backend, res)
+    for side, res in runs.items():
+        lines += _backend_table(side, res)
     if {"llamacpp", "llamaserver"} <= runs.keys():
         before, after = summary(runs["llamacpp"]), summary(runs["llamaserver"])
         g = "POST /generate"
@@ -360,8 +360,8 @@ def _backend_table(side: str, res: dict[str, Any]) -> list[str]:
     lines = [
         "",
         f"Backend `{backend}`, the job at {priority or 'idle'} priority (1-minute load "
-        f"average at its start and after each of its three phases: {load}; the training job was at step {res['steps_during_load']} when the "
-        "loaded phase ended):",
+        f"average at its start and after each of its three phases: {load}; the training job "
+        f"was at step {res['steps_during_load']} when the loaded phase ended):",
         "",
         "| Endpoint | calls | baseline p50 ms | baseline p95 ms | training p50 ms "
         "| training p95 ms | p50 ratio | p95 ratio |",
@@ -414,14 +414,14 @@ def main(argv: list[str] | None = None) -> int:
     args.steps = args.steps or (1000 if args.quick else 3000)
     started = datetime.now(UTC)
     default = "llamaserver" if args.quick else "llamacpp,llamaserver:normal,llamaserver"
-    backends = (args.backends or default).split(",")
+    sides = (args.backends or default).split(",")
     runs: dict[str, dict[str, Any]] = {}
-    for i, backend in enumerate(backends):
+    for i, side in enumerate(sides):
         if i and not args.quick:  # the last side's training raised the load average
             cool_down(args.max_load)
-        print(f"==> backend {backend}", flush=True)
+        print(f"==> backend {side}", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
-            runs[backend] = run(args, Path(tmp), backend)
+            runs[side] = run(args, Path(tmp), side)
     text = section(args, runs, started)
     print(text, flush=True)
     start_loads = [res["load"][0] for res in runs.values()]
